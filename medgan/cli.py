@@ -1,0 +1,90 @@
+"""The ``medgan`` command line: parse, load the config, call one library function.
+
+Nothing heavy is imported at module level, so ``medgan --help`` is instant; each command imports what it
+needs. User errors (:class:`medgan.errors.MedganError`) become one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from medgan import __version__
+from medgan.errors import MedganError
+
+app = typer.Typer(
+    name="medgan",
+    help="Conditional DCGANs on MONAI for class-scarce medical imaging: train, augment, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+info_app = typer.Typer(help="What medgan can use: datasets, checkpoints.", no_args_is_help=True)
+app.add_typer(info_app, name="info")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medgan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Conditional DCGANs on MONAI for class-scarce medical imaging."""
+
+
+# Shared option declarations (so every command spells them the same way).
+DataDirOpt = typer.Option(None, "--data-dir", help="Folder with MedMNIST files (else MEDGAN_DATA_DIR, then the user cache).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (defaults < YAML < flags).")
+ScarceOpt = typer.Option(None, "--scarce", help="Keep CLASS=FRACTION or CLASS=N of a class's training images (repeatable).")
+
+
+def load_cli_config(config: Path | None, overrides: dict):
+    from medgan.config import load_config
+
+    return load_config(config, overrides)
+
+
+# ----------------------------------------------------------------------------------------------- info
+# (commands: info datasets, info dataset SPEC, info checkpoint PATH)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+# -------------------------------------------------------------------------------------------- augment
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr, no traceback."""
+    try:
+        app(standalone_mode=False)
+    except MedganError as e:
+        typer.echo(f"medgan: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("medgan: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("medgan: aborted", err=True)
+        sys.exit(1)
+    except Exception as e:  # click's usage errors (typer may vendor click, so duck-type them)
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Typed, validated configuration.
+
+Precedence: built-in defaults < YAML file (``--config``) < CLI flags. Unknown keys are rejected with a
+"did you mean" hint. The resolved configuration is saved in every run directory and checkpoint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medgan.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: str = "phantom2d"
+    """A MedMNIST name (``breastmnist``, ``pneumoniamnist_64``), ``phantom2d``/``phantom3d``, or a path
+    (.npz in MedMNIST layout, a folder with one sub-folder per class, a CSV manifest ``path,label[,split]``)."""
+    data_dir: str | None = None
+    """Where MedMNIST files are looked for (then ``MEDGAN_DATA_DIR``, then the user cache)."""
+    size: int | None = None
+    """Model image size (28, 32, 64; 128 in 2D). ``None``: the dataset's native size when supported."""
+    scarce: list[str] = Field(default_factory=list)
+    """Scarcity for studies: ``CLASS=FRACTION`` or ``CLASS=N`` (index or name), training split only."""
+    split_seed: int = 0
+    """Seed of the stratified split for sources without their own splits, and of the scarcity draw."""
+    download: bool = True
+    """Download missing MedMNIST files from the registry (MD5-checked)."""
+
+    @field_validator("scarce", mode="before")
+    @classmethod
+    def _split_scarce(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s for s in v.split(",") if s.strip()]
+        return v
+
+
+class ModelConfig(_Section):
+    latent_dim: int = 100
+    base_channels: int = 64
+    """Width of the last generator block / first discriminator block; doubled per resolution level."""
+    embed_dim: int = 32
+    """Size of the generator's label embedding (concatenated to z)."""
+    spectral_norm: bool = True
+    minibatch_std: bool = True
+    dropout: float = 0.0
+
+
+class DiffAugmentConfig(_Section):
+    policy: list[Literal["translation", "cutout", "brightness", "contrast"]] = Field(
+        default_factory=lambda: ["translation", "cutout", "brightness", "contrast"]
+    )
+    enabled: bool = True
+    p: float = 1.0
+    """Probability of augmenting each sample (the starting value when adaptive)."""
+    adaptive: bool = False
+    """ADA-style: adjust p so that the sign of D's output on real data stays near ``target``."""
+    target: float = 0.6
+    adjust_every: int = 4
+    adjust_speed: float = 0.05
+
+
+class TrainConfig(_Section):
+    steps: int = 2000
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    loss: Literal["minimax", "bce", "hinge", "lsgan", "energy"] = "bce"
+    energy_margin: float = 1.0
+    d_steps: int = 1
+    label_smoothing: float = 0.0
+    """One-sided: real targets become 1 - label_smoothing."""
+    feature_matching: float = 0.0
+    """Weight of the feature-matching term in G's loss (0: off)."""
+    r1_gamma: float = 0.0
+    """Weight of the R1 gradient penalty on real data (0: off)."""
+    diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
+    ema_decay: float = 0.999
+    """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
+    ema_start: int = 0
+    balanced: Literal["auto", "on", "off"] = "auto"
+    """Class-balanced batches; ``auto`` turns them on when the largest class is >1.5x the smallest."""
+    amp: Literal["off", "bf16"] = "off"
+    channels_last: bool = False
+    threads: int = 0
+    """torch intra-op threads (0: leave torch's default)."""
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    collapse_every: int = 500
+    """How often the within-class diversity (mode-collapse alarm) is measured (0: off)."""
+    tensorboard: bool = False
+    progress: bool = True
+
+
+class AugmentConfig(_Section):
+    n: int | None = None
+    classes: list[str] = Field(default_factory=list)
+    balance: bool = False
+    format: Literal["png", "npz", "nifti", "dicom"] = "png"
+    batch_size: int = 256
+    seed: int = 0
+    use_ema: bool = True
+    reject_near_copies: bool = False
+    overwrite: bool = False
+
+
+class EvalConfig(_Section):
+    arms: list[Literal["baseline", "oversample", "classical", "gan", "gan+classical"]] = Field(
+        default_factory=lambda: ["baseline", "oversample", "classical", "gan", "gan+classical"]
+    )
+    ratios: list[float | Literal["balance"]] = Field(default_factory=lambda: [0.5, 1.0])
+    seeds: int = 5
+    classifier: Literal["smallcnn", "resnet18"] = "smallcnn"
+    epochs: int = 30
+    patience: int = 8
+    batch_size: int = 128
+    lr: float = 1e-3
+    n_synthetic: int | None = None
+    """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
+    quality: bool = True
+    privacy: bool = True
+    threads: int = 0
+
+    @field_validator("arms", "ratios", mode="before")
+    @classmethod
+    def _split_csv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:
+    """Reject unknown keys anywhere in ``data`` with a 'did you mean' hint."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{where}{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{where}{key}'{hint}")
+        ann = fields[key].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(ann, value, f"{where}{key}.")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _dotted(overrides: dict[str, Any]) -> dict:
+    """``{"train.steps": 10}`` -> ``{"train": {"steps": 10}}``; ``None`` values are skipped."""
+    out: dict = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Resolve the configuration: defaults < YAML ``path`` < ``overrides`` (dotted keys, ``None`` = unset)."""
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            at = f" (line {line + 1})" if line is not None else ""
+            raise ConfigError(f"config file {p} is not valid YAML{at}; fix the syntax") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections (data, model, train, ...)")
+        data = loaded
+    if overrides:
+        data = _merge(data, _dotted(overrides))
+    _check_keys(Config, data, "")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"invalid value for '{loc}': {err['msg']}") from None

@@ -1,0 +1,136 @@
+"""MedMNIST subsets: the registry, lookup in the data directory, and MD5-checked downloads."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+import re
+import tempfile
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+from medgan.errors import DatasetError
+
+SIZES = (28, 64, 128, 224)
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, dict]:
+    """Facts of every MedMNIST v3 subset (task, labels, channels, dims, splits, licence, URLs, MD5s)."""
+    text = resources.files("medgan.data").joinpath("medmnist_registry.json").read_text()
+    return json.loads(text)
+
+
+def parse_name(spec: str) -> tuple[str, int] | None:
+    """``'breastmnist'`` -> ``('breastmnist', 28)``, ``'pneumoniamnist_64'`` -> ``('pneumoniamnist', 64)``.
+
+    Returns ``None`` when ``spec`` is not a MedMNIST name.
+    """
+    m = re.fullmatch(r"([a-z0-9]+mnist(?:3d)?)(?:_(\d+))?", spec.strip().lower())
+    if not m or m.group(1) not in registry():
+        return None
+    size = int(m.group(2) or 28)
+    if str(size) not in registry()[m.group(1)]["sizes"]:
+        sizes = ", ".join(registry()[m.group(1)]["sizes"])
+        raise DatasetError(f"MedMNIST '{m.group(1)}' has no size {size}; available sizes: {sizes}")
+    return m.group(1), size
+
+
+def suggest(spec: str) -> str:
+    """A 'did you mean' hint for an unknown dataset name."""
+    names = [*registry(), "phantom2d", "phantom3d"]
+    close = difflib.get_close_matches(spec.lower().split("_")[0], names, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else "; run 'medgan info datasets' for the list"
+
+
+def filename(subset: str, size: int) -> str:
+    return f"{subset}.npz" if size == 28 else f"{subset}_{size}.npz"
+
+
+def user_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "medgan" / "medmnist"
+
+
+def search_dirs(data_dir: str | Path | None = None) -> list[Path]:
+    """Where MedMNIST files are looked for, in order: ``--data-dir``, ``MEDGAN_DATA_DIR``, the user cache.
+
+    Each directory is also searched for a ``medmnist/`` sub-folder, so the data root works as well.
+    """
+    dirs: list[Path] = []
+    for d in (data_dir, os.environ.get("MEDGAN_DATA_DIR")):
+        if d:
+            dirs += [Path(d), Path(d) / "medmnist"]
+    dirs.append(user_cache())
+    return dirs
+
+
+def find_local(subset: str, size: int, data_dir: str | Path | None = None) -> Path | None:
+    name = filename(subset, size)
+    for d in search_dirs(data_dir):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> Path:
+    """Download one subset file with an MD5 check; written to a temporary file, then renamed."""
+    entry = registry()[subset]["sizes"][str(size)]
+    url, md5 = entry["url"], entry["md5"]
+    dest = dest_dir / filename(subset, size)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"cannot create {dest_dir} for the download ({e.strerror}); pass --data-dir") from None
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        got = md5sum(Path(tmp))
+        if got != md5:
+            raise DatasetError(
+                f"download of {dest.name} failed its MD5 check (got {got}, expected {md5}); try again or "
+                f"download {url} by hand into {dest_dir}"
+            )
+        os.replace(tmp, dest)
+    except DatasetError:
+        raise
+    except Exception as e:  # network errors of every kind
+        reason = getattr(e, "reason", None) or e
+        raise DatasetError(
+            f"{dest.name} is not in {', '.join(str(d) for d in search_dirs(None)[:-1]) or 'the data directory'} "
+            f"or {user_cache()} and could not be downloaded ({reason}); download {url} (MD5 {md5}) and put it "
+            f"in the folder given by --data-dir or MEDGAN_DATA_DIR"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def locate(subset: str, size: int, data_dir: str | Path | None = None, allow_download: bool = True) -> Path:
+    """The local path of a subset file, downloading it into the data directory (or cache) when missing."""
+    found = find_local(subset, size, data_dir)
+    if found is not None:
+        return found
+    entry = registry()[subset]["sizes"][str(size)]
+    where = Path(data_dir or os.environ.get("MEDGAN_DATA_DIR") or user_cache())
+    if not allow_download:
+        raise DatasetError(
+            f"{filename(subset, size)} not found in {', '.join(map(str, search_dirs(data_dir)))}; download "
+            f"{entry['url']} (MD5 {entry['md5']}) into {where}, or allow downloads"
+        )
+    return download(subset, size, where)

@@ -1,0 +1,87 @@
+"""Seeded per-class subsampling of the training split, for scarce-class studies.
+
+``--scarce 0=0.2`` keeps 20% of class 0's training images; ``--scarce malignant=30`` keeps 30 of them. Only
+the training split changes. The record (spec, seed, kept indices, counts) travels with every checkpoint, so a
+later step can prove exactly which real images a model saw.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medgan.errors import DatasetError
+
+if TYPE_CHECKING:
+    from medgan.data.sources import RealData
+
+
+def resolve_class(token: str, class_names: list[str]) -> int:
+    """A class given by index or by name (case-insensitive)."""
+    t = token.strip()
+    if t.isdigit() and int(t) < len(class_names):
+        return int(t)
+    lowered = [c.lower() for c in class_names]
+    if t.lower() in lowered:
+        return lowered.index(t.lower())
+    valid = ", ".join(f"{i}={n}" for i, n in enumerate(class_names))
+    raise DatasetError(f"unknown class '{t}'; valid classes: {valid}")
+
+
+def parse_scarce(specs: list[str], class_names: list[str]) -> dict[int, tuple[str, float]]:
+    """``["0=0.2", "benign=30"]`` -> ``{0: ("fraction", 0.2), 1: ("count", 30)}``."""
+    out: dict[int, tuple[str, float]] = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise DatasetError(f"bad --scarce '{spec}'; use CLASS=FRACTION (e.g. 0=0.2) or CLASS=N (e.g. malignant=30)")
+        cls_tok, val_tok = spec.split("=", 1)
+        c = resolve_class(cls_tok, class_names)
+        try:
+            val = float(val_tok)
+        except ValueError:
+            raise DatasetError(f"bad --scarce value '{val_tok}' for class '{cls_tok}'; use a fraction in (0, 1] "
+                               "or a whole number of images") from None
+        if "." in val_tok or val < 1 or val_tok.strip() == "1.0":
+            if not 0 < val <= 1:
+                raise DatasetError(f"--scarce fraction for class '{cls_tok}' must be in (0, 1], got {val_tok}")
+            out[c] = ("fraction", val)
+        else:
+            out[c] = ("count", int(val))
+    return out
+
+
+def apply_scarcity(data: RealData, specs: list[str], seed: int = 0) -> RealData:
+    """Subsample the chosen classes of the training split (seeded); other splits stay as they are."""
+    rules = parse_scarce(specs, data.class_names)
+    train = data.splits["train"]
+    rs = np.random.RandomState(seed)
+    keep: list[np.ndarray] = []
+    for c in range(data.num_classes):
+        idx = np.flatnonzero(train.labels == c)
+        if c in rules:
+            kind, val = rules[c]
+            n = int(round(len(idx) * val)) if kind == "fraction" else int(val)
+            if n > len(idx):
+                raise DatasetError(
+                    f"--scarce asks for {n} images of class '{data.class_names[c]}' but the training split has "
+                    f"only {len(idx)}; ask for at most {len(idx)}"
+                )
+            if n < 1:
+                raise DatasetError(
+                    f"--scarce leaves no training image of class '{data.class_names[c]}' ({len(idx)} x {val}); "
+                    "keep at least one"
+                )
+            idx = np.sort(rs.choice(idx, size=n, replace=False))
+        keep.append(idx)
+    kept = np.sort(np.concatenate(keep))
+    record: dict[str, Any] = {
+        "spec": list(specs),
+        "rules": {data.class_names[c]: {"kind": k, "value": v} for c, (k, v) in rules.items()},
+        "seed": seed,
+        "original_counts": data.counts("train"),
+        "kept_indices": kept.tolist(),
+    }
+    out = data.with_train(train.subset(kept), record)
+    record["counts"] = out.counts("train")
+    return out

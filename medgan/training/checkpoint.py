@@ -1,0 +1,104 @@
+"""Self-describing checkpoints: atomic save, safe load (never runs code from the file).
+
+A checkpoint is a ``torch.save`` of a plain dict holding only tensors, numbers, strings, lists and dicts, so it
+loads with ``torch.load(weights_only=True)``: a file that would need to unpickle arbitrary objects (and so could
+execute code) is refused.
+
+Keys (``format_version`` 1):
+
+``format`` ("medgan.checkpoint"), ``format_version``, ``medgan_version``, ``step``, ``config`` (the resolved
+:class:`~medgan.config.Config` as JSON-safe dict), ``data`` (:meth:`RealData.meta` plus ``size``: class names,
+spatial dims, channels, intensity mapping, spacing, modality, scarcity record, training-set fingerprint),
+``generator``, ``ema_generator`` (or ``None``), ``discriminator``, ``opt_g``, ``opt_d`` (state dicts), ``rng``
+(CPU/CUDA/numpy/python RNG states as tensors), ``state`` (engine state: ADA probability, counters, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medgan.errors import CheckpointError
+
+FORMAT = "medgan.checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus the format keys) atomically to ``path``."""
+    from medgan import __version__
+
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "medgan_version": __version__, **payload}
+    atomic_write_bytes(Path(path), lambda f: torch.save(full, f))
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a medgan checkpoint without executing code from it."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}; pass the path of a .pt file in a run's checkpoints/")
+    if p.is_dir():
+        last = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
+        if last.is_file():
+            p = last
+        else:
+            raise CheckpointError(f"{p} is a folder without checkpoints/last.pt; pass a checkpoint file")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(
+            f"refused to load {p}: it holds objects that could run code when unpickled ({first[:120]}); "
+            "only medgan checkpoints (plain tensors and values) are loaded"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {p} ({type(e).__name__}); the file is truncated or not a PyTorch checkpoint"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a medgan checkpoint (no '{FORMAT}' marker); pass a file written by "
+                              "'medgan train'")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{p} has checkpoint format {version} (written by medgan {ckpt.get('medgan_version')}), newer than "
+            f"this medgan understands ({FORMAT_VERSION}); upgrade medgan"
+        )
+    for key in ("config", "data", "generator"):
+        if key not in ckpt:
+            raise CheckpointError(f"{p} lacks '{key}'; the checkpoint is incomplete")
+    return ckpt
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
