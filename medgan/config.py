@@ -83,6 +83,8 @@ class TrainConfig(_Section):
     """Weight of the feature-matching term in G's loss (0: off)."""
     r1_gamma: float = 0.0
     """Weight of the R1 gradient penalty on real data (0: off)."""
+    r1_every: int = 16
+    """Lazy R1: apply the penalty every this many D updates (scaled up by the same factor)."""
     diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
     ema_decay: float = 0.999
     """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
@@ -100,6 +102,8 @@ class TrainConfig(_Section):
     checkpoint_every: int = 1000
     collapse_every: int = 500
     """How often the within-class diversity (mode-collapse alarm) is measured (0: off)."""
+    collapse_threshold: float = 0.5
+    """Alarm when a class's generated diversity falls below this fraction of the real data's."""
     tensorboard: bool = False
     progress: bool = True
 
