@@ -86,24 +86,40 @@ def md5sum(path: Path) -> str:
 
 
 def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> Path:
-    """Download one subset file with an MD5 check; written to a temporary file, then renamed."""
+    """Download one subset file with an MD5 check; written to a temporary file, then renamed.
+
+    A failed or mismatching download leaves nothing behind. A progress bar is shown on an interactive stderr.
+    """
+    import sys
+
+    from tqdm import tqdm
+
     entry = registry()[subset]["sizes"][str(size)]
     url, md5 = entry["url"], entry["md5"]
+    dest_dir = Path(dest_dir)
     dest = dest_dir / filename(subset, size)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
     except OSError as e:
-        raise DatasetError(f"cannot create {dest_dir} for the download ({e.strerror}); pass --data-dir") from None
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
+        raise DatasetError(
+            f"cannot write to {dest_dir} to download {dest.name} ({e.strerror}); pass a writable --data-dir"
+        ) from None
+    h = hashlib.md5()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-        got = md5sum(Path(tmp))
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                      disable=not sys.stderr.isatty(), leave=False) as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+        got = h.hexdigest()
         if got != md5:
             raise DatasetError(
-                f"download of {dest.name} failed its MD5 check (got {got}, expected {md5}); try again or "
-                f"download {url} by hand into {dest_dir}"
+                f"download of {dest.name} from {url} failed its MD5 check (got {got}, expected {md5}); try again, "
+                f"or download it by hand into {dest_dir}"
             )
         os.replace(tmp, dest)
     except DatasetError:
@@ -111,9 +127,8 @@ def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> P
     except Exception as e:  # network errors of every kind
         reason = getattr(e, "reason", None) or e
         raise DatasetError(
-            f"{dest.name} is not in {', '.join(str(d) for d in search_dirs(None)[:-1]) or 'the data directory'} "
-            f"or {user_cache()} and could not be downloaded ({reason}); download {url} (MD5 {md5}) and put it "
-            f"in the folder given by --data-dir or MEDGAN_DATA_DIR"
+            f"{dest.name} is not available locally and could not be downloaded from {url} ({reason}); download it "
+            f"by hand (MD5 {md5}) and put it in {dest_dir} (or in the folder given by --data-dir or MEDGAN_DATA_DIR)"
         ) from None
     finally:
         if os.path.exists(tmp):

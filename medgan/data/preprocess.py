@@ -110,6 +110,9 @@ def prepare(data: RealData, size: int | None = None) -> TensorData:
     size = choose_size(data, size)
     xs, ys = {}, {}
     for s, sp in data.splits.items():
-        xs[s] = to_model_tensor(sp.images, data.intensity, data.spatial_dims, size)
+        if len(sp) == 0:  # e.g. a tiny folder dataset whose stratified split left val/test empty
+            xs[s] = torch.empty((0, data.channels) + (size,) * data.spatial_dims)
+        else:
+            xs[s] = to_model_tensor(sp.images, data.intensity, data.spatial_dims, size)
         ys[s] = torch.as_tensor(sp.labels, dtype=torch.long)
     return TensorData(xs, ys, size, data)

@@ -212,6 +212,7 @@ def load_npz(path: str | Path, name: str | None = None, info: dict | None = None
         splits=splits,
         intensity=Intensity.of(splits["train"].images),
         licence=info.get("license") if info else None,
+        extra={"path": str(path)},
     )
     return ensure_splits(data)
 
@@ -295,18 +296,28 @@ def stratified_split(labels: np.ndarray, seed: int, val: float = 0.1, test: floa
 
 
 def ensure_splits(data: RealData, seed: int = 0) -> RealData:
-    """Give a dataset with only a training split a seeded stratified train/val/test split."""
+    """Carve the missing val/test splits out of the training split (seeded, stratified).
+
+    With neither present the split is 70/10/20; a dataset that brings its own test split only loses 10% of its
+    training images to validation (and vice versa), so given splits are never discarded or shrunk.
+    """
     if "val" in data.splits and "test" in data.splits:
         return data
     base = data.splits["train"]
-    parts = stratified_split(base.labels, seed)
+    val = 0.0 if "val" in data.splits else 0.1
+    test = 0.0 if "test" in data.splits else 0.2
+    parts = stratified_split(base.labels, seed, val=val, test=test)
     splits = dict(data.splits)
     for s in SPLITS:
         if s not in data.splits or s == "train":
             splits[s] = base.subset(parts[s])
-    data = replace(data, splits=splits)
-    data.extra["split"] = f"stratified 70/10/20, seed {seed}"
-    return data
+    extra = dict(data.extra)
+    if val and test:
+        extra["split"] = f"stratified 70/10/20, seed {seed}"
+    else:
+        carved, frac = ("val", val) if val else ("test", test)
+        extra["split"] = f"{carved} carved from the given train split ({frac:.0%}, stratified, seed {seed})"
+    return replace(data, splits={s: splits[s] for s in SPLITS}, extra=extra)
 
 
 def validate(data: RealData) -> RealData:
