@@ -55,6 +55,33 @@ def load_cli_config(config: Path | None, overrides: dict):
 # (commands: info datasets, info dataset SPEC, info checkpoint PATH)
 
 
+@info_app.command("datasets")
+def info_datasets(data_dir: Path | None = DataDirOpt) -> None:
+    """List the MedMNIST subsets (and whether each size is available locally) and the built-in phantoms."""
+    from medgan.data.describe import list_datasets
+
+    typer.echo(list_datasets(data_dir))
+
+
+@info_app.command("dataset")
+def info_dataset(
+    spec: str | None = typer.Argument(None, help="MedMNIST name, phantom2d/phantom3d, .npz, class folder or CSV."),
+    data_dir: Path | None = DataDirOpt,
+    config: Path | None = ConfigOpt,
+    scarce: list[str] | None = ScarceOpt,
+    size: int | None = typer.Option(None, "--size", help="Model image size (default: native size when supported)."),
+    split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the stratified split and scarcity."),
+    grid: Path | None = typer.Option(None, "--grid", help="Write a PNG grid of real examples per class here."),
+    per_class: int = typer.Option(8, "--per-class", min=1, help="Examples per class in the grid."),
+) -> None:
+    """Describe one dataset: classes and counts per split, shape, intensity, spacing, licence, model size."""
+    cfg = load_cli_config(config, {"data.dataset": spec, "data.data_dir": str(data_dir) if data_dir else None,
+                                   "data.scarce": scarce or None, "data.size": size, "data.split_seed": split_seed})
+    from medgan.data.describe import dataset_report
+
+    typer.echo(dataset_report(cfg.data, grid=grid, per_class=per_class))
+
+
 # ---------------------------------------------------------------------------------------------- train
 
 
