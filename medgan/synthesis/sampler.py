@@ -1,0 +1,295 @@
+"""Load a generator from a checkpoint and draw labelled samples, one reproducible seed per sample.
+
+Every sample has its own 63-bit seed, derived from ``(seed, class, index within the class, attempt)`` by a
+counter-based hash (SplitMix64), and its latent vector ``z`` is a pure function of that seed. So a sample's
+identity does not depend on the batch size, on which other classes are drawn, or on how many samples are
+requested: ``sample(10, seed=0)`` is a prefix of ``sample(100, seed=0)`` class by class, and the seed stored in
+an augment manifest regenerates its image with :func:`latents_for_seeds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from medgan.errors import CheckpointError, MedganError
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+# distinct odd constants that tag the fields hashed into a per-sample seed
+_TAG_CLASS = np.uint64(0xD6E8FEB86659FD93)
+_TAG_INDEX = np.uint64(0xA0761D6478BD642F)
+_TAG_ATTEMPT = np.uint64(0xE7037ED1A0B428DB)
+
+#: Default bound on how often a sample flagged by a ``filter_fn`` is redrawn before it is kept anyway.
+MAX_REDRAWS = 8
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x.astype(np.uint64, copy=True)
+        x ^= x >> np.uint64(30)
+        x *= _MIX1
+        x ^= x >> np.uint64(27)
+        x *= _MIX2
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def derive_seeds(seed: int, classes: np.ndarray | int, indices: np.ndarray | int,
+                 attempt: np.ndarray | int = 0) -> np.ndarray:
+    """Per-sample seeds (int64, non-negative, 63 bits) from the run seed, class, index and redraw attempt."""
+    c = np.asarray(classes, dtype=np.int64).astype(np.uint64)
+    i = np.asarray(indices, dtype=np.int64).astype(np.uint64)
+    a = np.asarray(attempt, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = _mix(np.asarray(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + _GOLDEN, dtype=np.uint64))
+        h = _mix(h ^ (c * _TAG_CLASS + _GOLDEN))
+        h = _mix(h ^ (i * _TAG_INDEX + _GOLDEN))
+        h = _mix(h ^ (a * _TAG_ATTEMPT + _GOLDEN))
+    c, i, a, h = np.broadcast_arrays(c, i, a, h)
+    return (h >> np.uint64(1)).astype(np.int64)
+
+
+def latents_for_seeds(seeds: np.ndarray | Sequence[int], dim: int) -> torch.Tensor:
+    """Standard-normal latent vectors ``(len(seeds), dim)`` (float32), each a pure function of its seed.
+
+    Counter-based: uniform pairs come from SplitMix64 of ``seed + k * golden``, turned into normals with the
+    Box-Muller transform (in float64, so the result is the same on every platform).
+    """
+    s = np.asarray(seeds, dtype=np.int64).astype(np.uint64).reshape(-1, 1)
+    half = (dim + 1) // 2
+    k = np.arange(1, 2 * half + 1, dtype=np.uint64).reshape(1, -1)
+    with np.errstate(over="ignore"):
+        bits = _mix(s + k * _GOLDEN)
+    u = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # [0, 1)
+    u1, u2 = u[:, :half], u[:, half:]
+    r = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 in (0, 1]
+    z = np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=1)[:, :dim]
+    return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+
+
+class SampleBatch(NamedTuple):
+    """One generated batch: images, labels, the per-sample seeds and bookkeeping for writers."""
+
+    x: torch.Tensor | np.ndarray
+    """``(B, C, *spatial)``: float in [-1, 1] (``out="model"``) or numpy in the source range and dtype."""
+    y: torch.Tensor
+    """``(B,)`` long class indices."""
+    seeds: np.ndarray
+    """``(B,)`` int64 seed of each sample (after redraws): :func:`latents_for_seeds` regenerates it."""
+    index: np.ndarray
+    """``(B,)`` int64 index of each sample within its class (0-based)."""
+    redraws: np.ndarray
+    """``(B,)`` int64 number of times a ``filter_fn`` made the sample be redrawn."""
+
+
+@dataclass
+class _Plan:
+    """Which (class, index) pairs to generate, in order: class by class."""
+
+    classes: np.ndarray
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+class Sampler:
+    """A generator loaded from a medgan checkpoint, in eval mode, ready to sample labelled images.
+
+    Attributes: ``meta`` (the checkpoint's ``data`` record), ``class_names``, ``step`` (the generator's
+    training step), ``checkpoint_sha256``, ``checkpoint_path``, ``generator`` and ``used_ema``.
+    """
+
+    def __init__(self, generator: torch.nn.Module, meta: dict[str, Any], step: int = 0,
+                 checkpoint_sha256: str = "", checkpoint_path: str | None = None, used_ema: bool = False,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.meta = dict(meta)
+        self.class_names: list[str] = [str(c) for c in meta["class_names"]]
+        self.step = int(step)
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.checkpoint_path = checkpoint_path
+        self.used_ema = used_ema
+        self.latent_dim = int(generator.latent_dim)
+
+    # ------------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> Sampler:
+        """Build the generator recorded in a checkpoint (the EMA weights when present and ``use_ema``)."""
+        from medgan.config import ModelConfig
+        from medgan.models import build_generator
+        from medgan.training.checkpoint import file_sha256, load_checkpoint
+
+        ckpt = load_checkpoint(path, map_location="cpu")
+        p = Path(path)
+        if p.is_dir():  # load_checkpoint accepts a run folder; hash the file it actually read
+            p = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
+        meta = ckpt["data"]
+        try:
+            model_cfg = ModelConfig.model_validate((ckpt.get("config") or {}).get("model", {}))
+            spatial_dims, channels = int(meta["spatial_dims"]), int(meta["channels"])
+            size, names = int(meta["size"]), list(meta["class_names"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{p}: the checkpoint's data/model record is incomplete ({e}); "
+                                  "re-save it with 'medgan train'") from None
+        g = build_generator(model_cfg, spatial_dims, channels, size, len(names))
+        state = ckpt.get("ema_generator") if use_ema else None
+        used_ema = state is not None
+        if state is None:
+            state = ckpt["generator"]
+        try:
+            g.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{p}: generator weights do not fit the recorded model config ({first[:150]}); "
+                                  "the checkpoint is inconsistent") from None
+        return cls(g, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
+                   checkpoint_path=str(p), used_ema=used_ema, device=device)
+
+    # ---------------------------------------------------------------------------------------- helpers
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(C, *spatial)`` of one generated image."""
+        return (int(self.meta["channels"]),) + (int(self.meta["size"]),) * int(self.meta["spatial_dims"])
+
+    def resolve_classes(self, classes: Sequence[int | str] | int | str | None) -> list[int]:
+        """Class indices from names or indices (``None``: all classes), in the given order, deduplicated."""
+        if classes is None:
+            return list(range(self.num_classes))
+        if isinstance(classes, (int, str, np.integer)):
+            classes = [classes]
+        out: list[int] = []
+        for c in classes:
+            idx = self._class_index(c)
+            if idx not in out:
+                out.append(idx)
+        return out
+
+    def _class_index(self, c: int | str) -> int:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if 0 <= int(c) < self.num_classes:
+                return int(c)
+        else:
+            s = str(c).strip()
+            if s in self.class_names:
+                return self.class_names.index(s)
+            low = [n.lower() for n in self.class_names]
+            if s.lower() in low:
+                return low.index(s.lower())
+            if s.isdigit() and int(s) < self.num_classes:
+                return int(s)
+        valid = ", ".join(f"{i}={n!r}" for i, n in enumerate(self.class_names))
+        raise MedganError(f"unknown class {c!r}; valid classes (index=name): {valid}")
+
+    def plan(self, n: int | None = None, classes: Sequence[int | str] | None = None,
+             counts: Mapping[int | str, int] | None = None) -> _Plan:
+        """The (class, index) pairs for ``n`` samples per class in ``classes``, or explicit per-class ``counts``."""
+        if counts is not None:
+            per = {self._class_index(c): int(k) for c, k in counts.items()}
+        else:
+            if n is None or int(n) <= 0:
+                raise MedganError(f"the number of samples per class must be a positive integer, got {n}")
+            per = {c: int(n) for c in self.resolve_classes(classes)}
+        if any(k < 0 for k in per.values()):
+            raise MedganError(f"per-class sample counts must be >= 0, got {per}")
+        cls = [np.full(k, c, dtype=np.int64) for c, k in per.items()]
+        idx = [np.arange(k, dtype=np.int64) for k in per.values()]
+        empty = np.zeros(0, dtype=np.int64)
+        return _Plan(np.concatenate(cls) if cls else empty, np.concatenate(idx) if idx else empty)
+
+    @torch.no_grad()
+    def generate(self, y: torch.Tensor | np.ndarray, seeds: np.ndarray) -> torch.Tensor:
+        """Images in [-1, 1] for class labels ``y`` and per-sample ``seeds`` (one forward pass, CPU float32)."""
+        z = latents_for_seeds(seeds, self.latent_dim).to(self.device)
+        y = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
+        x = self.generator(z, y)
+        return x.float().clamp_(-1.0, 1.0).cpu()
+
+    def to_source(self, x: torch.Tensor) -> np.ndarray:
+        """Model-space images -> numpy in the training data's source range and dtype."""
+        from medgan.data.preprocess import from_model_tensor
+        from medgan.data.sources import Intensity
+
+        return from_model_tensor(x, Intensity.from_dict(self.meta["intensity"]))
+
+    # --------------------------------------------------------------------------------------- sampling
+
+    def stream(self, n: int | None = None, classes: Sequence[int | str] | None = None, seed: int = 0,
+               out: str = "model", batch_size: int = 256, counts: Mapping[int | str, int] | None = None,
+               filter_fn: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+               max_redraws: int = MAX_REDRAWS) -> Iterator[SampleBatch]:
+        """Generate batch by batch (memory stays flat): ``n`` samples per requested class, class by class.
+
+        ``filter_fn(x, y)`` (model space) returns a boolean mask of samples to redraw; a flagged sample is
+        regenerated from the seed of its next attempt, at most ``max_redraws`` times (then kept as is).
+        """
+        if out not in ("model", "source"):
+            raise MedganError(f"out must be 'model' or 'source', got {out!r}")
+        if int(batch_size) <= 0:
+            raise MedganError(f"batch size must be positive, got {batch_size}")
+        plan = self.plan(n, classes, counts)
+        for start in range(0, len(plan), int(batch_size)):
+            c = plan.classes[start : start + batch_size]
+            i = plan.indices[start : start + batch_size]
+            attempts = np.zeros(len(c), dtype=np.int64)
+            seeds = derive_seeds(seed, c, i, attempts)
+            y = torch.from_numpy(c)
+            x = self.generate(c, seeds)
+            if filter_fn is not None:
+                x, seeds, attempts = self._apply_filter(x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws)
+            xo = self.to_source(x) if out == "source" else x
+            yield SampleBatch(xo, y, seeds, i.copy(), attempts)
+
+    def _apply_filter(self, x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws):
+        for _ in range(int(max_redraws)):
+            mask = np.asarray(torch.as_tensor(filter_fn(x, y)).cpu(), dtype=bool).reshape(-1)
+            if mask.shape != (len(x),):
+                raise MedganError(f"filter_fn must return one boolean per sample ({len(x)}), got shape {mask.shape}")
+            if not mask.any():
+                break
+            sel = np.flatnonzero(mask)
+            attempts[sel] += 1
+            seeds[sel] = derive_seeds(seed, c[sel], i[sel], attempts[sel])
+            x[torch.from_numpy(sel)] = self.generate(c[sel], seeds[sel])
+        return x, seeds, attempts
+
+    def iter_batches(self, n: int | None = None, classes: Sequence[int | str] | None = None, seed: int = 0,
+                     out: str = "model", batch_size: int = 256,
+                     counts: Mapping[int | str, int] | None = None) -> Iterator[tuple[Any, torch.Tensor, np.ndarray]]:
+        """Like :meth:`sample`, streamed: yields ``(x, y, per_sample_seeds)`` per batch."""
+        for b in self.stream(n, classes, seed, out, batch_size, counts):
+            yield b.x, b.y, b.seeds
+
+    def sample(self, n: int, classes: Sequence[int | str] | int | str | None = None, seed: int = 0,
+               out: str = "model", batch_size: int = 256) -> tuple[torch.Tensor | np.ndarray, torch.Tensor]:
+        """``n`` samples PER requested class (indices or names; ``None``: all), class by class.
+
+        Returns ``(x, y)``: ``x`` float in [-1, 1] ``(N, C, *spatial)`` (``out="model"``) or a numpy array in
+        the source range and dtype (``out="source"``); ``y`` ``(N,)`` long.
+        """
+        xs, ys = [], []
+        for x, y, _ in self.iter_batches(n, classes, seed, out, batch_size):
+            xs.append(x)
+            ys.append(y)
+        if not xs:
+            return (torch.empty((0, *self.shape)) if out == "model" else np.empty((0, *self.shape))), \
+                torch.empty(0, dtype=torch.long)
+        x = torch.cat(xs) if out == "model" else np.concatenate(xs)
+        return x, torch.cat(ys)
