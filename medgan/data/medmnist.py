@@ -41,10 +41,15 @@ def parse_name(spec: str) -> tuple[str, int] | None:
 
 
 def suggest(spec: str) -> str:
-    """A 'did you mean' hint for an unknown dataset name."""
+    """A 'did you mean' hint for an unknown dataset name (a size suffix such as ``_64`` is kept)."""
     names = [*registry(), "phantom2d", "phantom3d"]
-    close = difflib.get_close_matches(spec.lower().split("_")[0], names, n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else "; run 'medgan info datasets' for the list"
+    low = spec.strip().lower()
+    m = re.fullmatch(r"(.+?)_(\d+)", low)
+    base, suffix = (m.group(1), f"_{m.group(2)}") if m else (low, "")
+    close = difflib.get_close_matches(re.sub(r"[^a-z0-9]", "", base), names, n=1, cutoff=0.5)
+    if not close:
+        return "; run 'medgan info datasets' for the list"
+    return f"; did you mean '{close[0]}{suffix if close[0] in registry() else ''}'?"
 
 
 def filename(subset: str, size: int) -> str:

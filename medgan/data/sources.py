@@ -168,8 +168,9 @@ def _labels(raw: np.ndarray, path: str) -> np.ndarray:
     return raw.reshape(-1).astype(np.int64)
 
 
-def load_npz(path: str | Path, name: str | None = None, info: dict | None = None) -> RealData:
-    """An ``.npz`` in MedMNIST layout: ``{train,val,test}_{images,labels}`` (val/test optional)."""
+def load_npz(path: str | Path, name: str | None = None, info: dict | None = None, split_seed: int = 0) -> RealData:
+    """An ``.npz`` in MedMNIST layout: ``{train,val,test}_{images,labels}`` (val/test optional; missing ones are
+    carved from train with a seeded stratified split)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -214,7 +215,7 @@ def load_npz(path: str | Path, name: str | None = None, info: dict | None = None
         licence=info.get("license") if info else None,
         extra={"path": str(path)},
     )
-    return ensure_splits(data)
+    return ensure_splits(data, split_seed)
 
 
 # ------------------------------------------------------------------------------------------ phantoms
@@ -316,7 +317,8 @@ def ensure_splits(data: RealData, seed: int = 0) -> RealData:
         extra["split"] = f"stratified 70/10/20, seed {seed}"
     else:
         carved, frac = ("val", val) if val else ("test", test)
-        extra["split"] = f"{carved} carved from the given train split ({frac:.0%}, stratified, seed {seed})"
+        note = f"{carved} carved from the given train split ({frac:.0%}, stratified, seed {seed})"
+        extra["split"] = f"{extra['split']}; {note}" if extra.get("split") else note
     return replace(data, splits={s: splits[s] for s in SPLITS}, extra=extra)
 
 
@@ -364,7 +366,7 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, split_seed: int 
                     raise DatasetError(f"dataset path not found: {spec}; check the path")
                 raise DatasetError(f"unknown dataset '{spec}'{medmnist.suggest(spec)}")
             if p.is_file() and p.suffix.lower() == ".npz":
-                data = load_npz(p)
+                data = load_npz(p, split_seed=split_seed)
             elif p.is_file() and p.suffix.lower() == ".csv":
                 from medgan.data.folder import load_csv
 
