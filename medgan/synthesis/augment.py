@@ -83,7 +83,7 @@ def plan_counts(sampler, n: int | None, classes: Sequence[int | str] | None, bal
             names = ", ".join(sampler.class_names[c] for c in idx)
             raise MedganError(f"nothing to balance: class(es) {names} already have the majority count ({top}) in the "
                               "training data; pass --n N to generate a fixed number per class")
-        return counts
+        return {c: k for c, k in counts.items() if k > 0}
     if n is None:
         raise MedganError("say how many samples to generate: --n N (per class) or --balance")
     if isinstance(n, bool) or int(n) != n or int(n) <= 0:
@@ -136,7 +136,10 @@ def _clear_previous(out: Path) -> None:
 
 def _check_space(out: Path, writer_cls, prov: Provenance, shape: tuple[int, ...], total: int) -> None:
     need = writer_cls.bytes_per_sample(prov, shape) * total + 200 * total  # + manifest rows
-    free = shutil.disk_usage(out).free
+    probe = out
+    while not probe.exists() and probe != probe.parent:  # the folder may not exist yet
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
     if need > free * 0.95:
         raise OutputError(f"{total} samples need about {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free "
                           f"under {out}; lower --n or choose another --out")
@@ -185,8 +188,8 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
     )
     writer_cls = writer_for(fmt)
     writer_cls.check(prov)  # before touching the folder: a format that cannot hold the data
-    _prepare_out_dir(out, overwrite)
     _check_space(out, writer_cls, prov, sampler.shape, total)
+    _prepare_out_dir(out, overwrite)
 
     writer = writer_cls(out, prov, total)
     fd, tmp_manifest = tempfile.mkstemp(dir=out, prefix=f".{MANIFEST}.", suffix=".tmp")

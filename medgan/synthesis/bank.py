@@ -1,0 +1,271 @@
+"""``SyntheticBank``: a compact in-memory pool of labelled synthetic images, per class.
+
+Images are kept in model space ([-1, 1]) but stored compactly: as ``uint8`` (256 levels; lossless for 8-bit
+training data) or ``float16``, in plain numpy arrays, so a bank pickles small and cheaply into DataLoader workers.
+It backs the MONAI transforms (:mod:`medgan.synthesis.transforms`) and dataset mixing
+(:mod:`medgan.synthesis.mixing`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgan.errors import DatasetError, MedganError
+
+STORAGES = ("uint8", "float16")
+
+
+def _encode(x: np.ndarray, storage: str) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
+    if storage == "uint8":
+        return np.rint((x + 1.0) * 127.5).astype(np.uint8)
+    return x.astype(np.float16)
+
+
+def _decode(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+    return a.astype(np.float32)
+
+
+class SyntheticBank:
+    """A pool of synthetic images with labels, class names, the source intensity mapping and provenance.
+
+    Build it with :meth:`from_checkpoint`, :meth:`from_folder` (an ``augment`` output folder or a MedMNIST-layout
+    ``.npz``) or :meth:`from_tensors`. :meth:`draw` returns one image of a class as a float tensor in [-1, 1].
+    """
+
+    def __init__(self, data: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                 intensity: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None) -> None:
+        data = np.ascontiguousarray(data)
+        if data.dtype not in (np.uint8, np.float16):
+            raise MedganError(f"bank storage must be uint8 or float16, got {data.dtype}")
+        if data.ndim not in (4, 5):
+            raise MedganError(f"bank images must be (N, C, H, W) or (N, C, D, H, W), got shape {data.shape}")
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if len(labels) != len(data):
+            raise MedganError(f"bank has {len(data)} images but {len(labels)} labels")
+        self.class_names = [str(c) for c in class_names]
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+            raise MedganError(f"bank labels must lie in 0..{len(self.class_names) - 1}")
+        self._data = data
+        self._labels = labels
+        self.intensity = dict(intensity) if intensity else None
+        self.provenance = dict(provenance or {})
+        self._by_class = [np.flatnonzero(labels == c) for c in range(len(self.class_names))]
+
+    # -------------------------------------------------------------------------------------- builders
+
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | Sequence[int],
+                     class_names: Sequence[str], storage: str = "uint8", intensity: dict[str, Any] | None = None,
+                     provenance: dict[str, Any] | None = None) -> SyntheticBank:
+        """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y``."""
+        if storage not in STORAGES:
+            raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        a = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+        yy = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        return cls(_encode(a, storage), yy, class_names, intensity, provenance)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, n_per_class: int, seed: int = 0,
+                        classes: Sequence[int | str] | None = None, use_ema: bool = True, storage: str = "uint8",
+                        batch_size: int = 256, filter_fn=None, device: str = "cpu") -> SyntheticBank:
+        """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator."""
+        from medgan.synthesis.sampler import Sampler
+
+        if storage not in STORAGES:
+            raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        s = Sampler.from_checkpoint(path, use_ema=use_ema, device=device)
+        idx = s.resolve_classes(classes)
+        total = int(n_per_class) * len(idx)
+        data = np.empty((total, *s.shape), dtype=np.uint8 if storage == "uint8" else np.float16)
+        labels = np.empty(total, dtype=np.int64)
+        pos = 0
+        for b in s.stream(n_per_class, idx, seed=seed, batch_size=batch_size, filter_fn=filter_fn):
+            k = len(b.y)
+            data[pos : pos + k] = _encode(b.x.numpy(), storage)
+            labels[pos : pos + k] = b.y.numpy()
+            pos += k
+        prov = {"source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
+                "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name")}
+        return cls(data, labels, s.class_names, s.meta.get("intensity"), prov)
+
+    @classmethod
+    def from_folder(cls, path: str | Path, storage: str = "uint8") -> SyntheticBank:
+        """From a ``medgan augment`` output folder (its manifest and files, any format) or an ``.npz``.
+
+        Source values are mapped to [-1, 1] with the intensity range recorded in the folder's ``augment.json``
+        (``.npz`` without one: uint8 means 0..255, otherwise the data's own min..max).
+        """
+        from medgan.data.preprocess import to_model_tensor
+        from medgan.data.sources import Intensity
+        from medgan.synthesis.augment import INFO, read_manifest
+        from medgan.synthesis.writers import NPZ_NAME
+
+        p = Path(path)
+        if not p.exists():
+            raise DatasetError(f"synthetic data not found: {p}; pass an augment output folder or an .npz")
+        folder = p if p.is_dir() else p.parent
+        info: dict[str, Any] = {}
+        if (folder / INFO).is_file():
+            info = json.loads((folder / INFO).read_text())
+        npz = p if p.is_file() else (folder / NPZ_NAME if info.get("format") == "npz" else None)
+        if npz is not None:
+            images, labels, names = _read_npz(npz, info.get("spatial_dims"))
+            prov_rows = None
+        else:
+            rows = read_manifest(folder)
+            if not info:
+                raise DatasetError(f"{folder} lacks {INFO}; it is not a complete 'medgan augment' output folder")
+            images = np.stack([_read_file(folder / r["path"], int(info["spatial_dims"])) for r in rows]) if rows \
+                else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
+            labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
+            names = None
+            prov_rows = len(rows)
+        class_names = info.get("class_names") or names or [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 1)]
+        intensity = Intensity.from_dict(info["intensity"]) if "intensity" in info else Intensity.of(images) \
+            if len(images) else Intensity(0.0, 255.0, "uint8")
+        dims = images.ndim - 2
+        x = to_model_tensor(images, intensity, dims, images.shape[-1]) if len(images) else torch.zeros(images.shape)
+        prov = {"source": "folder", "path": str(p), **{k: info[k] for k in ("checkpoint_sha256", "generator_step",
+                                                                              "seed", "dataset") if k in info}}
+        if prov_rows is not None:
+            prov["manifest_rows"] = prov_rows
+        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov)
+
+    # ---------------------------------------------------------------------------------------- access
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __repr__(self) -> str:
+        return (f"SyntheticBank({len(self)} images {tuple(self.shape)}, {self._data.dtype}, "
+                f"counts={dict(zip(self.class_names, self.counts, strict=True))})")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(C, *spatial)`` of one image."""
+        return tuple(self._data.shape[1:])
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape[2:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def counts(self) -> list[int]:
+        """Images per class index."""
+        return [len(i) for i in self._by_class]
+
+    @property
+    def storage(self) -> str:
+        return self._data.dtype.name
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All images as a float32 tensor ``(N, C, *spatial)`` in [-1, 1] (decoded on each access)."""
+        return torch.from_numpy(_decode(self._data))
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.from_numpy(self._labels.copy())
+
+    def class_index(self, c: int | str) -> int:
+        """Class index from an index or a name (raises :class:`MedganError` listing the valid ones)."""
+        if isinstance(c, (int, np.integer)) and 0 <= int(c) < self.num_classes:
+            return int(c)
+        if isinstance(c, str) and c in self.class_names:
+            return self.class_names.index(c)
+        raise MedganError(f"unknown class {c!r}; the bank holds {', '.join(f'{i}={n!r}' for i, n in enumerate(self.class_names))}")
+
+    def has(self, label: int) -> bool:
+        """Whether the bank holds at least one image of class index ``label``."""
+        return 0 <= label < self.num_classes and len(self._by_class[label]) > 0
+
+    def indices(self, label: int) -> np.ndarray:
+        """Positions of the images of class ``label``."""
+        return self._by_class[self.class_index(label)]
+
+    def get(self, i: int) -> torch.Tensor:
+        """Image ``i`` as a float tensor ``(C, *spatial)`` in [-1, 1]."""
+        return torch.from_numpy(_decode(self._data[int(i)]))
+
+    def pick(self, label: int, rng: np.random.RandomState | np.random.Generator | None = None) -> int:
+        """A random position among the images of class ``label``."""
+        idx = self._by_class[self.class_index(label)]
+        if len(idx) == 0:
+            raise MedganError(f"the synthetic bank holds no image of class {self.class_names[int(label)]!r}; "
+                              "build it with that class or leave the class out of the transform")
+        rng = rng if rng is not None else np.random.default_rng()
+        k = rng.integers(len(idx)) if isinstance(rng, np.random.Generator) else rng.randint(len(idx))
+        return int(idx[int(k)])
+
+    def draw(self, label: int | str, rng: np.random.RandomState | np.random.Generator | None = None) -> torch.Tensor:
+        """A random image of class ``label`` as a float tensor ``(C, *spatial)`` in [-1, 1]."""
+        return self.get(self.pick(self.class_index(label), rng))
+
+    def to_source_range(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Map model-space values to the recorded source intensity range (float, not rounded)."""
+        if not self.intensity:
+            raise MedganError("this bank has no recorded intensity range; build it from a checkpoint or an augment "
+                              "folder, or pass intensity= to from_tensors")
+        lo, hi = float(self.intensity["min"]), float(self.intensity["max"])
+        return (x + 1.0) * (0.5 * (hi - lo)) + lo
+
+    def subset(self, idx: np.ndarray | Sequence[int]) -> SyntheticBank:
+        """A bank of the images at positions ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return SyntheticBank(self._data[idx], self._labels[idx], self.class_names, self.intensity, self.provenance)
+
+
+def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """A MedMNIST-layout npz -> ``(N, C, *spatial)`` images, labels and class names if stored."""
+    from medgan.data.sources import _channel_first, _labels
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "train_images" not in z.files or "train_labels" not in z.files:
+                raise DatasetError(f"{path} lacks train_images/train_labels; pass a MedMNIST-layout .npz")
+            images, _ = _channel_first(z["train_images"], dims, str(path))
+            labels = _labels(z["train_labels"], str(path))
+            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"cannot read {path} as .npz ({type(e).__name__}); is the file complete?") from None
+    return images, labels, names
+
+
+def _read_file(path: Path, spatial_dims: int) -> np.ndarray:
+    """One file written by an augment writer -> ``(C, *spatial)`` in source values."""
+    name = path.name.lower()
+    if not path.is_file():
+        raise DatasetError(f"{path} is listed in the manifest but missing; re-run medgan augment")
+    if name.endswith(".png"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            a = np.asarray(im)
+    elif name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        a = np.asarray(nib.load(str(path)).dataobj)
+    elif name.endswith(".dcm"):
+        import pydicom
+
+        ds = pydicom.dcmread(path)
+        a = ds.pixel_array
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+        if intercept:
+            a = (a.astype(np.int32) + int(intercept)).astype(np.int16 if a.dtype == np.uint16 else np.int8)
+    else:
+        raise DatasetError(f"{path}: unknown synthetic file type; expected .png, .nii.gz or .dcm")
+    return a[None] if a.ndim == spatial_dims else np.moveaxis(a, -1, 0)
