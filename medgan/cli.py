@@ -88,6 +88,46 @@ def info_dataset(
 # -------------------------------------------------------------------------------------------- augment
 
 
+@app.command("augment")
+def augment_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'medgan train' (or its run folder)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: <class>/<id>.<ext> files + manifest.csv."),
+    n: int = typer.Option(None, "--n", help="Samples PER requested class (augment.n)."),
+    classes: list[str] = typer.Option(None, "--class", help="Generate only this class (name or index; repeatable). "
+                                      "Default: every class."),
+    balance: bool = typer.Option(None, "--balance", help="Instead of --n: top each requested class up to the "
+                                 "majority class count of the checkpoint's training data."),
+    fmt: str = typer.Option(None, "--format", "-f", help="png (2D only), npz (one MedMNIST-layout file), nifti or "
+                            "dicom (augment.format, default png)."),
+    seed: int = typer.Option(None, "--seed", help="Run seed: same checkpoint + arguments + seed = identical files."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Samples per generator batch (augment.batch_size)."),
+    overwrite: bool = typer.Option(None, "--overwrite", help="Replace the synthetic files of a non-empty --out."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw generator instead of its EMA weights."),
+    config: Path = ConfigOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write labelled synthetic samples from a checkpoint, with a provenance manifest.
+
+    --n N writes N samples for each requested class (every class unless --class is given); --balance writes, for
+    each requested class, the number that tops it up to the majority class count of the training data.
+    """
+    cfg = load_cli_config(config, {
+        "augment.n": n, "augment.classes": classes or None, "augment.balance": balance, "augment.format": fmt,
+        "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
+        "augment.use_ema": False if no_ema else None,
+    })
+    from medgan.synthesis.augment import augment
+
+    a = cfg.augment
+    res = augment(checkpoint, out, n=a.n, classes=a.classes or None, balance=a.balance, fmt=a.format, seed=a.seed,
+                  batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet)
+    per = ", ".join(f"{k}: {v}" for k, v in res.counts.items())
+    typer.echo(f"wrote {res.n_samples} {res.format} samples ({per}) in {res.seconds:.1f} s "
+               f"({res.samples_per_second:.0f} samples/s) to {res.out_dir}")
+    typer.echo(f"manifest: {res.manifest}")
+
+
+
 # ------------------------------------------------------------------------------------------- evaluate
 
 
