@@ -186,3 +186,21 @@ def test_dicom_series_folder_problems(tmp_path, samples_dir):
 def test_error_type_is_dataset_error(tmp_path):
     with pytest.raises(DatasetError):
         load_dataset(str(tmp_path / "missing.csv"))
+
+
+def test_compressed_dicom_without_decoder_is_named(tmp_path):
+    """JPEG-compressed DICOM (pydicom's bundled test file): decoded when a plugin exists, else a clear error."""
+    from pydicom.data import get_testdata_file
+
+    src = get_testdata_file("JPEG-lossy.dcm")
+    if src is None:
+        pytest.skip("pydicom's bundled JPEG-lossy.dcm is not available")
+    for c in ("a", "b"):
+        (tmp_path / "j" / c).mkdir(parents=True)
+        shutil.copy(src, tmp_path / "j" / c / "jpeg.dcm")
+    try:
+        data = load_dataset(str(tmp_path / "j"))
+    except DatasetError as e:
+        assert "jpeg.dcm" in str(e) and "no installed decoder" in str(e) and "pylibjpeg" in str(e)
+    else:
+        assert data.spatial_dims == 2 and data.num_classes == 2

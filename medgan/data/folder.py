@@ -168,9 +168,24 @@ class Readers:
         spacing = zooms if all(z > 0 for z in zooms) else None
         return Item(arr[None], str(path), spacing)
 
+    def _dicom_pixels(self, ds, path: Path) -> np.ndarray:
+        """Decoded (rescaled) pixels of one DICOM dataset; a missing decoder for compressed data is named."""
+        try:
+            arr, _ = self.dicom.get_data(ds)
+        except Exception as e:
+            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            if ts is not None and getattr(ts, "is_compressed", False) and "decode" in str(e).lower():
+                raise DatasetError(
+                    f"cannot decode {path}: its pixel data is compressed as {ts.name} and no installed decoder "
+                    "handles it; install one (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) or convert "
+                    "the file to uncompressed DICOM"
+                ) from None
+            raise
+        return np.asarray(arr)
+
     def _dicom(self, path: Path) -> Item:
         ds = self.dicom.read(str(path))
-        arr, _ = self.dicom.get_data(ds)
+        arr = self._dicom_pixels(ds, path)
         arr = _native(arr, _dicom_disk_dtype(ds))
         samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -201,7 +216,9 @@ class Readers:
         for f in files:
             try:
                 ds = self.dicom.read(str(f))
-                arr, _ = self.dicom.get_data(ds)
+                arr = self._dicom_pixels(ds, f)
+            except DatasetError:
+                raise
             except Exception as e:
                 raise DatasetError(
                     f"cannot read {f} as DICOM ({_one_line(e)}); replace or remove the corrupt slice"
