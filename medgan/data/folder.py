@@ -84,7 +84,8 @@ def kind_of(path: Path) -> str | None:
 
 
 def _visible(path: Path) -> bool:
-    return not path.name.startswith((".", "_")) and path.name not in ("Thumbs.db", "desktop.ini")
+    """False for hidden files and OS clutter (``.DS_Store``, ``__MACOSX``, ``Thumbs.db``)."""
+    return not path.name.startswith(".") and path.name not in ("__MACOSX", "Thumbs.db", "desktop.ini")
 
 
 def _one_line(e: BaseException) -> str:
