@@ -1,0 +1,257 @@
+"""Watching a GAN train: metrics log, loss/D-output curves, mode-collapse alarm, progress bar, TensorBoard.
+
+Everything here runs on rank 0 only and never touches the training RNG streams.
+
+* :class:`MetricsLog` appends one JSON object per line to ``metrics.jsonl`` (and can drop the lines a resumed
+  run is about to redo).
+* :func:`within_class_diversity` and :class:`CollapseAlarm`: the mean pairwise RMS distance between samples of the
+  same class, in pixel space, compared with the same number on real images. A class whose generated diversity
+  falls below ``threshold`` x the real one (0.5 by default) raises the alarm: a warning in the log and
+  ``"collapse": true`` in the metrics line.
+* :func:`plot_curves` draws ``curves.png`` (losses, D outputs, ADA probability) from ``metrics.jsonl``.
+* :class:`Progress` (tqdm) and :class:`TensorBoard` (lazy import, clear error when not installed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medgan.errors import TrainingError
+from medgan.training.checkpoint import atomic_write_bytes
+
+log = logging.getLogger("medgan.train")
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, appended and flushed at each log point."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_json_safe(record)) + "\n")
+            f.flush()
+
+    def read(self) -> list[dict[str, Any]]:
+        """All records (a torn last line, e.g. after a crash, is skipped)."""
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (a resumed run redoes those steps), atomically."""
+        if not self.path.is_file():
+            return
+        keep = [r for r in self.read() if int(r.get("step", 0)) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+        atomic_write_bytes(self.path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _json_safe(v: Any) -> Any:
+    """NaN/inf -> strings (JSON has no NaN), tensors -> numbers, recursively."""
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------------------- diversity
+
+
+@torch.no_grad()
+def within_class_diversity(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_per_class: int = 64,
+                           generator: torch.Generator | None = None) -> list[float]:
+    """Mean pairwise RMS distance between images of the same class (``nan`` for a class with < 2 images).
+
+    ``x``: ``(N, C, *spatial)`` in [-1, 1]; at most ``max_per_class`` images per class are used (a seeded random
+    subset when ``generator`` is given, else the first ones). The RMS distance is the L2 distance divided by
+    sqrt(number of pixels), so 2D and 3D numbers are on the same scale.
+    """
+    x = x.detach().float().reshape(len(x), -1)
+    y = y.detach().reshape(-1)
+    out = []
+    for c in range(num_classes):
+        idx = torch.nonzero(y == c).reshape(-1)
+        if len(idx) > max_per_class:
+            pick = torch.randperm(len(idx), generator=generator)[:max_per_class] if generator is not None else None
+            idx = idx[pick.to(idx.device)] if pick is not None else idx[:max_per_class]
+        n = len(idx)
+        if n < 2:
+            out.append(float("nan"))
+            continue
+        xc = x[idx].cpu()
+        d = torch.cdist(xc, xc) / math.sqrt(xc.shape[1])
+        out.append(float(d.sum() / (n * (n - 1))))
+    return out
+
+
+class CollapseAlarm:
+    """Compares the generator's within-class diversity with the real data's (per class)."""
+
+    def __init__(self, real_diversity: list[float], class_names: list[str], threshold: float = 0.5):
+        self.real = real_diversity
+        self.class_names = class_names
+        self.threshold = threshold
+
+    def check(self, fake_diversity: list[float]) -> dict[str, Any]:
+        """``{"diversity": [...], "diversity_ratio": [...], "collapse": bool, "collapsed_classes": [...]}``."""
+        ratios = []
+        for f, r in zip(fake_diversity, self.real, strict=True):
+            ratios.append(f / r if (math.isfinite(f) and math.isfinite(r) and r > 0) else float("nan"))
+        collapsed = [n for n, q in zip(self.class_names, ratios, strict=True)
+                     if math.isfinite(q) and q < self.threshold]
+        return {
+            "diversity": [round(v, 5) for v in fake_diversity],
+            "diversity_ratio": [round(v, 4) for v in ratios],
+            "collapse": bool(collapsed),
+            "collapsed_classes": collapsed,
+        }
+
+
+# ------------------------------------------------------------------------------------------- curves
+
+
+def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path | None:
+    """``curves.png``: D and G losses, D's mean output on real and generated images, ADA p and diversity."""
+    recs = [r for r in records if "loss_d" in r]
+    if not recs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key):
+        pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), int | float)]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    has_extra = any("ada_p" in r for r in recs) or any("diversity_ratio" in r for r in records)
+    fig, axes = plt.subplots(1, 3 if has_extra else 2, figsize=(13 if has_extra else 9, 3.4), dpi=100)
+    ax = axes[0]
+    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
+        ax.plot(*series(key), label=label)
+    ax.set_xlabel("step")
+    ax.set_title("losses")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    kind = recs[-1].get("d_output", "sigmoid")
+    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        ax.plot(*series(key), label=label)
+    ax.set_xlabel("step")
+    ax.set_title(f"D output ({'mean sigmoid' if kind == 'sigmoid' else 'mean raw'})")
+    ax.legend(fontsize=8)
+    if has_extra:
+        ax = axes[2]
+        s, p = series("ada_p")
+        if s:
+            ax.plot(s, p, label="ADA p")
+        div = [(r["step"], r["diversity_ratio"]) for r in records if isinstance(r.get("diversity_ratio"), list)]
+        if div:
+            n = len(div[0][1])
+            for c in range(n):
+                pts = [(st, v[c]) for st, v in div if isinstance(v[c], int | float)]
+                ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", label=f"diversity ratio, class {c}")
+        ax.set_xlabel("step")
+        ax.set_title("augmentation p / diversity vs real")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------- progress, TB
+
+
+class Progress:
+    """A tqdm bar over steps (stderr) showing the last logged losses and D outputs; a no-op when disabled."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def show(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({"D": f"{record['loss_d']:.3f}", "G": f"{record['loss_g']:.3f}",
+                                  "D(x)": f"{record['d_real']:.2f}", "D(G(z))": f"{record['d_fake']:.2f}"},
+                                 refresh=False)
+
+    def write(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class TensorBoard:
+    """Scalars of each metrics record under ``out/tensorboard`` (needs the optional ``tensorboard`` package)."""
+
+    def __init__(self, log_dir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise TrainingError(
+                "train.tensorboard is on but the 'tensorboard' package is not installed; "
+                "pip install 'medgan[tensorboard]' or set train.tensorboard: false"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def add(self, record: dict[str, Any]) -> None:
+        step = int(record["step"])
+        for k, v in record.items():
+            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                self.writer.add_scalar(k, v, step)
+            elif isinstance(v, list) and k.startswith("diversity"):
+                for c, x in enumerate(v):
+                    if isinstance(x, int | float):
+                        self.writer.add_scalar(f"{k}/class_{c}", x, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def add_file_log(path: str | Path) -> logging.Handler:
+    """Mirror the ``medgan.train`` logger into ``path`` (the run's ``train.log``); returns the handler."""
+    os.makedirs(Path(path).parent, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
