@@ -17,11 +17,19 @@ TINY_MODEL = {"latent_dim": 8, "base_channels": 4, "embed_dim": 4}
 
 
 def real_meta(spec: str, size: int | None = None) -> dict[str, Any]:
-    """``load_dataset(spec).meta()`` plus the model ``size`` (what a checkpoint's ``data`` holds)."""
+    """``load_dataset(spec).meta()`` plus the model ``size`` (what a checkpoint's ``data`` holds).
+
+    Skips the test when the shared MedMNIST files are absent.
+    """
+    import pytest
+    from conftest import MEDMNIST_DIR
+
     from medgan.data.preprocess import choose_size
     from medgan.data.sources import load_dataset
 
-    data = load_dataset(spec, download=False)
+    if not MEDMNIST_DIR.exists():
+        pytest.skip(f"real data not found at {MEDMNIST_DIR}")
+    data = load_dataset(spec, data_dir=MEDMNIST_DIR, download=False)
     meta = data.meta()
     meta["size"] = choose_size(data, size)
     return meta
@@ -37,6 +45,11 @@ def make_checkpoint(path: str | Path, meta: dict[str, Any], step: int = 7, ema: 
     torch.manual_seed(seed)
     g = build_generator(cfg.model, int(meta["spatial_dims"]), int(meta["channels"]), int(meta["size"]),
                         len(meta["class_names"]))
+    # wider weights than the DCGAN init, so that outputs use the whole [-1, 1] range like a trained generator
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.modules.conv._ConvNd):
+                m.weight.normal_(0.0, 0.5)
     # give BatchNorm non-trivial running statistics, as after training
     g.train()
     with torch.no_grad():
@@ -58,3 +71,15 @@ def make_checkpoint(path: str | Path, meta: dict[str, Any], step: int = 7, ema: 
         "state": {},
     }
     return save_checkpoint(path, payload)
+
+
+_CACHE: dict[tuple[str, str], Path] = {}
+
+
+def cached_checkpoint(tmp_path_factory, spec: str, **meta_overrides: Any) -> Path:
+    """A tiny checkpoint for a real dataset's meta, made once per test session and spec."""
+    key = (spec, repr(sorted(meta_overrides.items())))
+    if key not in _CACHE:
+        meta = {**real_meta(spec), **meta_overrides}
+        _CACHE[key] = make_checkpoint(tmp_path_factory.mktemp("ckpt") / f"{spec}.pt", meta)
+    return _CACHE[key]

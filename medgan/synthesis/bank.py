@@ -266,6 +266,8 @@ def _read_file(path: Path, spatial_dims: int) -> np.ndarray:
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
         if intercept:
             a = (a.astype(np.int32) + int(intercept)).astype(np.int16 if a.dtype == np.uint16 else np.int8)
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 or spatial_dims == 3:  # frames -> last spatial axis
+            a = np.moveaxis(a, 0, 2)
     else:
         raise DatasetError(f"{path}: unknown synthetic file type; expected .png, .nii.gz or .dcm")
     return a[None] if a.ndim == spatial_dims else np.moveaxis(a, -1, 0)

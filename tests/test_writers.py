@@ -1,0 +1,272 @@
+"""Writers: every format reads back to the generated arrays (native readers and MONAI LoadImage), DICOM validity,
+no patient data from input DICOMs in any output, byte-identical repeats, format/geometry errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from _synth_helpers import cached_checkpoint, make_checkpoint
+from PIL import Image
+
+from medgan.errors import OutputError
+from medgan.synthesis.augment import augment, read_manifest
+from medgan.synthesis.sampler import Sampler
+from medgan.synthesis.writers import class_dirs, sanitize_name
+
+N = 3
+
+
+@pytest.fixture(scope="module")
+def breast(tmp_path_factory):
+    return cached_checkpoint(tmp_path_factory, "breastmnist")
+
+
+@pytest.fixture(scope="module")
+def adrenal(tmp_path_factory):
+    return cached_checkpoint(tmp_path_factory, "adrenalmnist3d", spacing=[1.0, 1.5, 2.0], modality="CT")
+
+
+def _expected(ckpt):
+    """Source-range arrays (N, C, *spatial) and labels, as augment writes them (n=N per class, seed 0)."""
+    x, y = Sampler.from_checkpoint(ckpt).sample(N, out="source")
+    return x, y.numpy()
+
+
+def _native_read(path, spatial_dims):
+    """Read one written file with its own library -> (C, *spatial)."""
+    from medgan.synthesis.bank import _read_file
+
+    return _read_file(path, spatial_dims)
+
+
+@pytest.mark.parametrize("fmt", ["png", "nifti", "dicom"])
+def test_2d_files_read_back(tmp_path, breast, fmt):
+    from monai.transforms import LoadImage
+
+    res = augment(breast, tmp_path / fmt, n=N, fmt=fmt, progress=False)
+    x, y = _expected(breast)
+    rows = read_manifest(tmp_path / fmt)
+    assert len(rows) == 2 * N == res.n_samples
+    assert rows[0]["path"].startswith("malignant/") and rows[-1]["path"].startswith("normal_benign/")
+    for k, r in enumerate(rows):
+        p = tmp_path / fmt / r["path"]
+        assert int(r["label"]) == y[k] and r["class_name"] == ["malignant", "normal, benign"][y[k]]
+        np.testing.assert_array_equal(_native_read(p, 2), x[k])
+        # MONAI LoadImage: PIL and pydicom readers give (W, H) by default (reverse indexing), NIfTI as stored
+        m = np.asarray(LoadImage(image_only=True)(str(p)))
+        np.testing.assert_array_equal(m, x[k, 0] if fmt == "nifti" else x[k, 0].T)
+    if fmt == "png":
+        with Image.open(tmp_path / fmt / rows[0]["path"]) as im:
+            assert im.mode == "L" and im.size == (28, 28)
+    if fmt == "nifti":
+        img = nib.load(tmp_path / fmt / rows[0]["path"])
+        assert b"SYNTHETIC" in img.header["descrip"].tobytes()
+        assert img.get_data_dtype() == np.uint8
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "dicom", "npz"])
+def test_3d_files_read_back(tmp_path, adrenal, fmt):
+    from monai.transforms import LoadImage
+
+    augment(adrenal, tmp_path / fmt, n=N, fmt=fmt, progress=False)
+    x, y = _expected(adrenal)
+    assert x.shape == (2 * N, 1, 28, 28, 28)
+    rows = read_manifest(tmp_path / fmt)
+    if fmt == "npz":
+        with np.load(tmp_path / fmt / "synthetic.npz") as z:
+            np.testing.assert_array_equal(z["train_images"], x[:, 0])
+            np.testing.assert_array_equal(z["train_labels"][:, 0], y)
+            assert z["train_labels"].shape == (2 * N, 1)
+        assert [int(r["index"]) for r in rows] == list(range(2 * N))
+        return
+    for k, r in enumerate(rows):
+        p = tmp_path / fmt / r["path"]
+        np.testing.assert_array_equal(_native_read(p, 3), x[k])
+        m = np.asarray(LoadImage(image_only=True)(str(p)))
+        if fmt == "nifti":
+            np.testing.assert_array_equal(m, x[k, 0])
+        else:  # same values; MONAI's PydicomReader orders the axes of a multi-frame object its own way
+            np.testing.assert_array_equal(m, np.transpose(x[k, 0], (0, 2, 1)))
+    first = tmp_path / fmt / rows[0]["path"]
+    if fmt == "nifti":
+        assert nib.load(first).header.get_zooms() == (1.0, 1.5, 2.0)  # training spacing kept
+    else:
+        ds = pydicom.dcmread(first)
+        assert ds.SOPClassUID == pydicom.uid.MultiFrameGrayscaleByteSecondaryCaptureImageStorage
+        assert int(ds.NumberOfFrames) == 28 and ds.Modality == "CT"
+        assert [float(v) for v in ds.PixelSpacing] == [1.0, 1.5] and float(ds.SpacingBetweenSlices) == 2.0
+
+
+def test_npz_2d_reads_back_with_medgan_loader(tmp_path, breast):
+    from medgan.data.sources import load_dataset
+    from medgan.synthesis.bank import SyntheticBank
+
+    augment(breast, tmp_path / "o", n=N, fmt="npz", progress=False)
+    x, y = _expected(breast)
+    with np.load(tmp_path / "o" / "synthetic.npz") as z:
+        assert z["train_images"].shape == (2 * N, 28, 28) and z["train_images"].dtype == np.uint8
+        np.testing.assert_array_equal(z["train_images"], x[:, 0])
+        assert list(z["class_names"]) == ["malignant", "normal, benign"]
+    data = load_dataset(str(tmp_path / "o" / "synthetic.npz"))
+    allx = np.concatenate([data.splits[s].images for s in ("train", "val", "test")])
+    assert sorted(map(bytes, allx)) == sorted(map(bytes, x))  # same images (split among train/val/test)
+    bank = SyntheticBank.from_folder(tmp_path / "o")
+    assert bank.counts == [N, N] and bank.class_names == ["malignant", "normal, benign"]
+
+
+def _check_dicom(ds: pydicom.Dataset, multiframe: bool) -> None:
+    """pydicom's file-meta validation, its pixel-module validation, and the SC IOD's required elements."""
+    from pydicom.dataset import validate_file_meta
+    from pydicom.pixels.decoders.base import DecodeRunner
+
+    validate_file_meta(ds.file_meta, enforce_standard=True)
+    assert ds.preamble == b"\x00" * 128
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    runner = DecodeRunner(ds.file_meta.TransferSyntaxUID)
+    runner.set_source(ds)
+    runner.validate()  # rows/columns/bits/samples/photometric consistent with the pixel data length
+    type1 = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+             "ConversionType", "ImageType", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+             "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation", "PixelData"]
+    type2 = ["PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+             "ReferringPhysicianName", "StudyID", "AccessionNumber", "SeriesNumber", "InstanceNumber",
+             "PatientOrientation"]
+    if multiframe:
+        type1 += ["NumberOfFrames", "FrameIncrementPointer", "BurnedInAnnotation"]
+    for kw in type1:
+        assert kw in ds and ds[kw].value not in (None, "", b""), kw
+    for kw in type2:
+        assert kw in ds, kw
+    for uid in (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
+        assert uid.is_valid
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    assert ds.ConversionType == "SYN"
+    assert str(ds.PatientName) == "SYNTHETIC" and ds.PatientID == "SYNTHETIC"
+    assert "SYNTHETIC" in ds.SeriesDescription and "synthetic" in ds.DerivationDescription.lower()
+    assert "SYNTHETIC" in ds.ImageComments
+
+
+def test_dicom_validity_2d_and_3d(tmp_path, breast, adrenal):
+    augment(breast, tmp_path / "d2", n=2, fmt="dicom", progress=False)
+    augment(adrenal, tmp_path / "d3", n=2, fmt="dicom", progress=False)
+    sops = set()
+    for folder, multi in (("d2", False), ("d3", True)):
+        rows = read_manifest(tmp_path / folder)
+        series = set()
+        for r in rows:
+            ds = pydicom.dcmread(tmp_path / folder / r["path"])
+            _check_dicom(ds, multi)
+            sops.add(ds.SOPInstanceUID)
+            series.add(ds.SeriesInstanceUID)
+            if not multi:
+                assert ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage
+                assert ds.Modality == "OT"  # BreastMNIST records no modality
+                assert ds.PhotometricInterpretation == "MONOCHROME2" and ds.BitsAllocated == 8
+        assert len(series) == 1
+    assert len(sops) == 8  # fresh UID per object
+
+
+def test_no_patient_identifiers_from_input_dicoms(tmp_path, samples_dir):
+    """Train-data meta comes from real DICOM files carrying patient identifiers; no output byte may hold them."""
+    from medgan.data.preprocess import choose_size
+    from medgan.data.sources import load_dataset
+
+    src = samples_dir / "dicom" / "pydicom" / "CT_small.dcm"
+    secrets = {"PatientName": "Doe^Johnathan^Secretname", "PatientID": "PID-7731-SECRET",
+               "StudyID": "STUDY-SECRET-99", "AccessionNumber": "ACC-SECRET-12", "InstitutionName": "Secret Hospital",
+               "ReferringPhysicianName": "Referrer^Secret", "PatientBirthDate": "19420314"}
+    root = tmp_path / "in"
+    uids = set()
+    for cls in ("abnormal", "normal"):
+        (root / cls).mkdir(parents=True)
+        ds = pydicom.dcmread(src)
+        for k, v in secrets.items():
+            setattr(ds, k, v)
+        uids |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)}
+        ds.save_as(root / cls / "img.dcm")
+    data = load_dataset(str(root))
+    meta = data.meta()
+    assert meta["modality"] == "CT" and meta["intensity"]["dtype"] == "int16"
+    meta["size"] = choose_size(data, 28)
+    ckpt = make_checkpoint(tmp_path / "ct.pt", meta)
+    with pytest.raises(OutputError, match="PNG holds 8-bit"):
+        augment(ckpt, tmp_path / "png", n=2, fmt="png", progress=False)
+    needles = [v.encode() for v in secrets.values()] + [u.encode() for u in uids]
+    needles += [b"Johnathan", b"Secretname", str(src).encode()]
+    for fmt in ("dicom", "nifti", "npz"):
+        out = tmp_path / f"o_{fmt}"
+        augment(ckpt, out, n=2, fmt=fmt, progress=False)
+        files = [p for p in out.rglob("*") if p.is_file()]
+        assert len(files) >= 3
+        for p in files:
+            blob = p.read_bytes()
+            if p.name.endswith(".gz"):
+                import gzip
+
+                blob += gzip.decompress(blob)
+            for s in needles:
+                assert s not in blob, f"{s!r} leaked into {p}"
+        if fmt == "dicom":
+            ds = pydicom.dcmread(out / read_manifest(out)[0]["path"])
+            _check_dicom(ds, multiframe=False)
+            assert ds.Modality == "CT" and ds.PixelRepresentation == 1  # int16 kept as signed 16-bit
+            x, _ = Sampler.from_checkpoint(ckpt).sample(2, out="source")
+            np.testing.assert_array_equal(ds.pixel_array, x[0, 0])
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
+def test_repeat_runs_are_byte_identical(tmp_path, breast, fmt):
+    a = augment(breast, tmp_path / "a", n=N, fmt=fmt, seed=4, batch_size=4, progress=False)
+    b = augment(breast, tmp_path / "b", n=N, fmt=fmt, seed=4, batch_size=4, progress=False)
+    fa = sorted(p.relative_to(a.out_dir) for p in a.out_dir.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b.out_dir) for p in b.out_dir.rglob("*") if p.is_file())
+    assert fa == fb and len(fa) >= 3
+    for rel in fa:
+        assert (a.out_dir / rel).read_bytes() == (b.out_dir / rel).read_bytes(), rel
+    c = augment(breast, tmp_path / "c", n=N, fmt=fmt, seed=5, progress=False)
+    main = [r for r in fa if r.name not in ("augment.json", "manifest.csv")]
+    assert any((a.out_dir / r).read_bytes() != (c.out_dir / r).read_bytes() for r in main)
+
+
+def test_3d_to_png_is_refused_before_writing(tmp_path, adrenal):
+    with pytest.raises(OutputError, match="use --format nifti, npz or dicom"):
+        augment(adrenal, tmp_path / "o", n=2, fmt="png", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_rgb_png_and_dicom(tmp_path, breast):
+    """A 3-channel checkpoint writes RGB PNG and RGB DICOM."""
+    from _synth_helpers import real_meta
+
+    meta = {**real_meta("breastmnist"), "channels": 3}
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", meta)
+    x, _ = Sampler.from_checkpoint(ckpt).sample(1, out="source")
+    for fmt in ("png", "dicom"):
+        augment(ckpt, tmp_path / fmt, n=1, fmt=fmt, progress=False)
+        rows = read_manifest(tmp_path / fmt)
+        p = tmp_path / fmt / rows[0]["path"]
+        np.testing.assert_array_equal(_native_read(p, 2), x[0])
+    assert Image.open(tmp_path / "png" / rows[0]["path"].replace(".dcm", ".png")).mode == "RGB"
+    assert pydicom.dcmread(p).PhotometricInterpretation == "RGB"
+
+
+def test_class_name_sanitising():
+    assert sanitize_name("normal, benign") == "normal_benign"
+    assert sanitize_name("../../etc") == "etc"
+    assert sanitize_name("???") == "class"
+    assert class_dirs(["a b", "a_b", "A-B"]) == ["a_b", "a_b_1", "A-B"]
+
+
+def test_copy_of_folder_is_still_readable(tmp_path, breast):
+    """Manifest paths are relative: a moved folder still resolves."""
+    from medgan.synthesis.bank import SyntheticBank
+
+    augment(breast, tmp_path / "o", n=2, fmt="png", progress=False)
+    shutil.move(tmp_path / "o", tmp_path / "moved")
+    assert len(SyntheticBank.from_folder(tmp_path / "moved")) == 4
