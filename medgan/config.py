@@ -136,6 +136,8 @@ class EvalConfig(_Section):
     quality: bool = True
     privacy: bool = True
     threads: int = 0
+    device: str = "auto"
+    """Where classifiers train: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``."""
 
     @field_validator("arms", "ratios", mode="before")
     @classmethod

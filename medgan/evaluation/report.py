@@ -1,0 +1,287 @@
+"""The evaluation report: JSON (every number), Markdown (tables and verdicts), PNG plots, terminal summary.
+
+Files written to ``--out`` (each atomically, via a temporary file and a rename):
+
+``report.json``              everything :func:`medgan.evaluation.downstream.evaluate` measured, machine-readable
+``report.md``                arms x metrics with 95% CIs, per-class sensitivity, paired tests, verdicts, quality,
+                             memorisation
+``arms.png``                 per-arm bars with 95% CIs (balanced accuracy, scarce-class sensitivity, macro-F1, AUROC)
+``per_class_sensitivity.png`` per-class sensitivity per arm, with 95% CIs
+``real_vs_synthetic.png``    real and synthetic images per class (when synthetic images were evaluated)
+``nearest_neighbours.png``   the closest synthetic/real-training pairs (when the memorisation check ran)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medgan.training.checkpoint import atomic_write_bytes
+
+HEADLINE = (("balanced_accuracy", "balanced acc"), ("scarce_sensitivity", "scarce-class sens"),
+            ("macro_f1", "macro-F1"), ("auroc", "AUROC"), ("accuracy", "accuracy"))
+
+
+def _clean(o: Any) -> Any:
+    """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return f if math.isfinite(f) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    return o
+
+
+def _ci(s: dict[str, float] | None, digits: int = 3) -> str:
+    if not s:
+        return "n/a"
+    return f"{s['mean']:.{digits}f} [{s['lo']:.{digits}f}, {s['hi']:.{digits}f}]"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class Report:
+    """An evaluation's results (``data``: the JSON-safe dict) plus images for the figures (``images``)."""
+
+    def __init__(self, data: dict[str, Any], images: dict[str, Any] | None = None):
+        self.data = data
+        self.images = images or {}
+        self.files: list[str] = []
+
+    # ------------------------------------------------------------------------------------------- writing
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write JSON, Markdown and PNGs to ``out_dir``; returns the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = self._plots(out)
+        self.data["files"] = [p.name for p in paths] + ["report.md", "report.json"]
+        md = out / "report.md"
+        text = self.markdown()
+        atomic_write_bytes(md, lambda f: f.write(text.encode()))
+        paths += [md, self.write_json(out)]
+        return paths
+
+    def write_json(self, out_dir: str | Path) -> Path:
+        p = Path(out_dir) / "report.json"
+        text = json.dumps(_clean(self.data), indent=2, allow_nan=False)
+        atomic_write_bytes(p, lambda f: f.write(text.encode()))
+        return p
+
+    # -------------------------------------------------------------------------------------------- tables
+    def summary_table(self) -> str:
+        """A short fixed-width table for the terminal: one row per arm."""
+        d = self.data
+        n = len(d["protocol"]["seeds"])
+        head = f"{'arm':<22} {'balanced acc':>22} {'scarce-class sens':>22} {'d scarce vs base':>17} {'p (t)':>7}"
+        lines = [f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds, mean [95% CI] on the real test "
+                 "split", head, "-" * len(head)]
+        for a in d["summary"]:
+            s = d["summary"][a]
+            comp = d["comparisons"].get(a, {}).get("vs_baseline", {}).get("scarce_sensitivity")
+            delta = f"{comp['diff']:+.3f}" if comp else ""
+            p = f"{comp['p_ttest']:.3g}" if comp else ""
+            lines.append(f"{a:<22} {_ci(s['balanced_accuracy']):>22} {_ci(s['scarce_sensitivity']):>22} "
+                         f"{delta:>17} {p:>7}")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        d = self.data
+        ds, pr = d["dataset"], d["protocol"]
+        n = len(pr["seeds"])
+        parts = [f"# medgan evaluation: {ds['name']}", ""]
+        parts.append(
+            f"- Dataset `{ds['name']}` ({ds['spatial_dims']}D, {ds['size']} px, classes "
+            f"{', '.join(f'{i}={c}' for i, c in enumerate(ds['class_names']))}); training counts {ds['train_counts']}"
+            f" (scarcity {ds['scarcity_spec'] or 'none'}, split seed {ds['split_seed']}), validation "
+            f"{ds['val_counts']}, test {ds['test_counts']} (always real). Scarce classes: "
+            f"{', '.join(ds['scarce_classes'])}. Training-split fingerprint `{ds['train_fingerprint'][:12]}`.")
+        syn = d.get("synthetic")
+        if syn:
+            parts.append(f"- Synthetic images: {syn['kind']} `{syn['path']}`, pool per class {syn['pool_counts']}; "
+                         f"leakage guard: {syn['leakage_guard']}.")
+            for arm, alloc in syn.get("allocation", {}).items():
+                parts.append(f"  - `{arm}` adds {alloc} synthetic images per class")
+        parts.append(f"- Protocol: {pr['classifier']}, Adam lr {pr['lr']}, batch {pr['batch_size']}, up to "
+                     f"{pr['epochs']} epochs of {pr['steps_per_epoch']} steps (patience {pr['patience']}), "
+                     f"{n} seeds {pr['seeds']}. {pr['budget']}.")
+        parts.append(f"- Synthetic allocation: {pr['allocation_policy']}.")
+        parts.append(f"- Statistics: mean and {pr['ci']}; paired differences tested with the {pr['test']}. "
+                     f"{pr['test_note']}")
+        parts += ["", f"## Results (mean [95% CI] over {n} seeds, real test split)", ""]
+        rows = [[f"`{a}`"] + [_ci(s[k]) for k, _ in HEADLINE] for a, s in d["summary"].items()]
+        parts.append(_table(["arm"] + [lab for _, lab in HEADLINE], rows))
+        parts += ["", "## Per-class sensitivity (mean [95% CI])", ""]
+        rows = [[f"`{a}`"] + [_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
+                for a, s in d["summary"].items()]
+        parts.append(_table(["arm"] + ds["class_names"], rows))
+        parts += ["", "## Per-class specificity and precision (mean)", ""]
+        rows = [[f"`{a}`"] + [f"{s['per_class'][c]['specificity']['mean']:.3f} / "
+                              f"{s['per_class'][c]['precision']['mean']:.3f}" for c in ds["class_names"]]
+                for a, s in d["summary"].items()]
+        parts.append(_table(["arm"] + [f"{c} (spec / prec)" for c in ds["class_names"]], rows))
+        parts += ["", "## Paired differences (arm - reference; 95% CI; paired t-test p; exact permutation p)", ""]
+        rows = []
+        for a, comps in d["comparisons"].items():
+            for ref, comp in comps.items():
+                for k, lab in HEADLINE[:4]:
+                    c = comp[k]
+                    rows.append([f"`{a}`", ref.replace("vs_", ""), lab, f"{c['diff']:+.3f}",
+                                 f"{c['lo']:+.3f} .. {c['hi']:+.3f}", f"{c['p_ttest']:.3g}", f"{c['p_permutation']:.3g}"])
+        parts.append(_table(["arm", "vs", "metric", "diff", "95% CI", "p (t-test)", "p (permutation)"], rows)
+                     if rows else "_no comparisons (baseline and oversample not run)_")
+        parts += ["", "## Verdicts", ""]
+        parts += [f"- {v}" for v in d["verdicts"]] or ["- (no comparisons)"]
+        q = d.get("quality")
+        if q:
+            parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
+                      "distance between the real training and real test images.", ""]
+            parts.append(_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
+                ["Fréchet distance", _num(q["frechet"]["synthetic_vs_train"]), _num(q["frechet"]["floor_test_vs_train"])],
+                [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
+                 f"{_num(q['kid']['synthetic_vs_train']['mean'], 4)} ± {_num(q['kid']['synthetic_vs_train']['sd'], 4)}",
+                 f"{_num(q['kid']['floor_test_vs_train']['mean'], 4)} ± {_num(q['kid']['floor_test_vs_train']['sd'], 4)}"],
+            ]))
+            parts.append("")
+            rows = []
+            for c, pc in q["per_class"].items():
+                pr_ = pc["prdc"] or {}
+                fl = pc["prdc_floor_test_vs_train"] or {}
+                rows.append([c, str(pc["n_synthetic"]),
+                             *[f"{_num(pr_.get(m))} ({_num(fl.get(m))})" for m in ("precision", "recall", "density",
+                                                                                   "coverage")],
+                             _num(pc["synthetic_accuracy"]),
+                             f"{_num(pc['diversity']['feature']['synthetic'])} / {_num(pc['diversity']['feature']['real'])}"])
+            parts.append(_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
+                                 "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
+            parts.append("")
+            parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
+                         f"{_num(q['synthetic_accuracy'])}.")
+            if q.get("tstr"):
+                t = q["tstr"]
+                parts.append(f"Train on synthetic, test on real: accuracy {_num(t['accuracy'])}, balanced accuracy "
+                             f"{_num(t['balanced_accuracy'])} (train on real: {_num(t['trtr_accuracy'])} / "
+                             f"{_num(t['trtr_balanced_accuracy'])}).")
+        pv = d.get("privacy")
+        if pv:
+            px = pv["pixel"]
+            parts += ["", "## Memorisation", "", f"Rule: a synthetic sample is {pv['rule']}.", ""]
+            rows = []
+            for space in ("pixel", "feature"):
+                if space in pv:
+                    s = pv[space]
+                    rows.append([space, _num(s["threshold"]), _num(s["real_loo_nn"]["median"]),
+                                 _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
+                                 _num(s["fraction_below_threshold"]), _num(s["fraction_below_p5"]),
+                                 _num(s["same_class_nn"])])
+            parts.append(_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
+                                 "fraction <= threshold", "fraction <= p5", "NN of same class"], rows))
+            parts.append("")
+            parts.append(f"**{pv['flagged']} of {pv['n_synthetic']} synthetic samples "
+                         f"({100 * pv['fraction_flagged']:.1f}%) are flagged as near-copies** (pixel space, "
+                         f"threshold {px['threshold']:.3f}).")
+        figs = [f for f in d.get("files", []) if f.endswith(".png")]
+        if figs:
+            parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
+        if d.get("notes"):
+            parts += ["", "## Notes", ""] + [f"- {x}" for x in d["notes"]]
+        t = d.get("timing", {})
+        parts += ["", f"_medgan {d.get('medgan_version')}; total time {t.get('total_s', 0):.0f} s._", ""]
+        return "\n".join(parts)
+
+    # -------------------------------------------------------------------------------------------- plots
+    def _plots(self, out: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        d = self.data
+        arms = list(d["summary"])
+        paths = []
+
+        def save(fig, name):
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            plt.close(fig)
+            p = out / name
+            atomic_write_bytes(p, lambda f: f.write(buf.getvalue()))
+            paths.append(p)
+
+        fig, axes = plt.subplots(1, 4, figsize=(4 * 3.2, 3.6), sharey=False)
+        for ax, (k, lab) in zip(axes, HEADLINE[:4], strict=True):
+            m = [d["summary"][a][k]["mean"] for a in arms]
+            err = np.array([[m_ - d["summary"][a][k]["lo"], d["summary"][a][k]["hi"] - m_] for a, m_ in zip(arms, m, strict=True)]).T
+            ax.bar(range(len(arms)), m, yerr=err, capsize=3, color="#4c78a8")
+            ax.set_xticks(range(len(arms)))
+            ax.set_xticklabels(arms, rotation=45, ha="right", fontsize=7)
+            ax.set_title(lab, fontsize=9)
+            ax.set_ylim(0, 1.05)
+        fig.suptitle(f"{d['dataset']['name']}: mean and 95% CI over {len(d['protocol']['seeds'])} seeds", fontsize=9)
+        fig.tight_layout()
+        save(fig, "arms.png")
+
+        classes = d["dataset"]["class_names"]
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(arms) * max(1, len(classes)) / 2), 3.6))
+        w = 0.8 / len(classes)
+        for j, c in enumerate(classes):
+            m = [d["summary"][a]["per_class"][c]["sensitivity"]["mean"] for a in arms]
+            lo = [d["summary"][a]["per_class"][c]["sensitivity"]["lo"] for a in arms]
+            hi = [d["summary"][a]["per_class"][c]["sensitivity"]["hi"] for a in arms]
+            err = np.array([np.subtract(m, lo), np.subtract(hi, m)])
+            ax.bar(np.arange(len(arms)) + j * w - 0.4 + w / 2, m, w, yerr=err, capsize=2, label=c)
+        ax.set_xticks(range(len(arms)))
+        ax.set_xticklabels(arms, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("sensitivity (test)")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save(fig, "per_class_sensitivity.png")
+
+        from medgan.viz import save_grid
+
+        if "real_vs_synthetic" in self.images:
+            import torch
+
+            rx, ry, sx, sy = self.images["real_vs_synthetic"]
+            k = len(classes)
+            names = [f"real {c}" for c in classes] + [f"synthetic {c}" for c in classes]
+            x = torch.cat([rx, sx])
+            y = torch.cat([ry, sy + k])
+            paths.append(save_grid(out / "real_vs_synthetic.png", x, y, names, per_class=8,
+                                   title="real training images (top) vs synthetic (bottom)"))
+        if "nearest_pairs" in self.images:
+            import torch
+
+            p = self.images["nearest_pairs"]
+            n = len(p["distance"])
+            if n:
+                x = torch.stack([t for pair in zip(p["synthetic"], p["real"], strict=True) for t in pair])
+                y = torch.arange(n).repeat_interleave(2)
+                names = [f"d={dist:.2f}{' FLAG' if dist <= p['threshold'] else ''} "
+                         f"({classes[sl]}/{classes[rl]})"
+                         for dist, sl, rl in zip(p["distance"], p["synthetic_label"], p["real_label"], strict=True)]
+                paths.append(save_grid(out / "nearest_neighbours.png", x, y, names, per_class=2,
+                                       title=f"closest synthetic (left) / real training (right); threshold "
+                                             f"{p['threshold']:.2f}"))
+        return paths
