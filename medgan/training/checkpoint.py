@@ -67,6 +67,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             p = last
         else:
             raise CheckpointError(f"{p} is a folder without checkpoints/last.pt; pass a checkpoint file")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is foreign or cut short
+        raise CheckpointError(f"cannot read checkpoint {p}; the file is truncated or not a PyTorch checkpoint")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
