@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""The scarce-class study: does medgan's synthetic data help a classifier on a class it has few images of?
+
+One command per setting. Each setting keeps a chosen class at a fraction of its training images, trains the GAN
+on EXACTLY that training subset (``medgan train --scarce ...``), then runs ``medgan evaluate`` on the same
+subset (the leakage guard checks the checkpoint's training-set fingerprint) with the arms baseline, oversample,
+classical, gan (ratios 0.5, 1.0 and class-balanced), gan+classical, a small CNN and several seeds:
+
+============  ==================  ============================================  ==============
+setting       dataset             scarcity (training split only)                scarce class
+============  ==================  ============================================  ==============
+breast100     breastmnist         none (malignant at 100%: 147 of 546)          0 malignant
+breast50      breastmnist         malignant at 50%  (``--scarce 0=0.5``)        0 malignant
+breast20      breastmnist         malignant at 20%  (``--scarce 0=0.2``)        0 malignant
+pneumonia10   pneumoniamnist      normal at 10%     (``--scarce 0=0.1``)        0 normal
+adrenal20     adrenalmnist3d      mass at 20%       (``--scarce 1=0.2``)        1 mass
+============  ==================  ============================================  ==============
+
+Work goes to ``--work/<setting>/`` (``gan/`` the training run, ``report/`` the evaluation); every stage is
+skipped when its output is complete, and an interrupted training run is continued with ``--resume``, so the
+command can simply be run again. Results are copied to ``docs/results/study_<setting>.json`` (the evaluation's
+``report.json`` plus a ``study`` block: the exact commands, stage timings, machine), ``study_<setting>.md``
+(the report) and ``study_<setting>_arms.png`` (the per-arm plot).
+
+Usage::
+
+    .venv/bin/python pipelines/scarce_class_study.py --setting breast20          # one setting
+    .venv/bin/python pipelines/scarce_class_study.py --all                       # everything (hours on 2 cores)
+    .venv/bin/python pipelines/scarce_class_study.py --setting breast20 --quick --work /tmp/s --results-dir /tmp/r
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench_common as bc  # noqa: E402
+
+#: The study's settings: dataset, scarcity spec (empty: none), and the default GAN training steps.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "breast100": {"dataset": "breastmnist", "scarce": "", "steps": 2000, "seeds": 10},
+    "breast50": {"dataset": "breastmnist", "scarce": "0=0.5", "steps": 2000, "seeds": 10},
+    "breast20": {"dataset": "breastmnist", "scarce": "0=0.2", "steps": 2000, "seeds": 10},
+    "pneumonia10": {"dataset": "pneumoniamnist", "scarce": "0=0.1", "steps": 2000, "seeds": 5},
+    "adrenal20": {"dataset": "adrenalmnist3d", "scarce": "1=0.2", "steps": 1000, "seeds": 5},
+}
+ARMS = "baseline,oversample,classical,gan,gan+classical"
+RATIOS = "0.5,1.0,balance"
+
+
+def dataset_config(dataset: str) -> Path | None:
+    """The project's YAML config for ``dataset`` (``configs/<dataset>.yaml``) when there is one."""
+    p = bc.ROOT / "configs" / f"{dataset}.yaml"
+    return p if p.is_file() else None
+
+
+def train_command(setting: dict[str, Any], run_dir: Path, steps: int, resume: bool, gan_config: Path | None,
+                  seed: int) -> list[str]:
+    cmd = [*bc.medgan_cli(), "train", "--dataset", setting["dataset"], "--out", str(run_dir), "--steps", str(steps),
+           "--seed", str(seed)]
+    cfg = gan_config or dataset_config(setting["dataset"])
+    if cfg is not None:
+        cmd += ["--config", str(cfg)]
+    if setting["scarce"]:
+        cmd += ["--scarce", setting["scarce"]]
+    if resume:
+        cmd += ["--resume"]
+    return cmd
+
+
+def evaluate_command(setting: dict[str, Any], ckpt: Path, out: Path, seeds: int, epochs: int | None,
+                     arms: str, ratios: str, classifier: str) -> list[str]:
+    cmd = [*bc.medgan_cli(), "evaluate", "--dataset", setting["dataset"], "--checkpoint", str(ckpt),
+           "--arms", arms, "--ratio", ratios, "--seeds", str(seeds), "--classifier", classifier, "--out", str(out)]
+    if setting["scarce"]:
+        cmd += ["--scarce", setting["scarce"]]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
+    return cmd
+
+
+def run_logged(cmd: list[str], log_path: Path, env: dict[str, str]) -> float:
+    """Run ``cmd`` with stdout+stderr appended to ``log_path`` (and echoed); returns the wall seconds."""
+    import subprocess
+
+    print("$ " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    with open(log_path, "a") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=bc.ROOT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if not line.startswith("\r"):
+                sys.stdout.write("   " + line)
+        rc = proc.wait()
+    if rc != 0:
+        raise SystemExit(f"command failed ({rc}); see {log_path}")
+    return time.perf_counter() - t0
+
+
+def _state(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Path:
+    """Train (or resume) the GAN, evaluate, and copy the results of one setting; returns the results JSON."""
+    setting = SETTINGS[name]
+    steps = args.steps or setting["steps"]
+    seeds = args.seeds or setting["seeds"]
+    work = Path(args.work) / name
+    work.mkdir(parents=True, exist_ok=True)
+    run_dir, report_dir, log_path = work / "gan", work / "report", work / "study.log"
+    state_path = work / "study_state.json"
+    state = _state(state_path)
+    wanted = {"steps": steps, "seeds": seeds, "epochs": args.epochs, "arms": args.arms, "ratios": args.ratios,
+              "classifier": args.classifier, "gan_config": str(args.gan_config) if args.gan_config else None,
+              "seed": args.seed}
+    if state.get("params") not in (None, wanted):
+        # a different request than the one this folder holds: start the setting over rather than mix results
+        print(f"[{name}] settings changed since the last run ({state['params']} -> {wanted}); starting over")
+        shutil.rmtree(work)
+        work.mkdir(parents=True)
+        state = {}
+    state["params"] = wanted
+    bc.write_json(state_path, state)
+    ckpt = run_dir / "checkpoints" / "last.pt"
+
+    if not state.get("train_done"):
+        resume = ckpt.is_file()
+        cmd = train_command(setting, run_dir, steps, resume, args.gan_config, args.seed)
+        state["train_seconds"] = state.get("train_seconds", 0.0) + run_logged(cmd, log_path, env)
+        state["train_command"] = " ".join(cmd[2:]).replace(" --resume", "")
+        state["train_done"] = True
+        state["train_load_after"] = bc.loadavg()
+        bc.write_json(state_path, state)
+    else:
+        print(f"[{name}] GAN already trained ({ckpt}); skipping")
+
+    if not state.get("evaluate_done"):
+        if report_dir.exists():
+            shutil.rmtree(report_dir)  # a partial report from an interrupted run
+        cmd = evaluate_command(setting, ckpt, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier)
+        state["evaluate_load_before"] = bc.loadavg()
+        state["evaluate_seconds"] = run_logged(cmd, log_path, env)
+        state["evaluate_command"] = " ".join(cmd[2:])
+        state["evaluate_done"] = True
+        bc.write_json(state_path, state)
+    else:
+        print(f"[{name}] evaluation already done ({report_dir}); skipping")
+
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    report = json.loads((report_dir / "report.json").read_text())
+    report["study"] = {
+        "setting": name, **{k: v for k, v in setting.items() if k != "steps"}, "gan_steps": steps, "seeds": seeds,
+        "train_command": "medgan " + state["train_command"], "evaluate_command": "medgan " + state["evaluate_command"],
+        "train_seconds": round(state["train_seconds"], 1), "evaluate_seconds": round(state["evaluate_seconds"], 1),
+        "load_before_evaluate": state.get("evaluate_load_before"), "machine": bc.machine_info(),
+        "quick": bool(args.quick),
+    }
+    out_json = bc.write_json(results / f"study_{name}.json", report)
+    md = report_dir / "report.md"
+    if md.is_file():
+        shutil.copyfile(md, results / f"study_{name}.md")
+    for png in ("arms.png", "per_class_sensitivity.png"):
+        if (report_dir / png).is_file():
+            shutil.copyfile(report_dir / png, results / f"study_{name}_{png}")
+    print(f"[{name}] done: train {state['train_seconds']:.0f} s, evaluate {state['evaluate_seconds']:.0f} s -> {out_json}")
+    return out_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--setting", action="append", choices=list(SETTINGS), help="a setting to run (repeatable)")
+    p.add_argument("--all", action="store_true", help="run every setting in order")
+    p.add_argument("--steps", type=int, help="GAN training steps (default: per setting)")
+    p.add_argument("--seeds", type=int, help="classifier seeds per arm (default: per setting, 5 or 10)")
+    p.add_argument("--epochs", type=int, help="classifier epochs (default: the evaluate config's)")
+    p.add_argument("--arms", default=ARMS)
+    p.add_argument("--ratios", default=RATIOS)
+    p.add_argument("--classifier", default="smallcnn", choices=["smallcnn", "resnet18"])
+    p.add_argument("--gan-config", type=Path, help="YAML for the GAN (default: configs/<dataset>.yaml when present)")
+    p.add_argument("--seed", type=int, default=0, help="GAN training seed")
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test: 2 steps, 2 seeds, 1 epoch")
+    p.add_argument("--work", default=str(bc.ROOT / "runs" / "study"))
+    p.add_argument("--results-dir", default=str(bc.RESULTS_DIR))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps = args.steps or 2
+        args.seeds = args.seeds or 2
+        args.epochs = args.epochs or 1
+    names = list(SETTINGS) if args.all else (args.setting or [])
+    if not names:
+        p.error("name a --setting (breast100, breast50, breast20, pneumonia10, adrenal20) or pass --all")
+    env = {**os.environ, "MEDGAN_DATA_DIR": str(bc.DATA_DIR)}
+    for name in names:
+        run_setting(name, args, env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
