@@ -153,6 +153,8 @@ def augment_cmd(
     batch_size: int = typer.Option(None, "--batch-size", help="Samples per generator batch (augment.batch_size)."),
     overwrite: bool = typer.Option(None, "--overwrite", help="Replace the synthetic files of a non-empty --out."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw generator instead of its EMA weights."),
+    device: str = typer.Option(None, "--device", help="cpu (default), cuda[:N] or auto (augment.device); "
+                               "byte-identical repeats are promised on CPU."),
     config: Path = ConfigOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -164,13 +166,14 @@ def augment_cmd(
     cfg = load_cli_config(config, {
         "augment.n": n, "augment.classes": classes or None, "augment.balance": balance, "augment.format": fmt,
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
-        "augment.use_ema": False if no_ema else None,
+        "augment.use_ema": False if no_ema else None, "augment.device": device,
     })
     from medgan.synthesis.augment import augment
 
     a = cfg.augment
     res = augment(checkpoint, out, n=a.n, classes=a.classes or None, balance=a.balance, fmt=a.format, seed=a.seed,
-                  batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet)
+                  batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet,
+                  device=a.device)
     per = ", ".join(f"{k}: {v}" for k, v in res.counts.items())
     typer.echo(f"wrote {res.n_samples} {res.format} samples ({per}) in {res.seconds:.1f} s "
                f"({res.samples_per_second:.0f} samples/s) to {res.out_dir}")

@@ -118,6 +118,8 @@ class AugmentConfig(_Section):
     use_ema: bool = True
     reject_near_copies: bool = False
     overwrite: bool = False
+    device: str = "cpu"
+    """Where the generator runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``); byte-identical repeats are promised on CPU."""
 
 
 class EvalConfig(_Section):

@@ -73,6 +73,7 @@ def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):
     (["--n", 10**12], "GB are free"),
     ([], "--n N (per class) or --balance"),
     (["--n", 2, "--format", "tiff"], "invalid value for 'augment.format'"),
+    (["--n", 2, "--device", "bogus"], "unknown device 'bogus'"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, breast, args, message, run_cli):
     r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", *args)

@@ -77,6 +77,22 @@ def latents_for_seeds(seeds: np.ndarray | Sequence[int], dim: int) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; a CUDA device that is not there is a one-line error."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise MedganError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedganError(f"device {device!r} asked for but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
 class SampleBatch(NamedTuple):
     """One generated batch: images, labels, the per-sample seeds and bookkeeping for writers."""
 
@@ -113,7 +129,7 @@ class Sampler:
     def __init__(self, generator: torch.nn.Module, meta: dict[str, Any], step: int = 0,
                  checkpoint_sha256: str = "", checkpoint_path: str | None = None, used_ema: bool = False,
                  device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.meta = dict(meta)
         self.class_names: list[str] = [str(c) for c in meta["class_names"]]
