@@ -88,8 +88,10 @@ def test_ema_differs_from_g_and_follows_it():
     g_now = list(tr.G.parameters())
     ema_now = list(tr.G_ema.parameters())
     assert any(not torch.equal(e, g) for e, g in zip(ema_now, g_now, strict=True))  # EMA is not a copy of G
+    beta = tr.ema_beta(tr.step)
+    assert 0 < beta <= 0.5 and tr.ema_beta(10**6) == 0.5 and tr.ema_beta(0) == 0.0
     for e0, e1, g in zip(ema_before, ema_now, g_now, strict=True):
-        torch.testing.assert_close(e1, torch.lerp(e0, g.detach(), 0.5))  # and moves halfway towards it
+        torch.testing.assert_close(e1, torch.lerp(e0, g.detach(), 1 - beta))  # and moves towards it
     for eb, gb in zip(tr.G_ema.buffers(), tr.G.buffers(), strict=True):  # batch-norm statistics are copied
         assert torch.equal(eb, gb)
     assert not any(p.requires_grad for p in tr.G_ema.parameters())

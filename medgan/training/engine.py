@@ -38,6 +38,7 @@ One step = ``train.d_steps`` discriminator updates, then one generator update, t
   is > 1.5x the smallest); generated images use the labels of the real batch, so D sees the same class mix;
 * DiffAugment (``train.diffaugment``) is applied to real and generated images in both D and G passes, with its
   own generator; ADA (``adaptive``) adjusts its probability from D's outputs on real images;
+* the EMA of G's weights ramps its decay up (:meth:`Trainer.ema_beta`) and copies G's batch-norm buffers;
 * one-sided label smoothing (``label_smoothing``), feature matching (``feature_matching``, on D features of
   the last real batch), lazy R1 (``r1_gamma`` every ``r1_every`` D updates, scaled by ``r1_every``);
 * bf16 autocast (``amp``), channels-last (``channels_last``), losses in float32; nothing is read back from the
@@ -406,16 +407,26 @@ class Trainer:
             self._bad_step = torch.where(bad, torch.full_like(self._bad_step, self.step), self._bad_step)
             self._bad_loss = torch.where(bad, torch.stack([ld, lg]), self._bad_loss)
 
+    def ema_beta(self, step: int) -> float:
+        """EMA decay used after ``step``: 0 (copy) up to ``ema_start``, then ramped up as
+        ``min(ema_decay, (1 + s) / (10 + s))`` with ``s = step - ema_start``, so that early in a run the average
+        does not drag in the untrained initial weights (0.9 after 80 steps, 0.99 after ~900, 0.999 after ~9000)."""
+        s = step - self.cfg.train.ema_start
+        if s <= 0:
+            return 0.0
+        return min(self.ema_decay, (1.0 + s) / (10.0 + s))
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         if self.G_ema is None:
             return
         src_p = list(self.G.parameters())
         dst_p = list(self.G_ema.parameters())
-        if self.step <= self.cfg.train.ema_start:
+        beta = self.ema_beta(self.step)
+        if beta <= 0:
             torch._foreach_copy_(dst_p, src_p)
         else:
-            torch._foreach_lerp_(dst_p, src_p, 1.0 - self.ema_decay)
+            torch._foreach_lerp_(dst_p, src_p, 1.0 - beta)
         bufs = list(self.G.buffers())
         if bufs:
             torch._foreach_copy_(list(self.G_ema.buffers()), bufs)
@@ -739,7 +750,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
                                                                          max_per_class=DIVERSITY_PER_CLASS))
                     if rec_div["collapse"]:
                         _warn(f"possible mode collapse at step {step}: within-class diversity of "
-                              f"{', '.join(rec_div['collapsed_classes'])} is below {t.collapse_threshold} x the "
+                              f"{', '.join(repr(c) for c in rec_div['collapsed_classes'])} is below {t.collapse_threshold} x the "
                               f"real data's (ratios {rec_div['diversity_ratio']})", progress)
                     if do_log:
                         record.update(rec_div)
