@@ -135,3 +135,29 @@ def test_breastmnist_scarce_via_cli(tmp_path, monkeypatch, capsys, tiny_yaml, me
     assert ck["data"]["class_names"][0] == "malignant"
     assert ck["data"]["train_counts"] == [29, 399]  # 20% of 147 malignant images
     assert ck["data"]["scarcity"]["spec"] == ["0=0.2"]
+
+
+def test_shipped_configs_resolve_and_docs_list_every_train_key():
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    from medgan.config import Config, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("breastmnist", "pneumoniamnist", "adrenalmnist3d", "phantom2d", "phantom3d"):
+        cfg = load_config(root / "configs" / f"{name}.yaml")
+        assert cfg.data.dataset == name
+    doc = (root / "docs" / "configuration.md").read_text()
+
+    def keys(model, prefix):
+        for k, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                yield from keys(ann, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+
+    missing = [k for sec in ("data", "model", "train")
+               for k in keys(Config.model_fields[sec].annotation, f"{sec}.") if f"`{k}`" not in doc]
+    assert not missing, f"docs/configuration.md lacks {missing}"
