@@ -39,7 +39,8 @@ def _worker(rank: int, store: str, result_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        tr = Trainer(tiny_cfg(train__diffaugment__adaptive=True, train__diffaugment__adjust_every=1),
+        tr = Trainer(tiny_cfg(train__diffaugment__adaptive=True, train__diffaugment__adjust_every=1, train__r1_gamma=1.0,
+                             train__r1_every=2, train__feature_matching=1.0, train__d_steps=2),
                      _tiny_data(), dist=DistInfo(rank, 2, 0))
         shard = tr.sampler.indices.clone()
         tr.run(3)
