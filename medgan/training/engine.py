@@ -658,7 +658,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
     try:
         ckpt_path = check_run_dir(out, resume)
         ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
-        tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
+        if t.tensorboard and dist.is_main:
+            monitor.TensorBoard.check_available()
         data = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, split_seed=cfg.data.split_seed,
                             download=cfg.data.download, scarce=cfg.data.scarce)
         tdata = prepare(data, cfg.data.size)
@@ -699,6 +700,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
                                                           max_per_class=DIVERSITY_PER_CLASS, generator=g)
                 alarm = monitor.CollapseAlarm(real_div, trainer.class_names, t.collapse_threshold)
 
+        tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
         progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)
         step = start
         last_ckpt = ck_dir / "last.pt" if start > 0 else None

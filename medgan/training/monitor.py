@@ -222,6 +222,11 @@ class TensorBoard:
     """Scalars of each metrics record under ``out/tensorboard`` (needs the optional ``tensorboard`` package)."""
 
     def __init__(self, log_dir: str | Path):
+        self.writer = self.check_available()(log_dir=str(log_dir))
+
+    @staticmethod
+    def check_available():
+        """The ``SummaryWriter`` class, or a one-line :class:`TrainingError` when tensorboard is missing."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -229,7 +234,7 @@ class TensorBoard:
                 "train.tensorboard is on but the 'tensorboard' package is not installed; "
                 "pip install 'medgan[tensorboard]' or set train.tensorboard: false"
             ) from None
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        return SummaryWriter
 
     def add(self, record: dict[str, Any]) -> None:
         step = int(record["step"])
