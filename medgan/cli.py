@@ -157,6 +157,9 @@ def augment_cmd(
                                "byte-identical repeats are promised on CPU."),
     config: Path = ConfigOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    reject_near_copies: bool = typer.Option(None, "--reject-near-copies", help="Redraw samples that are near-copies "
+                                            "of the generator's training images (rebuilt from the checkpoint's "
+                                            "dataset; see medgan.evaluation.privacy); redraws go to the manifest."),
 ) -> None:
     """Write labelled synthetic samples from a checkpoint, with a provenance manifest.
 
@@ -167,13 +170,19 @@ def augment_cmd(
         "augment.n": n, "augment.classes": classes or None, "augment.balance": balance, "augment.format": fmt,
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
+        "augment.reject_near_copies": reject_near_copies,
     })
     from medgan.synthesis.augment import augment
 
     a = cfg.augment
+    filter_fn = None
+    if a.reject_near_copies:
+        from medgan.evaluation.privacy import near_copy_filter_for_checkpoint
+
+        filter_fn = near_copy_filter_for_checkpoint(checkpoint)
     res = augment(checkpoint, out, n=a.n, classes=a.classes or None, balance=a.balance, fmt=a.format, seed=a.seed,
                   batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet,
-                  device=a.device)
+                  device=a.device, filter_fn=filter_fn)
     per = ", ".join(f"{k}: {v}" for k, v in res.counts.items())
     typer.echo(f"wrote {res.n_samples} {res.format} samples ({per}) in {res.seconds:.1f} s "
                f"({res.samples_per_second:.0f} samples/s) to {res.out_dir}")

@@ -15,8 +15,8 @@ Arms
 
 Synthetic allocation policy (:func:`synthetic_allocation`): ratio ``R`` adds ``round(R * N_real)`` synthetic
 images, given to the classes with the fewest real images first ("water filling": the lowest classes are raised
-level until all are equal, what remains is spread evenly); ``balance`` tops every class up to the majority
-class's count. Per seed, each class's synthetic images are a seeded draw without replacement from the pool
+level until all are equal; what remains goes one image each to the classes with the fewest real images first);
+``balance`` tops every class up to the majority class's count. Per seed, each class's synthetic images are a seeded draw without replacement from the pool
 (with replacement only if the pool is too small; the report then says so).
 
 Same budget, same seeds
@@ -61,8 +61,8 @@ BASE_ARMS = ("baseline", "oversample", "classical", "gan", "gan+classical")
 GAN_ARMS = ("gan", "gan+classical")
 ALLOCATION_POLICY = (
     "ratio R adds round(R x N_real) synthetic images, given to the classes with the fewest real images first "
-    "(water filling: lowest classes raised level until equal, the rest spread evenly); 'balance' tops every class "
-    "up to the majority count"
+    "(water filling: lowest classes raised level until equal, the rest one each, fewest-real classes first); "
+    "'balance' tops every class up to the majority count"
 )
 BUDGET_POLICY = (
     "every arm: same classifier, Adam, batch size, epochs and ceil(N_real_train / batch_size) optimisation steps "
@@ -506,11 +506,14 @@ def _draw_synthetic(pool: SyntheticPool, alloc: list[int], seed: int) -> tuple[t
 
 
 def scarce_classes(data: RealData) -> list[int]:
-    """The classes a study cares about: those named by ``--scarce``, else the smallest training class(es)."""
-    if data.scarcity and data.scarcity.get("rules"):
-        names = list(data.scarcity["rules"])
-        return sorted(data.class_names.index(n) for n in names if n in data.class_names)
+    """The classes a study cares about: those named by ``--scarce`` that end up with fewer training images than
+    the largest class; otherwise the smallest training class(es)."""
     counts = np.asarray(data.counts("train"))
+    if data.scarcity and data.scarcity.get("rules"):
+        named = [data.class_names.index(n) for n in data.scarcity["rules"] if n in data.class_names]
+        picked = sorted(c for c in named if counts[c] < counts.max())
+        if picked:
+            return picked
     return np.flatnonzero(counts == counts.min()).tolist()
 
 
