@@ -264,6 +264,7 @@ def write_json(path: str | Path, obj: Any) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1, default=float)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
