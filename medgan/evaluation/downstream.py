@@ -95,7 +95,7 @@ class Arm:
 
 
 def _ratio_label(r: float | str) -> str:
-    return r if isinstance(r, str) else f"{float(r):g}"
+    return r if isinstance(r, str) else str(float(r))  # 0.5 -> "0.5", 1 -> "1.0"
 
 
 def expand_arms(arms: list[str], ratios: list[float | str]) -> list[Arm]:

@@ -17,6 +17,7 @@ because absolute values mean nothing on their own at this sample size.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,12 +36,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     s1 = np.atleast_2d(np.cov(a, rowvar=False))
     s2 = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(s1 @ s2)
-    if isinstance(covmean, tuple):  # older scipy returns (sqrtm, errest)
-        covmean = covmean[0]
-    if not np.isfinite(covmean).all():
+    def sqrtm(m: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # singular products are handled below
+            r = linalg.sqrtm(m)
+        return r[0] if isinstance(r, tuple) else r  # older scipy returns (sqrtm, errest)
+
+    covmean = sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all() or np.abs(np.imag(covmean)).max() > 1e-3:
+        # a singular covariance (e.g. a collapsed generator): regularise both, as common FID code does
         eps = 1e-6 * np.eye(len(s1))
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+        covmean = sqrtm((s1 + eps) @ (s2 + eps))
     covmean = np.real(covmean)
     return float(max(0.0, ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)))
 
