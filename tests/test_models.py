@@ -156,7 +156,7 @@ def test_weight_init_statistics():
     bn = torch.cat([m.weight.detach() for m in g.modules() if isinstance(m, nn.BatchNorm2d)])
     assert bn.mean().item() == pytest.approx(1.0, abs=0.01)
     assert bn.std().item() == pytest.approx(0.02, rel=0.3)
-    assert all(float(m.bias.abs().sum()) == 0 for m in g.modules() if isinstance(m, nn.BatchNorm2d))
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in g.modules() if isinstance(m, nn.BatchNorm2d))
     d = ConditionalDiscriminator(2, 1, 32, 2, base_channels=32, spectral_norm=False)
     w = torch.cat([c.weight.detach().flatten() for c in _convs(d)])
     assert w.std().item() == pytest.approx(0.02, rel=0.05)
