@@ -131,7 +131,7 @@ class EvalConfig(_Section):
     classifier: Literal["smallcnn", "resnet18"] = "smallcnn"
     epochs: int = 30
     patience: int = 8
-    batch_size: int = 128
+    batch_size: int = 32
     lr: float = 1e-3
     n_synthetic: int | None = None
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""

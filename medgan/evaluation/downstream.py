@@ -618,8 +618,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
             say(f"  seed {s} {arm.name:<22} epochs {res.epochs_run:>3} (best {res.best_epoch:>3})  "
                 f"val bal-acc {res.val_balanced_accuracy:.3f}  test bal-acc {m['balanced_accuracy']:.3f}  "
                 f"scarce sens {m['scarce_sensitivity']:.3f}  [{res.seconds:.1f}s]")
-            if arm.kind == "baseline" and s == seeds[0] and ev.classifier == "smallcnn":
-                feature_model = res.model
+            if arm.kind == "oversample" and s == seeds[0] and ev.classifier == "smallcnn":
+                feature_model = res.model  # class-balanced, so its features also separate the scarce classes
             del res
 
     summary, comparisons, verdicts = summarise(runs, data.class_names, [a.name for a in arms])
@@ -631,7 +631,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
             feature_model = train_classifier(td.x["train"], td.y["train"], td.x["val"], td.y["val"],
                                              classifier="smallcnn", num_classes=data.num_classes, seed=0,
                                              epochs=ev.epochs, patience=ev.patience, batch_size=ev.batch_size,
-                                             lr=ev.lr, steps_per_epoch=steps, device=device).model
+                                             lr=ev.lr, steps_per_epoch=steps, balanced=True, device=device).model
         if ev.quality:
             from medgan.evaluation.fidelity import sample_quality
 

@@ -1,7 +1,8 @@
 """Sample quality, offline: no downloaded network weights.
 
-The feature space is the penultimate layer of a small CNN trained on the real training split (the ``baseline``
-arm's first-seed model when the study uses ``smallcnn``), i.e. a domain-specific stand-in for Inception features.
+The feature space is the penultimate layer of a small CNN trained on the real training split with class-balanced
+batches (the ``oversample`` arm's first-seed model when the study runs ``smallcnn`` with that arm; otherwise one
+trained the same way), i.e. a domain-specific stand-in for Inception features.
 Every distance is printed beside its *floor*, the same distance between the real training and real test images,
 because absolute values mean nothing on their own at this sample size.
 
@@ -126,7 +127,7 @@ def sample_quality(feature_model, td: TensorData, syn_x: torch.Tensor, syn_y: to
 
     out: dict[str, Any] = {
         "feature_space": f"penultimate layer ({f_train.shape[1]} features) of a smallcnn trained on the real "
-                         "training split",
+                         "training split with class-balanced batches",
         "n_synthetic": int(len(syn_y)),
         "frechet": {"synthetic_vs_train": frechet_distance(f_train, f_syn),
                     "floor_test_vs_train": frechet_distance(f_train, f_test)},

@@ -24,8 +24,8 @@ import torch
 from medgan.errors import EvaluationError
 
 DEFAULT_PERCENTILE = 1.0
-RULE = ("flagged when the pixel-space distance to the nearest real training image is at or below the "
-        "{p:g}th percentile of the real training images' leave-one-out nearest-neighbour distances")
+RULE = ("flagged when the pixel-space distance to the nearest real training image is at or below percentile "
+        "{p:g} of the real training images' leave-one-out nearest-neighbour distances")
 
 
 def nearest(query: torch.Tensor, ref: torch.Tensor, exclude_self: bool = False,
