@@ -98,3 +98,18 @@ def test_prdc_and_diversity():
     assert prdc(real[:5], real, k=5) is None
     assert mean_pairwise_distance(np.zeros((10, 3))) == 0.0
     assert mean_pairwise_distance(real) > mean_pairwise_distance(real * 0.1)
+
+
+def test_breastmnist_copies_are_flagged_at_the_data_own_duplicate_rate(medmnist_dir):
+    """BreastMNIST holds near-duplicate real pairs, so the rule flags copies closer than those (here noise of sd
+    0.005) and flags unseen real test images only at about the 1% calibration rate."""
+    td = prepare(load_dataset("breastmnist", scarce=["0=0.2"], download=False))
+    x, y = td.x["train"], td.y["train"]
+    g = torch.Generator().manual_seed(0)
+    noisy = (x[:20] + 0.005 * torch.randn(x[:20].shape, generator=g)).clamp(-1, 1)
+    unseen = td.x["test"]  # real images the generator never saw: same distribution, not copies
+    res, _ = memorisation_check(x, y, torch.cat([noisy, unseen]), torch.cat([y[:20], td.y["test"]]))
+    flagged = set(res["flagged_indices"])
+    assert set(range(20)) <= flagged
+    assert len(flagged - set(range(20))) <= 0.03 * len(unseen)
+    assert 0.005 <= res["pixel"]["real_flag_rate"] <= 0.02

@@ -65,7 +65,7 @@ ALLOCATION_POLICY = (
     "'balance' tops every class up to the majority count"
 )
 BUDGET_POLICY = (
-    "every arm: same classifier, Adam, batch size, epochs and ceil(N_real_train / batch_size) optimisation steps "
+    "Every arm: same classifier, Adam, batch size, epochs and ceil(N_real_train / batch_size) optimisation steps "
     "per epoch; early stopping on the real validation split (best balanced accuracy, ties: lower loss)"
 )
 

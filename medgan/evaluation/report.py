@@ -192,10 +192,11 @@ class Report:
                     s = pv[space]
                     rows.append([space, _num(s["threshold"]), _num(s["real_loo_nn"]["median"]),
                                  _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
-                                 _num(s["fraction_below_threshold"]), _num(s["fraction_below_p5"]),
-                                 _num(s["same_class_nn"])])
+                                 _num(s["fraction_below_threshold"]), _num(s.get("real_flag_rate")),
+                                 _num(s["fraction_below_p5"]), _num(s["same_class_nn"])])
             parts.append(_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
-                                 "fraction <= threshold", "fraction <= p5", "NN of same class"], rows))
+                                 "synthetic <= threshold", "real <= threshold (false-alarm ref.)", "synthetic <= p5",
+                                 "NN of same class"], rows))
             parts.append("")
             parts.append(f"**{pv['flagged']} of {pv['n_synthetic']} synthetic samples "
                          f"({100 * pv['fraction_flagged']:.1f}%) are flagged as near-copies** (pixel space, "
@@ -276,12 +277,14 @@ class Report:
             p = self.images["nearest_pairs"]
             n = len(p["distance"])
             if n:
+                per_row = 4  # pairs per row: synthetic, its nearest real training image, next pair, ...
                 x = torch.stack([t for pair in zip(p["synthetic"], p["real"], strict=True) for t in pair])
-                y = torch.arange(n).repeat_interleave(2)
-                names = [f"d={dist:.2f}{' FLAG' if dist <= p['threshold'] else ''} "
-                         f"({classes[sl]}/{classes[rl]})"
-                         for dist, sl, rl in zip(p["distance"], p["synthetic_label"], p["real_label"], strict=True)]
-                paths.append(save_grid(out / "nearest_neighbours.png", x, y, names, per_class=2,
-                                       title=f"closest synthetic (left) / real training (right); threshold "
-                                             f"{p['threshold']:.2f}"))
+                y = torch.arange(2 * n) // (2 * per_row)
+                names = [" ".join(f"{dist:.2f}{'*' if dist <= p['threshold'] else ''}"
+                                  for dist in p["distance"][r * per_row : (r + 1) * per_row])
+                         for r in range(int(y.max()) + 1)]
+                paths.append(save_grid(out / "nearest_neighbours.png", x, y, names, per_class=2 * per_row,
+                                       title=f"closest pairs (synthetic, nearest real training image), left to "
+                                             f"right; row label: pixel distances (* = flagged, threshold "
+                                             f"{p['threshold']:.2f})"))
         return paths
