@@ -803,7 +803,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
         if owns_group:
             import torch.distributed as tdist
 
-            tdist.destroy_process_group()
+            # Rank 0 still writes curves and checkpoints after the loop: without a barrier the other ranks
+            # tear the gloo group down under it (seen as 'terminate called without an active exception').
+            try:
+                tdist.barrier()
+            finally:
+                tdist.destroy_process_group()
 
 
 __all__ = ["DistInfo", "IndexSampler", "TrainResult", "Trainer", "derive_seed", "train", "use_balanced"]
