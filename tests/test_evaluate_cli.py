@@ -87,7 +87,9 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
     d = json.loads((out1 / "report.json").read_text())
     assert set(d) >= {"dataset", "synthetic", "protocol", "arms", "runs", "summary", "comparisons", "verdicts",
                       "quality", "privacy", "timing", "config", "files"}
-    assert d["synthetic"]["leakage_guard"].startswith("passed")  # via the checkpoint the folder names
+    # the folder itself records the generator's training-set fingerprint, so the guard needs no checkpoint file
+    assert json.loads((synth / "augment.json").read_text())["train_fingerprint"] == d["dataset"]["train_fingerprint"]
+    assert d["synthetic"]["leakage_guard"] == "passed (augment.json)"
     assert d["quality"]["frechet"]["floor_test_vs_train"] >= 0 and "tstr" in d["quality"]
     assert set(d["quality"]["per_class"]) == {"few_large", "many_small", "single_bright"}
     assert 0 <= d["privacy"]["fraction_flagged"] <= 1 and "feature" in d["privacy"]

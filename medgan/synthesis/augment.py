@@ -223,7 +223,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
                 "counts": {sampler.class_names[c]: k for c, k in counts.items()},
                 "spatial_dims": prov.spatial_dims, "channels": prov.channels, "size": int(meta["size"]),
                 "intensity": meta["intensity"], "spacing": prov.spacing, "modality": prov.modality,
-                "dataset": meta.get("name"),
+                "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
             }
             from medgan.synthesis.writers import write_file_atomic
 
