@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,24 @@ def samples_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache from tests."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def medgan_cli(monkeypatch, capsys):
+    """Run ``medgan ARGS`` in-process through the console entry point (``medgan.cli.main``).
+
+    Returns a ``CompletedProcess`` with the exit code, stdout and stderr, as a subprocess run would.
+    """
+    from medgan.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["medgan", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run

@@ -30,21 +30,9 @@ def adrenal(tmp_path_factory):
 
 
 @pytest.fixture
-def run_cli(monkeypatch, capsys):
-    """Run ``medgan augment ARGS`` in-process through the console entry point; returns (code, stdout, stderr)."""
-    from medgan.cli import main
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["medgan", "augment", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
+def run_cli(medgan_cli):
+    """``medgan augment ARGS`` in-process (see conftest)."""
+    return lambda *args: medgan_cli("augment", *args)
 
 
 def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,21 +10,9 @@ from medgan.config import load_config
 
 
 @pytest.fixture
-def run_cli(monkeypatch, capsys):
-    """Run ``medgan ARGS`` in-process through the console entry point; returns (code, stdout, stderr)."""
-    from medgan.cli import main
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["medgan", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
+def run_cli(medgan_cli):
+    """``medgan ARGS`` in-process (see conftest)."""
+    return medgan_cli
 
 
 @pytest.mark.parametrize("args, message", [
