@@ -44,6 +44,20 @@ def grid_array(images: torch.Tensor | np.ndarray, labels, class_names: list[str]
     return (out * 255).round().astype(np.uint8)
 
 
+def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
+    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    from medgan.training.checkpoint import atomic_write_bytes
+
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+    return path
+
+
 def save_grid(path: str | Path, images, labels, class_names: list[str], per_class: int = 8,
               title: str | None = None) -> Path:
     """Write a per-class grid with class names on the left (matplotlib), atomically."""
@@ -51,8 +65,6 @@ def save_grid(path: str | Path, images, labels, class_names: list[str], per_clas
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medgan.training.checkpoint import atomic_write_bytes
 
     arr = grid_array(images, labels, class_names, per_class)
     h, w = arr.shape[:2]
@@ -66,7 +78,4 @@ def save_grid(path: str | Path, images, labels, class_names: list[str], per_clas
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -318,6 +318,8 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from medgan.viz import save_figure
+
     cases = list(result["cases"])
     arms = [a for a in next(iter(result["cases"].values()))["summary"] if a != "reference"] if cases else []
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
@@ -337,10 +339,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("medgan training throughput vs the textbook loop (CPU)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,7 +13,6 @@ Files written to ``--out`` (each atomically, via a temporary file and a rename):
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -217,17 +216,14 @@ class Report:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from medgan.viz import save_figure
+
         d = self.data
         arms = list(d["summary"])
         paths = []
 
         def save(fig, name):
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110)
-            plt.close(fig)
-            p = out / name
-            atomic_write_bytes(p, lambda f: f.write(buf.getvalue()))
-            paths.append(p)
+            paths.append(save_figure(fig, out / name, dpi=110))
 
         fig, axes = plt.subplots(1, 4, figsize=(4 * 3.2, 3.6), sharey=False)
         for ax, (k, lab) in zip(axes, HEADLINE[:4], strict=True):

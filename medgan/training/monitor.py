@@ -144,6 +144,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from medgan.viz import save_figure
+
     def series(key):
         pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), int | float)]
         return [p[0] for p in pts], [p[1] for p in pts]
@@ -180,10 +182,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | No
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------- progress, TB
