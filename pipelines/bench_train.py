@@ -95,7 +95,7 @@ def case_tensors(case: dict[str, Any]):
 
 
 def make_config(variant: str, base_channels: int | None, batch: int, amp: str, threads: int,
-                channels_last: bool = False):
+                channels_last: bool | str = "auto"):
     """The medgan config of an arm: ``matched`` (FLOP-matched to the reference) or ``default``."""
     from medgan.config import load_config
 
@@ -124,7 +124,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     case = json.loads(args.case_json)
     tdata = case_tensors(case)
-    cfg = make_config(args.variant, args.base_channels, case["batch"], args.amp, args.threads, args.channels_last)
+    cfg = make_config(args.variant, args.base_channels, case["batch"], args.amp, args.threads,
+                      False if args.nchw else "auto")
     trainer = Trainer(cfg, tdata)
     flops = step_flops_per_image(trainer)
     if case["warmup"]:
@@ -132,7 +133,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     stats = trainer.run(case["steps"])
     ips = stats["images_per_s"]
     return {
-        "impl": "medgan", "variant": args.variant, "amp": args.amp, "channels_last": args.channels_last,
+        "impl": "medgan", "variant": args.variant, "amp": args.amp, "channels_last": trainer.memory_format != torch.contiguous_format,
         "images_per_s": ips, "gflops_per_s": flops * ips / 1e9, "flops_per_image": flops,
         "seconds_per_step": stats["seconds"] / case["steps"], "peak_rss_mb": bc.self_peak_rss_mb(),
         "base_channels": cfg.model.base_channels, "batch": case["batch"], "steps": case["steps"],
@@ -188,13 +189,13 @@ def reference_cmd(case: dict[str, Any], threads: int) -> list[str]:
 
 
 def medgan_cmd(case: dict[str, Any], variant: str, amp: str, base_channels: int | None, threads: int,
-               channels_last: bool = False) -> list[str]:
+               nchw: bool = False) -> list[str]:
     cmd = [bc.python(), str(Path(__file__).resolve()), "--worker", "--case-json", json.dumps(case),
            "--variant", variant, "--amp", amp, "--threads", threads, "--json", "{json}"]
     if base_channels is not None:
         cmd += ["--base-channels", base_channels]
-    if channels_last:
-        cmd += ["--channels-last"]
+    if nchw:
+        cmd += ["--nchw"]
     return cmd
 
 
@@ -223,8 +224,9 @@ def bench_case(name: str, case: dict[str, Any], args, env, peaks, log) -> dict[s
         "matched/bf16": medgan_cmd(case, "matched", "bf16", width, args.threads),
         "default/fp32": medgan_cmd(case, "default", "off", None, args.threads),
     }
-    if args.channels_last:
-        arms["matched/fp32+cl"] = medgan_cmd(case, "matched", "off", width, args.threads, channels_last=True)
+    if args.nchw:  # medgan's default on CPU is channels-last; these arms show what it gains
+        arms["matched/fp32-nchw"] = medgan_cmd(case, "matched", "off", width, args.threads, nchw=True)
+        arms["matched/bf16-nchw"] = medgan_cmd(case, "matched", "bf16", width, args.threads, nchw=True)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}
     order = list(arms)
     for r in range(args.repeats):
@@ -351,7 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--quick", action="store_true", help="tiny settings (smoke test; not for recording)")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
-    p.add_argument("--channels-last", action="store_true", help="add a matched fp32 arm with channels-last")
+    p.add_argument("--nchw", action="store_true",
+                   help="add matched arms in the NCHW layout (medgan's CPU default is channels-last)")
     p.add_argument("--max-load", type=float, default=1.0, help="record only when the 1-min load is below this")
     p.add_argument("--wait-s", type=float, default=600.0, help="how long to wait for a quiet machine")
     p.add_argument("--timeout", type=float, default=1800.0, help="per-subprocess timeout (s)")
