@@ -211,6 +211,9 @@ def evaluate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: report.json, report.md, PNG plots."),
     config: Path = ConfigOpt,
     data_dir: Path = DataDirOpt,
+    filter_confidence: float = typer.Option(None, "--filter-confidence", help="Sample filtering: keep synthetic "
+                                            "images a real-data classifier gives >= this probability of their class "
+                                            "(evaluate.filter_confidence; 0: off)."),
     no_quality: bool = typer.Option(False, "--no-quality", help="Skip the sample-quality measures."),
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the memorisation check."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads (evaluate.threads; 0: torch default)."),
@@ -231,7 +234,7 @@ def evaluate_cmd(
         "evaluate.arms": arms, "evaluate.ratios": ratio, "evaluate.seeds": seeds, "evaluate.classifier": classifier,
         "evaluate.epochs": epochs, "evaluate.batch_size": batch_size, "evaluate.threads": threads,
         "evaluate.device": device, "evaluate.quality": False if no_quality else None,
-        "evaluate.privacy": False if no_privacy else None,
+        "evaluate.privacy": False if no_privacy else None, "evaluate.filter_confidence": filter_confidence,
     })
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out,
                       log=None if quiet else typer.echo)

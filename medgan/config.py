@@ -137,6 +137,11 @@ class EvalConfig(_Section):
     lr: float = 1e-3
     n_synthetic: int | None = None
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
+    filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)
+    """Sample filtering: keep only synthetic images that the reference classifier (a class-balanced small CNN
+    trained on the real training split) assigns to their conditioned class with at least this probability; 0 keeps
+    every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
+    filter_pool_factor: int = Field(3, ge=1)
     quality: bool = True
     privacy: bool = True
     threads: int = 0

@@ -77,13 +77,15 @@ def train_command(setting: dict[str, Any], run_dir: Path, steps: int, resume: bo
 
 
 def evaluate_command(setting: dict[str, Any], ckpt: Path, out: Path, seeds: int, epochs: int | None,
-                     arms: str, ratios: str, classifier: str) -> list[str]:
+                     arms: str, ratios: str, classifier: str, filter_confidence: float | None = None) -> list[str]:
     cmd = [*bc.medgan_cli(), "evaluate", "--dataset", setting["dataset"], "--checkpoint", str(ckpt),
            "--arms", arms, "--ratio", ratios, "--seeds", str(seeds), "--classifier", classifier, "--out", str(out)]
     if setting["scarce"]:
         cmd += ["--scarce", setting["scarce"]]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
+    if filter_confidence:
+        cmd += ["--filter-confidence", str(filter_confidence)]
     return cmd
 
 
@@ -117,23 +119,33 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     setting = SETTINGS[name]
     steps = args.steps or setting["steps"]
     seeds = args.seeds or setting["seeds"]
-    work = Path(args.work) / name
+    label = f"{name}_{args.tag}" if args.tag else name
+    work = Path(args.work) / label
     work.mkdir(parents=True, exist_ok=True)
     run_dir, report_dir, log_path = work / "gan", work / "report", work / "study.log"
     state_path = work / "study_state.json"
     state = _state(state_path)
     wanted = {"steps": steps, "seeds": seeds, "epochs": args.epochs, "arms": args.arms, "ratios": args.ratios,
               "classifier": args.classifier, "gan_config": str(args.gan_config) if args.gan_config else None,
-              "seed": args.seed}
+              "seed": args.seed, "filter_confidence": args.filter_confidence,
+              "gan_from": str(args.gan_from) if args.gan_from else None}
     if state.get("params") not in (None, wanted):
         # a different request than the one this folder holds: start the setting over rather than mix results
-        print(f"[{name}] settings changed since the last run ({state['params']} -> {wanted}); starting over")
+        print(f"[{label}] settings changed since the last run ({state['params']} -> {wanted}); starting over")
         shutil.rmtree(work)
         work.mkdir(parents=True)
         state = {}
     state["params"] = wanted
     bc.write_json(state_path, state)
     ckpt = run_dir / "checkpoints" / "last.pt"
+    if args.gan_from:
+        # evaluate another setting folder's generator (e.g. a tuning variant that only changes the evaluation)
+        src_state = _state(Path(args.gan_from) / "study_state.json")
+        ckpt = Path(args.gan_from) / "gan" / "checkpoints" / "last.pt"
+        if not (src_state.get("train_done") and ckpt.is_file()):
+            raise SystemExit(f"--gan-from {args.gan_from}: no finished GAN training there (run that setting first)")
+        for k in ("train_seconds", "train_command", "train_done"):
+            state[k] = src_state[k]
 
     if not state.get("train_done"):
         resume = ckpt.is_file()
@@ -144,38 +156,39 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         state["train_load_after"] = bc.loadavg()
         bc.write_json(state_path, state)
     else:
-        print(f"[{name}] GAN already trained ({ckpt}); skipping")
+        print(f"[{label}] GAN already trained ({ckpt}); skipping")
 
     if not state.get("evaluate_done"):
         if report_dir.exists():
             shutil.rmtree(report_dir)  # a partial report from an interrupted run
-        cmd = evaluate_command(setting, ckpt, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier)
+        cmd = evaluate_command(setting, ckpt, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier,
+                               args.filter_confidence)
         state["evaluate_load_before"] = bc.loadavg()
         state["evaluate_seconds"] = run_logged(cmd, log_path, env)
         state["evaluate_command"] = " ".join(cmd[2:])
         state["evaluate_done"] = True
         bc.write_json(state_path, state)
     else:
-        print(f"[{name}] evaluation already done ({report_dir}); skipping")
+        print(f"[{label}] evaluation already done ({report_dir}); skipping")
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     report = json.loads((report_dir / "report.json").read_text())
     report["study"] = {
-        "setting": name, **{k: v for k, v in setting.items() if k != "steps"}, "gan_steps": steps, "seeds": seeds,
+        "setting": name, "tag": args.tag, **{k: v for k, v in setting.items() if k != "steps"}, "gan_steps": steps, "seeds": seeds,
         "train_command": "medgan " + state["train_command"], "evaluate_command": "medgan " + state["evaluate_command"],
         "train_seconds": round(state["train_seconds"], 1), "evaluate_seconds": round(state["evaluate_seconds"], 1),
         "load_before_evaluate": state.get("evaluate_load_before"), "machine": bc.machine_info(),
         "quick": bool(args.quick),
     }
-    out_json = bc.write_json(results / f"study_{name}.json", report)
+    out_json = bc.write_json(results / f"study_{label}.json", report)
     md = report_dir / "report.md"
     if md.is_file():
-        shutil.copyfile(md, results / f"study_{name}.md")
+        shutil.copyfile(md, results / f"study_{label}.md")
     for png in ("arms.png", "per_class_sensitivity.png"):
         if (report_dir / png).is_file():
-            shutil.copyfile(report_dir / png, results / f"study_{name}_{png}")
-    print(f"[{name}] done: train {state['train_seconds']:.0f} s, evaluate {state['evaluate_seconds']:.0f} s -> {out_json}")
+            shutil.copyfile(report_dir / png, results / f"study_{label}_{png}")
+    print(f"[{label}] done: train {state['train_seconds']:.0f} s, evaluate {state['evaluate_seconds']:.0f} s -> {out_json}")
     return out_json
 
 
@@ -183,30 +196,56 @@ def _ci(s: dict[str, float]) -> str:
     return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
 
 
-def summary_markdown(results_dir: Path) -> str:
-    """One table per finished setting: per arm, scarce-class sensitivity and AUROC (mean [95% CI]), and the paired
-    difference in scarce-class sensitivity against baseline and oversample (diff, paired t-test p), plus whether
-    the arm meets the study's target (beats both on scarce sensitivity with p < 0.05 at equal or better AUROC)."""
-    parts = []
+def _target(comps: dict[str, Any], arm: str) -> str:
+    """The study's target for one arm: beats baseline AND oversample on scarce-class sensitivity (paired t-test
+    p < 0.05) at equal or better AUROC. ``yes``; ``sens only`` when the sensitivity wins but AUROC is lower than a
+    reference (with the AUROC difference and its p); empty otherwise."""
+    if not arm.startswith("gan"):
+        return ""
+    refs = [comps.get(arm, {}).get(r, {}) for r in ("vs_baseline", "vs_oversample")]
+    if not all(c.get("scarce_sensitivity") and c.get("auroc") for c in refs):
+        return ""
+    if not all(c["scarce_sensitivity"]["diff"] > 0 and c["scarce_sensitivity"]["p_ttest"] < 0.05 for c in refs):
+        return ""
+    worse = [c["auroc"] for c in refs if c["auroc"]["diff"] < 0]
+    if not worse:
+        return "yes"
+    w = min(worse, key=lambda a: a["diff"])
+    return f"sens only (AUROC {w['diff']:+.3f}, p={w['p_ttest']:.2g})"
+
+
+def result_files(results_dir: Path) -> list[tuple[str, Path]]:
+    """``(label, json)`` of every finished setting and tuning variant (``study_<setting>[_<tag>].json``)."""
+    out = []
     for name in SETTINGS:
-        f = results_dir / f"study_{name}.json"
-        if not f.is_file():
-            continue
+        base = results_dir / f"study_{name}.json"
+        if base.is_file():
+            out.append((name, base))
+        out += [(f.stem[len("study_"):], f) for f in sorted(results_dir.glob(f"study_{name}_*.json"))]
+    return out
+
+
+def summary_markdown(results_dir: Path) -> str:
+    """One table per finished setting (and tuning variant): per arm, scarce-class sensitivity and AUROC (mean [95%
+    CI]), the paired difference in scarce-class sensitivity against baseline and oversample (diff, paired t-test p),
+    and whether the arm meets the study's target (see :func:`_target`)."""
+    parts = []
+    for label, f in result_files(results_dir):
         r = json.loads(f.read_text())
         st, comps = r["study"], r["comparisons"]
         ds = r["dataset"]
-        parts.append(f"### {name}: {ds['name']}, training counts {ds['train_counts']} "
-                     f"(scarce: {', '.join(ds['scarce_classes'])}), {st['seeds']} seeds, GAN {st['gan_steps']} steps")
+        flt = (r.get("synthetic") or {}).get("filter")
+        extra = f", sample filtering p >= {flt['threshold']} (kept {flt['kept']} of {flt['drawn']})" if flt else ""
+        parts.append(f"### {label}: {ds['name']}, training counts {ds['train_counts']} "
+                     f"(scarce: {', '.join(ds['scarce_classes'])}), {st['seeds']} seeds, GAN {st['gan_steps']} steps"
+                     f"{extra}")
         rows = []
         for arm, s in r["summary"].items():
             row = [f"`{arm}`", _ci(s["scarce_sensitivity"]), _ci(s["auroc"]), _ci(s["balanced_accuracy"])]
-            ok = arm.startswith("gan")
             for ref in ("vs_baseline", "vs_oversample"):
-                c = comps.get(arm, {}).get(ref, {})
-                sens, auc = c.get("scarce_sensitivity"), c.get("auroc")
+                sens = comps.get(arm, {}).get(ref, {}).get("scarce_sensitivity")
                 row.append(f"{sens['diff']:+.3f} (p={sens['p_ttest']:.3g})" if sens else "")
-                ok = ok and bool(sens and auc and sens["diff"] > 0 and sens["p_ttest"] < 0.05 and auc["diff"] >= 0)
-            row.append("yes" if ok else "")
+            row.append(_target(comps, arm))
             rows.append(row)
         parts.append(bc.markdown_table(
             ["arm", "scarce-class sensitivity", "AUROC", "balanced accuracy", "Δ sens vs baseline",
@@ -226,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", default="smallcnn", choices=["smallcnn", "resnet18"])
     p.add_argument("--gan-config", type=Path, help="YAML for the GAN (default: configs/<dataset>.yaml when present)")
     p.add_argument("--seed", type=int, default=0, help="GAN training seed")
+    p.add_argument("--filter-confidence", type=float, default=None,
+                   help="sample filtering in the evaluation (medgan evaluate --filter-confidence)")
+    p.add_argument("--tag", help="a tuning variant: work in <work>/<setting>_<tag>, results study_<setting>_<tag>.*")
+    p.add_argument("--gan-from", type=Path,
+                   help="use the GAN of a finished setting folder (e.g. runs/study/breast20) instead of training")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test: 2 steps, 2 seeds, 1 epoch")
     p.add_argument("--work", default=str(bc.ROOT / "runs" / "study"))
     p.add_argument("--results-dir", default=str(bc.RESULTS_DIR))

@@ -153,3 +153,39 @@ def test_tiny_study_writes_a_complete_report(tmp_path):
     for png in ("arms.png", "per_class_sensitivity.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert "baseline" in rep.summary_table()
+
+
+class _MeanSign(torch.nn.Module):
+    """A fixed 'classifier': class 1 when an image's mean is positive, else class 0 (confident either way)."""
+
+    def forward(self, x):
+        pos = (x.flatten(1).mean(1) > 0).float()
+        return torch.stack([(1 - pos) * 5.0, pos * 5.0], 1)
+
+
+def test_filter_pool_keeps_images_the_real_data_classifier_agrees_with():
+    from medgan.evaluation.downstream import filter_pool
+
+    x = torch.cat([torch.full((4, 1, 8, 8), -0.5), torch.full((6, 1, 8, 8), 0.5)])
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 0, 0])  # 3 + 5 agree with the sign rule, 1 + 2 do not
+    pool = SyntheticPool(x, y, {"kind": "test", "path": "p", "leakage_guard": "n/a"})
+    out, info = filter_pool(pool, _MeanSign(), 0.9, torch.device("cpu"), ["neg", "pos"])
+    assert info["drawn"] == [5, 5] and info["kept"] == [3, 4]
+    assert torch.equal(out.y, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
+    assert bool((out.x[out.y == 1] > 0).all()) and bool((out.x[out.y == 0] < 0).all())
+    assert out.source["filter"]["threshold"] == 0.9
+    # a class an arm needs must keep at least one image
+    only_wrong = SyntheticPool(x[:4], torch.tensor([0, 0, 0, 1]), pool.source)
+    with pytest.raises(EvaluationError, match="kept no synthetic image of class 'pos'.*--filter-confidence"):
+        filter_pool(only_wrong, _MeanSign(), 0.9, torch.device("cpu"), ["neg", "pos"], {"gan@1": [0, 3]})
+
+
+def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):
+    cfg = _cfg(**{"evaluate.arms": "baseline,gan", "evaluate.ratios": "0.5", "evaluate.filter_confidence": 0.8,
+                 "evaluate.epochs": 20})
+    evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path)
+    d = json.loads((tmp_path / "report.json").read_text())
+    f = d["synthetic"]["filter"]
+    assert f["threshold"] == 0.8 and f["drawn"] == [60, 60, 60]
+    assert d["synthetic"]["pool_counts"] == f["kept"] and sum(f["kept"]) < 180
+    assert "sample filtering" in (tmp_path / "report.md").read_text()

@@ -148,3 +148,12 @@ def test_scarce_class_study_quick_is_resumable(tmp_path, medmnist_dir):
     assert (res / "study_breast20.md").is_file()
     again = _run("scarce_class_study.py", *args)  # finished stages are skipped
     assert "already trained" in again.stdout and "evaluation already done" in again.stdout
+    # a tuning variant that only changes the evaluation reuses that GAN and lands in its own result files
+    _run("scarce_class_study.py", *args, "--tag", "filt", "--gan-from", str(work / "breast20"),
+         "--filter-confidence", "0.01")
+    v = json.loads((res / "study_breast20_filt.json").read_text())
+    assert v["study"]["tag"] == "filt" and v["study"]["train_command"] == r["study"]["train_command"]
+    assert "--filter-confidence 0.01" in v["study"]["evaluate_command"]
+    assert v["synthetic"]["filter"]["threshold"] == 0.01 and not (work / "breast20_filt" / "gan").exists()
+    summary = _run("scarce_class_study.py", "--summary", "--results-dir", str(res)).stdout
+    assert "### breast20:" in summary and "### breast20_filt:" in summary

@@ -480,6 +480,31 @@ def _load_pool_from_folder(path: str | Path, data: RealData, size: int | None) -
     return SyntheticPool(x, bank.labels.long(), source), syn_size
 
 
+def filter_pool(pool: SyntheticPool, model: torch.nn.Module, threshold: float, device: torch.device,
+                class_names: list[str], allocs: dict[str, list[int]] | None = None
+                ) -> tuple[SyntheticPool, dict[str, Any]]:
+    """Sample filtering: keep the pool images that ``model`` (trained on real data only) gives at least
+    ``threshold`` probability of their conditioned class. Returns the filtered pool and what was kept per class.
+
+    Raises :class:`EvaluationError` when an arm needs a class of which no image survives."""
+    prob = predict_proba(model, pool.x, device)
+    p_own = prob.gather(1, pool.y.view(-1, 1)).squeeze(1)
+    keep = p_own >= threshold
+    n = len(class_names)
+    drawn = torch.bincount(pool.y, minlength=n).tolist()
+    kept = torch.bincount(pool.y[keep], minlength=n).tolist()
+    needed = [max((a[c] for a in (allocs or {}).values()), default=0) for c in range(n)]
+    for c in range(n):
+        if needed[c] > 0 and kept[c] == 0:
+            raise EvaluationError(
+                f"sample filtering kept no synthetic image of class '{class_names[c]}' (0 of {drawn[c]} reach "
+                f"p >= {threshold}): lower --filter-confidence or train the generator longer")
+    info = {"threshold": threshold, "drawn": drawn, "kept": kept,
+            "mean_p_own_class": [float(p_own[pool.y == c].mean()) if drawn[c] else None for c in range(n)],
+            "classifier": "smallcnn trained on the real training split (class-balanced, seed 0)"}
+    return SyntheticPool(pool.x[keep], pool.y[keep], {**pool.source, "filter": info}), info
+
+
 def _draw_synthetic(pool: SyntheticPool, alloc: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Per class, a seeded draw of ``alloc[c]`` pool images (without replacement while the pool lasts)."""
     rs = np.random.RandomState(seed)
@@ -571,6 +596,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     need_pool = any(a.synthetic for a in arms) or ((ev.quality or ev.privacy) and (checkpoint or synthetic))
     if checkpoint is not None and need_pool:
         n_pc = ev.n_synthetic or max([100] + [max(v) for v in allocs.values()])
+        if ev.filter_confidence > 0:
+            n_pc *= ev.filter_pool_factor  # enough images survive the filter
         say(f"drawing {n_pc} synthetic images per class from {checkpoint}")
         pool, size = _load_pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed)
     elif isinstance(synthetic, SyntheticPool):
@@ -593,6 +620,18 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     seeds = list(range(ev.seeds))
     runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
     feature_model = None
+    filter_info = None
+    if pool is not None and ev.filter_confidence > 0:
+        say(f"sample filtering: reference classifier on the real training split, keeping synthetic images with "
+            f"p(conditioned class) >= {ev.filter_confidence}")
+        # the same call as the oversample arm's seed-0 run, so the quality feature space does not change
+        feature_model = train_classifier(td.x["train"], td.y["train"], td.x["val"], td.y["val"],
+                                         classifier="smallcnn", num_classes=data.num_classes, seed=0,
+                                         epochs=ev.epochs, patience=ev.patience, batch_size=ev.batch_size,
+                                         lr=ev.lr, steps_per_epoch=steps, balanced=True, device=device).model
+        pool, filter_info = filter_pool(pool, feature_model, ev.filter_confidence, device, data.class_names,
+                                        allocs)
+        say(f"  kept per class {filter_info['kept']} of {filter_info['drawn']}")
     arm_seconds: dict[str, float] = {a.name: 0.0 for a in arms}
     for s in seeds:
         for arm in arms:
@@ -618,7 +657,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
             say(f"  seed {s} {arm.name:<22} epochs {res.epochs_run:>3} (best {res.best_epoch:>3})  "
                 f"val bal-acc {res.val_balanced_accuracy:.3f}  test bal-acc {m['balanced_accuracy']:.3f}  "
                 f"scarce sens {m['scarce_sensitivity']:.3f}  [{res.seconds:.1f}s]")
-            if arm.kind == "oversample" and s == seeds[0] and ev.classifier == "smallcnn":
+            if arm.kind == "oversample" and s == seeds[0] and ev.classifier == "smallcnn" and feature_model is None:
                 feature_model = res.model  # class-balanced, so its features also separate the scarce classes
             del res
 
@@ -656,7 +695,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
                     "train_fingerprint": data.fingerprint(), "scarcity_spec": list(d.scarce),
                     "split_seed": d.split_seed, "scarce_classes": [data.class_names[c] for c in scarce]},
         "synthetic": None if pool is None else {**pool.source, "pool_counts": torch.bincount(
-            pool.y, minlength=data.num_classes).tolist(), "allocation": allocs},
+            pool.y, minlength=data.num_classes).tolist(), "allocation": allocs, "filter": filter_info},
         "protocol": {"classifier": ev.classifier, "epochs": ev.epochs, "patience": ev.patience,
                      "batch_size": ev.batch_size, "lr": ev.lr, "optimizer": "Adam", "steps_per_epoch": steps,
                      "seeds": seeds, "selection": "best real-validation balanced accuracy (ties: lower loss)",

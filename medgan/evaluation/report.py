@@ -119,6 +119,10 @@ class Report:
         if syn:
             parts.append(f"- Synthetic images: {syn['kind']} `{syn['path']}`, pool per class {syn['pool_counts']}; "
                          f"leakage guard: {syn['leakage_guard']}.")
+            flt = syn.get("filter")
+            if flt:
+                parts.append(f"  - sample filtering: kept images whose p(conditioned class) >= {flt['threshold']} "
+                             f"under a {flt['classifier']}: {flt['kept']} of {flt['drawn']} per class")
             for arm, alloc in syn.get("allocation", {}).items():
                 parts.append(f"  - `{arm}` adds {alloc} synthetic images per class")
         parts.append(f"- Protocol: {pr['classifier']}, Adam lr {pr['lr']}, batch {pr['batch_size']}, up to "
