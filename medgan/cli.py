@@ -201,7 +201,7 @@ def evaluate_cmd(
                                     "(must have been trained on this exact training split)."),
     synthetic: Path = typer.Option(None, "--synthetic", help="A 'medgan augment' output folder or .npz instead of "
                                    "--checkpoint."),
-    arms: str = typer.Option(None, "--arms", help="Comma-separated: baseline,oversample,classical,gan,gan+classical."),
+    arms: str = typer.Option(None, "--arms", help="Comma-separated: baseline,oversample,classical,gan,gan+classical,gan+oversample."),
     ratio: str = typer.Option(None, "--ratio", help="Synthetic:real ratios of the GAN arms, e.g. 0.5,1.0 or balance."),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per arm (>= 2; evaluate.seeds, default 5)."),
     classifier: str = typer.Option(None, "--classifier", help="smallcnn or resnet18 (evaluate.classifier)."),

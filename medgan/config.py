@@ -125,8 +125,8 @@ class AugmentConfig(_Section):
 
 
 class EvalConfig(_Section):
-    arms: list[Literal["baseline", "oversample", "classical", "gan", "gan+classical"]] = Field(
-        default_factory=lambda: ["baseline", "oversample", "classical", "gan", "gan+classical"]
+    arms: list[Literal["baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample"]] = Field(
+        default_factory=lambda: ["baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample"]
     )
     ratios: list[float | Literal["balance"]] = Field(default_factory=lambda: [0.5, 1.0])
     seeds: int = 5

@@ -4,7 +4,8 @@
 One command per setting. Each setting keeps a chosen class at a fraction of its training images, trains the GAN
 on EXACTLY that training subset (``medgan train --scarce ...``), then runs ``medgan evaluate`` on the same
 subset (the leakage guard checks the checkpoint's training-set fingerprint) with the arms baseline, oversample,
-classical, gan (ratios 0.5, 1.0 and class-balanced), gan+classical, a small CNN and several seeds:
+classical, gan (ratios 0.5, 1.0 and class-balanced), gan+classical, gan+oversample, a small CNN and several
+seeds:
 
 ============  ==================  ============================================  ==============
 setting       dataset             scarcity (training split only)                scarce class
@@ -52,7 +53,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "pneumonia10": {"dataset": "pneumoniamnist", "scarce": "0=0.1", "steps": 2500, "seeds": 5},
     "adrenal20": {"dataset": "adrenalmnist3d", "scarce": "1=0.2", "steps": 1500, "seeds": 5},
 }
-ARMS = "baseline,oversample,classical,gan,gan+classical"
+ARMS = "baseline,oversample,classical,gan,gan+classical,gan+oversample"
 RATIOS = "0.5,1.0,balance"
 
 

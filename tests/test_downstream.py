@@ -57,6 +57,8 @@ def test_arms_and_choices():
     assert [a.name for a in arms] == ["baseline", "oversample", "classical", "gan@0.5", "gan@balance",
                                       "gan+classical@0.5", "gan+classical@balance"]
     assert arms[1].balanced and arms[2].classical and arms[3].synthetic and arms[5].classical and arms[5].synthetic
+    gos = expand_arms(["gan+oversample"], [1.0])[0]
+    assert gos.name == "gan+oversample@1.0" and gos.synthetic and gos.balanced and not gos.classical
     with pytest.raises(EvaluationError, match="unknown arm 'smote'"):
         expand_arms(["smote"], [1.0])
     with pytest.raises(EvaluationError, match="unknown arm 'gans'.*baseline, oversample"):

@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from medgan.data.sources import RealData
     from medgan.evaluation.report import Report
 
-BASE_ARMS = ("baseline", "oversample", "classical", "gan", "gan+classical")
-GAN_ARMS = ("gan", "gan+classical")
+BASE_ARMS = ("baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample")
+GAN_ARMS = ("gan", "gan+classical", "gan+oversample")
 ALLOCATION_POLICY = (
     "ratio R adds round(R x N_real) synthetic images, given to the classes with the fewest real images first "
     "(water filling: lowest classes raised level until equal, the rest one each, fewest-real classes first); "
@@ -91,7 +91,7 @@ class Arm:
 
     @property
     def balanced(self) -> bool:
-        return self.kind == "oversample"
+        return self.kind in ("oversample", "gan+oversample")
 
 
 def _ratio_label(r: float | str) -> str:
