@@ -126,16 +126,22 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     run_dir, report_dir, log_path = work / "gan", work / "report", work / "study.log"
     state_path = work / "study_state.json"
     state = _state(state_path)
+    gan_keys = ("steps", "gan_config", "seed", "gan_from")
     wanted = {"steps": steps, "seeds": seeds, "epochs": args.epochs, "arms": args.arms, "ratios": args.ratios,
               "classifier": args.classifier, "gan_config": str(args.gan_config) if args.gan_config else None,
               "seed": args.seed, "filter_confidence": args.filter_confidence,
               "gan_from": str(args.gan_from) if args.gan_from else None}
-    if state.get("params") not in (None, wanted):
-        # a different request than the one this folder holds: start the setting over rather than mix results
-        print(f"[{label}] settings changed since the last run ({state['params']} -> {wanted}); starting over")
+    old = state.get("params")
+    if old is not None and any(old.get(k) != wanted[k] for k in gan_keys):
+        # another generator than the one this folder holds: start the setting over rather than mix results
+        print(f"[{label}] GAN settings changed since the last run ({old} -> {wanted}); starting over")
         shutil.rmtree(work)
         work.mkdir(parents=True)
         state = {}
+    elif old is not None and old != wanted and state.get("evaluate_done"):
+        # same generator, another evaluation request: keep the GAN, evaluate again
+        print(f"[{label}] evaluation settings changed ({old} -> {wanted}); evaluating again")
+        state["evaluate_done"] = False
     state["params"] = wanted
     bc.write_json(state_path, state)
     ckpt = run_dir / "checkpoints" / "last.pt"
