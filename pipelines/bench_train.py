@@ -9,7 +9,9 @@ ONE invocation and alternating the order (A B C ... then ... C B A) over ``--rep
                      per image are within 10% of the reference's (no spectral norm, no minibatch-std, d_steps=1,
                      DiffAugment off; EMA stays on, as in every medgan run);
 * ``matched/bf16``   the same with bf16 autocast;
-* ``default/fp32``   medgan's default model and training config (spectral norm, minibatch-std, DiffAugment).
+* ``default/fp32``   medgan's default model and training config (spectral norm, minibatch-std, DiffAugment);
+* with ``--nchw``: ``matched/fp32-nchw`` and ``matched/bf16-nchw``, the matched arms in the NCHW layout (medgan's
+  CPU default is channels-last), to show what the layout gains.
 
 Every arm is a separate subprocess (so its peak RSS is its own) on the same data, image size, batch size and
 thread count. FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one training step, as the
@@ -133,7 +135,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     stats = trainer.run(case["steps"])
     ips = stats["images_per_s"]
     return {
-        "impl": "medgan", "variant": args.variant, "amp": args.amp, "channels_last": trainer.memory_format != torch.contiguous_format,
+        "impl": "medgan", "variant": args.variant, "amp": args.amp,
+        "channels_last": trainer.memory_format != torch.contiguous_format,
         "images_per_s": ips, "gflops_per_s": flops * ips / 1e9, "flops_per_image": flops,
         "seconds_per_step": stats["seconds"] / case["steps"], "peak_rss_mb": bc.self_peak_rss_mb(),
         "base_channels": cfg.model.base_channels, "batch": case["batch"], "steps": case["steps"],
