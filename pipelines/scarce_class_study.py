@@ -14,7 +14,7 @@ breast100     breastmnist         none (malignant at 100%: 147 of 546)          
 breast50      breastmnist         malignant at 50%  (``--scarce 0=0.5``)        0 malignant
 breast20      breastmnist         malignant at 20%  (``--scarce 0=0.2``)        0 malignant
 pneumonia10   pneumoniamnist      normal at 10%     (``--scarce 0=0.1``)        0 normal
-adrenal20     adrenalmnist3d      mass at 20%       (``--scarce 1=0.2``)        1 mass
+adrenal20     adrenalmnist3d      hyperplasia at 20% (``--scarce 1=0.2``)       1 hyperplasia
 ============  ==================  ============================================  ==============
 
 Work goes to ``--work/<setting>/`` (``gan/`` the training run, ``report/`` the evaluation); every stage is
