@@ -51,7 +51,7 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
 
 
 def train_and_score(amp: str, seed: int, steps: int | None, work: Path, env: dict[str, str],
-                    seeds_eval: int) -> dict[str, Any]:
+                    seeds_eval: int, epochs: int | None = None) -> dict[str, Any]:
     """Train one GAN (``amp``, ``seed``), then score its samples; returns times and quality numbers."""
     run = work / f"{amp}_seed{seed}"
     if run.exists():
@@ -67,6 +67,8 @@ def train_and_score(amp: str, seed: int, steps: int | None, work: Path, env: dic
     ev = [*bc.medgan_cli(), "evaluate", "--dataset", "breastmnist", "--checkpoint",
           str(run / "gan" / "checkpoints" / "last.pt"), "--arms", "baseline", "--seeds", str(seeds_eval),
           "--no-privacy", "--quiet", "--out", str(run / "report")]
+    if epochs:
+        ev += ["--epochs", str(epochs)]
     eval_s, _ = _run(ev, env, work / f"{amp}_seed{seed}_evaluate.log")
     q = json.loads((run / "report" / "report.json").read_text())["quality"]
     return {
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1", help="GAN training seeds (comma-separated)")
     p.add_argument("--steps", type=int, help="GAN steps (default: the config's)")
     p.add_argument("--eval-seeds", type=int, default=2, help="classifier seeds of the (baseline-only) evaluation")
+    p.add_argument("--eval-epochs", type=int, help="classifier epochs of the evaluation (default: evaluate's)")
     p.add_argument("--work", default=str(bc.ROOT / "runs" / "bench_amp_quality"))
     p.add_argument("--out", default=str(bc.RESULTS_DIR / "bench_amp_quality.json"))
     p.add_argument("--max-load", type=float, default=1.2, help="wait for the 1-min load to drop below this")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for amp in ("off", "bf16"):
-            r = train_and_score(amp, seed, args.steps, work, env, args.eval_seeds)
+            r = train_and_score(amp, seed, args.steps, work, env, args.eval_seeds, args.eval_epochs)
             print(f"seed {seed} amp {amp:<4}: train {r['train_seconds']:.0f} s "
                   f"({r['train_images_per_s_median'] or 0:.0f} images/s), Frechet {r['frechet']:.3f} "
                   f"(floor {r['frechet_floor']:.3f}), KID {r['kid']:.4f}", flush=True)
