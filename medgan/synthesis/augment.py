@@ -149,7 +149,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
             classes: Sequence[int | str] | None = None, balance: bool = False, fmt: str = "png", seed: int = 0,
             batch_size: int = 256, use_ema: bool = True, overwrite: bool = False, progress: bool = True,
             filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
-            device: str = "cpu") -> AugmentResult:
+            device: str = "cpu", amp: str = "off") -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
     Args:
@@ -162,6 +162,9 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
         filter_fn: optional ``(x_model_space, y) -> bool mask`` of samples to redraw (e.g. near-copies of
             training images); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its
             redraw count goes to the manifest column ``near_copy_redraws``.
+        amp: ``off`` (fp32, the default) or ``bf16``: run the generator in bfloat16 (several times faster on
+            CPUs with AMX / AVX512-BF16; images differ from fp32 by about 1% of the range at most, and are
+            deterministic on a given machine). Recorded in ``augment.json``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -175,7 +178,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
     if int(batch_size) <= 0:
         raise MedganError(f"--batch-size must be positive, got {batch_size}")
     out = Path(out_dir)
-    sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, device=device)
+    sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, device=device, amp=amp)
     counts = plan_counts(sampler, n, classes, balance)
     total = sum(counts.values())
     meta = sampler.meta
@@ -184,7 +187,8 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
         seed=int(seed), class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
         channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]), spacing=meta.get("spacing"),
         modality=meta.get("modality"),
-        run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema}),
+        run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
+                            **({"amp": sampler.amp} if sampler.amp != "off" else {})}),
     )
     writer_cls = writer_for(fmt)
     writer_cls.check(prov)  # before touching the folder: a format that cannot hold the data
@@ -218,7 +222,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
             extra = writer.close()
             info = {
                 "format": fmt, "checkpoint": str(sampler.checkpoint_path), "checkpoint_sha256": prov.checkpoint_sha256,
-                "generator_step": prov.generator_step, "used_ema": sampler.used_ema, "medgan_version": __version__,
+                "generator_step": prov.generator_step, "used_ema": sampler.used_ema, "amp": sampler.amp, "medgan_version": __version__,
                 "seed": int(seed), "class_names": prov.class_names,
                 "counts": {sampler.class_names[c]: k for c, k in counts.items()},
                 "spatial_dims": prov.spatial_dims, "channels": prov.channels, "size": int(meta["size"]),
