@@ -157,6 +157,8 @@ def augment_cmd(
                                "byte-identical repeats are promised on CPU."),
     amp: str = typer.Option(None, "--amp", help="Generator precision: off (fp32, default) or bf16 (faster on "
                             "AMX/AVX512-BF16 CPUs, images within ~1% of fp32; augment.amp)."),
+    workers: int = typer.Option(None, "--workers", help="Generator threads (augment.workers; 0: one per core, "
+                                "at most 4). Outputs do not depend on it."),
     config: Path = ConfigOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     reject_near_copies: bool = typer.Option(None, "--reject-near-copies", help="Redraw samples that are near-copies "
@@ -173,6 +175,7 @@ def augment_cmd(
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
         "augment.reject_near_copies": reject_near_copies, "augment.amp": amp,
+        "augment.workers": workers,
     })
     from medgan.synthesis.augment import augment
 
@@ -184,7 +187,7 @@ def augment_cmd(
         filter_fn = near_copy_filter_for_checkpoint(checkpoint)
     res = augment(checkpoint, out, n=a.n, classes=a.classes or None, balance=a.balance, fmt=a.format, seed=a.seed,
                   batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet,
-                  device=a.device, filter_fn=filter_fn, amp=a.amp)
+                  device=a.device, filter_fn=filter_fn, amp=a.amp, workers=a.workers)
     per = ", ".join(f"{k}: {v}" for k, v in res.counts.items())
     typer.echo(f"wrote {res.n_samples} {res.format} samples ({per}) in {res.seconds:.3f} s "
                f"({res.samples_per_second:.0f} samples/s) to {res.out_dir}")

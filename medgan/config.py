@@ -122,6 +122,8 @@ class AugmentConfig(_Section):
     overwrite: bool = False
     device: str = "cpu"
     """Where the generator runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``); byte-identical repeats are promised on CPU."""
+    workers: int = Field(0, ge=0)
+    """Generator threads (whole batches each, single-threaded torch ops); 0: one per CPU core, at most 4."""
     amp: Literal["off", "bf16"] = "off"
     """Generator precision: ``off`` (fp32) or ``bf16`` (bfloat16 inference: several times faster on CPUs with
     AMX / AVX512-BF16, images within about 1% of the fp32 ones, byte-identical repeats on the same machine)."""

@@ -149,7 +149,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
             classes: Sequence[int | str] | None = None, balance: bool = False, fmt: str = "png", seed: int = 0,
             batch_size: int = 256, use_ema: bool = True, overwrite: bool = False, progress: bool = True,
             filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
-            device: str = "cpu", amp: str = "off") -> AugmentResult:
+            device: str = "cpu", amp: str = "off", workers: int = 0) -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
     Args:
@@ -165,6 +165,9 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
         amp: ``off`` (fp32, the default) or ``bf16``: run the generator in bfloat16 (several times faster on
             CPUs with AMX / AVX512-BF16; images differ from fp32 by about 1% of the range at most, and are
             deterministic on a given machine). Recorded in ``augment.json``.
+        workers: generator threads, each running whole batches with single-threaded torch ops while the
+            calling thread writes files (0: one per CPU core, at most 4); outputs do not depend on it. See
+            :meth:`medgan.synthesis.sampler.Sampler.stream`.
     """
     import torch
     from tqdm.auto import tqdm
@@ -177,6 +180,9 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
         raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
     if int(batch_size) <= 0:
         raise MedganError(f"--batch-size must be positive, got {batch_size}")
+    if int(workers) < 0:
+        raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
+    workers = int(workers) or min(4, os.cpu_count() or 1)
     out = Path(out_dir)
     sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, device=device, amp=amp)
     counts = plan_counts(sampler, n, classes, balance)
@@ -206,7 +212,8 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
             w = csv.writer(mf, lineterminator="\n")
             w.writerow(MANIFEST_COLUMNS)
             stream = sampler.stream(counts=counts, seed=seed, out="source", batch_size=int(batch_size),
-                                    filter_fn=filter_fn, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
+                                    filter_fn=filter_fn, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws,
+                                    workers=workers)
             fixed = (prov.checkpoint_sha256, prov.generator_step, prov.medgan_version)
             for b in stream:
                 y = b.y.numpy() if isinstance(b.y, torch.Tensor) else np.asarray(b.y)

@@ -3,7 +3,8 @@
 Every writer receives batches of images already mapped back to the training data's source range and dtype
 (``(B, C, *spatial)`` numpy) and writes them below the output folder:
 
-* ``png``: ``<class>/<id>.png``, 2D only, gray (8 or 16 bit) or RGB; written by Pillow without timestamps.
+* ``png``: ``<class>/<id>.png``, 2D only, gray (8 or 16 bit) or RGB; encoded by :func:`encode_png` (no
+  timestamps or other ancillary chunks; any PNG reader, Pillow and MONAI included, reads them).
 * ``npz``: one ``synthetic.npz`` in MedMNIST layout, ``train_images`` ``(N, H, W)`` / ``(N, H, W, 3)`` /
   ``(N, D, H, W)`` and ``train_labels`` ``(N, 1)``, plus ``class_names``; streamed into the zip entry batch by
   batch so memory stays flat. ``medgan --dataset synth/x/synthetic.npz`` and MedMNIST loaders read it back.
@@ -32,7 +33,9 @@ import gzip
 import io
 import os
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,14 +94,21 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     No fsync per file (that would dominate small-file throughput); :func:`medgan.synthesis.augment.augment`
     syncs once before the manifest is written.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        if tmp.exists():
-            tmp.unlink()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
 
 
@@ -119,6 +129,7 @@ class Writer:
         self.total = int(total)
         self.dirs = class_dirs(prov.class_names)
         self.width = max(6, len(str(max(self.total - 1, 0))))
+        self._made: set[int] = set()  # class folders already created
         self.check(prov)
 
     # -- capability ---------------------------------------------------------------------------------
@@ -142,14 +153,14 @@ class Writer:
                     row: int) -> list[str]:
         """Write samples ``x`` (``(B, C, *spatial)``, source dtype); ``row`` is the run-order index of x[0]."""
         paths = []
-        made = set()
-        for k in range(len(x)):
-            label = int(y[k])
-            rel = self.relpath(label, int(index[k]))
-            if label not in made:
+        root = os.fspath(self.out_dir)
+        for k, (label, idx, seed) in enumerate(zip(np.asarray(y).tolist(), np.asarray(index).tolist(),
+                                                   np.asarray(seeds).tolist(), strict=True)):
+            rel = self.relpath(label, idx)
+            if label not in self._made:
                 (self.out_dir / self.dirs[label]).mkdir(parents=True, exist_ok=True)
-                made.add(label)
-            write_file_atomic(self.out_dir / rel, self.encode(x[k], label, int(index[k]), int(seeds[k]), row + k))
+                self._made.add(label)
+            write_file_atomic(os.path.join(root, rel), self.encode(x[k], label, idx, seed, row + k))
             paths.append(rel)
         return paths
 
@@ -183,12 +194,38 @@ class PngWriter(Writer):
                               "use --format nifti, npz or dicom")
 
     def encode(self, a: np.ndarray, label: int, index: int, seed: int, row: int) -> bytes:
-        from PIL import Image
+        return encode_png(_channels_last(a))
 
-        pil = Image.fromarray(np.ascontiguousarray(_channels_last(a)))  # L, I;16 or RGB
-        buf = io.BytesIO()
-        pil.save(buf, format="PNG", compress_level=1)
-        return buf.getvalue()
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(img: np.ndarray, level: int = 1) -> bytes:
+    """A minimal PNG (IHDR, one IDAT, IEND) of ``(H, W)`` uint8/uint16 gray or ``(H, W, 3)`` uint8 RGB.
+
+    Rows use filter type 0 and the stream is zlib level ``level``: for small images this is several times
+    cheaper than going through Pillow's plugin machinery, and the bytes depend only on the pixels (no
+    timestamps). 16-bit samples are stored big-endian, as PNG requires.
+    """
+    a = np.asarray(img)
+    if a.ndim == 2 and a.dtype in (np.uint8, np.uint16):
+        color, depth = 0, 8 * a.dtype.itemsize
+    elif a.ndim == 3 and a.shape[2] == 3 and a.dtype == np.uint8:
+        color, depth = 2, 8
+    else:
+        raise OutputError(f"PNG holds (H, W) uint8/uint16 or (H, W, 3) uint8 images, not {a.shape} {a.dtype}")
+    h, w = a.shape[:2]
+    rows = np.ascontiguousarray(a.astype(">u2", copy=False) if depth == 16 else a).reshape(h, -1).view(np.uint8)
+    raw = np.empty((h, rows.shape[1] + 1), dtype=np.uint8)
+    raw[:, 0] = 0  # filter type "none" on every row
+    raw[:, 1:] = rows
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
+    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr),
+                     _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)), _png_chunk(b"IEND", b"")))
 
 
 # --------------------------------------------------------------------------------------------------- NPZ
