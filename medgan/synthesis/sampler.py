@@ -103,7 +103,7 @@ PAD_ROWS = 16
 class FusedGenerator:
     """Inference-only form of a DCGAN :class:`~medgan.models.generator.ConditionalGenerator` (2D or 3D).
 
-    Built once from the eval-mode module, it computes the same function with less work:
+    It computes the same function as the eval-mode module with less work:
 
     * the first block (a transposed convolution of the 1x1 latent "image") is a matrix product, and the label
       embedding's share of it is precomputed per class (a table lookup instead of a concatenation);
@@ -114,8 +114,10 @@ class FusedGenerator:
       x86 CPUs); outputs are then numerically different from fp32 (not more than about 1% of the intensity
       range) but still deterministic on a given machine.
 
-    In fp32 the results differ from the module's only by float rounding (about 1e-6). :meth:`from_generator`
-    returns ``None`` for a module whose layer structure it does not recognise; callers then run the module.
+    In fp32 the results differ from the module's only by float rounding (about 1e-6). Two builders:
+    :meth:`from_generator` (from the module) and :meth:`from_state_dict` (straight from a checkpoint's
+    weights, so sampling never imports MONAI: that saves more than a second of start-up). Both return
+    ``None`` for a layout they do not recognise; callers then run the module itself.
     """
 
     def __init__(self, latent_dim: int, spatial_dims: int, table: torch.Tensor, w_z: torch.Tensor,
@@ -132,21 +134,45 @@ class FusedGenerator:
                         kw, relu) for w, b, kw, relu in layers]
 
     @staticmethod
-    def _fold(conv: torch.nn.Module, bn: torch.nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weights ``(Cin, Cout, *k)`` and bias of a transposed conv with the eval-mode batch norm folded in."""
-        w = conv.weight.detach().double()
-        b = conv.bias.detach().double() if conv.bias is not None else None
+    def _fold(w: torch.Tensor, b: torch.Tensor | None, bn: tuple[torch.Tensor, ...] | None,
+              eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Transposed-conv weights ``(Cin, Cout, *k)`` and bias with an eval-mode batch norm
+        ``(weight, bias, running_mean, running_var)`` folded in (computed in float64)."""
+        w = w.detach().double()
+        b = b.detach().double() if b is not None else None
         if bn is None:
             return w.float(), None if b is None else b.float()
-        scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-        shift = bn.bias.detach().double() - bn.running_mean.detach().double() * scale
+        gamma, beta, mean, var = (t.detach().double() for t in bn)
+        scale = gamma / torch.sqrt(var + eps)
+        shift = beta - mean * scale
         if b is not None:
             shift = shift + b * scale
         return (w * scale.view(1, -1, *([1] * (w.dim() - 2)))).float(), shift.float()
 
     @classmethod
+    def _build(cls, latent: int, embed: torch.Tensor | None, layers: list, amp: str) -> FusedGenerator | None:
+        """From folded ``layers`` ``[(w, b, conv_kwargs, relu)]``; the first must map a 1x1 input (a product)."""
+        w0, b0, kw0, relu0 = layers[0]
+        if any(s != 0 for s in kw0["padding"]) or any(s != 0 for s in kw0["output_padding"]) or not relu0 \
+                or any(s != 1 for s in kw0["dilation"]):
+            return None
+        sd = w0.dim() - 2
+        start = tuple(int(k) for k in w0.shape[2:])
+        cells = int(np.prod(start))
+        # (Cin, Cout, *k) -> (Cin, *k, Cout): the product comes out channels-last
+        w0 = w0.permute(0, *range(2, 2 + sd), 1).reshape(w0.shape[0], -1)
+        bias0 = (b0 if b0 is not None else torch.zeros(w0.shape[1] // cells)).repeat(cells)
+        if w0.shape[0] != latent + (0 if embed is None else embed.shape[1]):
+            return None
+        if embed is not None:
+            table = (embed.detach().double() @ w0[latent:].double()).float() + bias0
+        else:
+            table = bias0.unsqueeze(0)
+        return cls(latent, sd, table, w0[:latent].contiguous(), (*start, int(layers[0][0].shape[1])), layers[1:], amp)
+
+    @classmethod
     def from_generator(cls, g: torch.nn.Module, amp: str = "off") -> FusedGenerator | None:
-        """Fold an eval-mode generator; ``None`` when its structure is not the DCGAN layout this knows."""
+        """Fold an eval-mode generator module; ``None`` when its structure is not the DCGAN layout this knows."""
         from torch import nn
 
         blocks = list(getattr(g, "net", []))
@@ -165,31 +191,64 @@ class FusedGenerator:
                     relu = True
                 elif not isinstance(m, (nn.modules.dropout._DropoutNd, nn.Identity)):
                     return None  # an unknown layer: let the module itself run
-            w, b = cls._fold(conv, bn)
+            stats = None if bn is None else (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+            w, b = cls._fold(conv.weight, conv.bias, stats, bn.eps if bn is not None else 0.0)
             kw = {"stride": conv.stride, "padding": conv.padding, "output_padding": conv.output_padding,
                   "dilation": conv.dilation}
             layers.append((w, b, kw, relu))
-        # the first block maps the 1x1 latent to the start grid: a matrix product
-        w0, b0, kw0, relu0 = layers[0]
-        if any(s != 0 for s in kw0["padding"]) or any(s != 0 for s in kw0["output_padding"]) or not relu0:
-            return None
-        sd = w0.dim() - 2
-        start = tuple(int(k) for k in w0.shape[2:])
-        # (Cin, Cout, *k) -> (Cin, *k, Cout): the product comes out channels-last
-        w0 = w0.permute(0, *range(2, 2 + sd), 1).reshape(w0.shape[0], -1)
-        latent = int(g.latent_dim)
         embed = getattr(g, "embed", None)
-        bias0 = (b0 if b0 is not None else torch.zeros(w0.shape[1] // int(np.prod(start)))).repeat(int(np.prod(start)))
-        if embed is not None:
-            if w0.shape[0] != latent + embed.weight.shape[1]:
+        return cls._build(int(g.latent_dim), None if embed is None else embed.weight, layers, amp)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, torch.Tensor], latent_dim: int, spatial_dims: int, size: int,
+                        channels: int, num_classes: int, amp: str = "off", eps: float = 1e-5) -> FusedGenerator | None:
+        """Fold a :class:`~medgan.models.generator.ConditionalGenerator` state dict without building the module.
+
+        Assumes the DCGAN layout documented in :mod:`medgan.models.generator` (a first block whose kernel is
+        the start grid, then 4-wide stride-2 padding-1 blocks with batch norm + ReLU, a last block without
+        them) and checks every key and shape against it; anything else returns ``None`` (the caller builds
+        the module, which also reports weights that do not fit). ``tests/test_sampler.py`` checks that this
+        gives exactly :meth:`from_generator`'s result.
+        """
+        start = 7 if size == 28 else 4
+        levels = 0
+        while start * 2**levels < size:
+            levels += 1
+        if start * 2**levels != size or spatial_dims not in (2, 3):
+            return None
+        conditional = num_classes > 1
+        expected = {"embed.weight"} if conditional else set()
+        for k in range(levels + 1):
+            expected.add(f"net.{k}.conv.weight")
+            if k < levels:
+                expected |= {f"net.{k}.adn.N.{p}" for p in ("weight", "bias", "running_mean", "running_var",
+                                                            "num_batches_tracked")}
+        if set(state) != expected:
+            return None
+        embed = state["embed.weight"] if conditional else None
+        if embed is not None and (embed.dim() != 2 or embed.shape[0] != num_classes):
+            return None
+        layers, cin = [], latent_dim + (embed.shape[1] if embed is not None else 0)
+        for k in range(levels + 1):
+            w = state[f"net.{k}.conv.weight"]
+            kernel = start if k == 0 else 4
+            if w.dim() != 2 + spatial_dims or w.shape[0] != cin or tuple(w.shape[2:]) != (kernel,) * spatial_dims:
                 return None
-            table = (embed.weight.detach().double() @ w0[latent:].double()).float() + bias0
-        else:
-            if w0.shape[0] != latent:
+            cout = int(w.shape[1])
+            bn = None
+            if k < levels:
+                bn = tuple(state[f"net.{k}.adn.N.{p}"] for p in ("weight", "bias", "running_mean", "running_var"))
+                if any(t.shape != (cout,) for t in bn):
+                    return None
+            elif cout != channels:
                 return None
-            table = bias0.unsqueeze(0)
-        return cls(latent, sd, table, w0[:latent].contiguous(), (*start, int(layers[0][0].shape[1])),
-                   layers[1:], amp)
+            wf, bf = cls._fold(w, None, bn, eps)
+            stride, pad = (1, 0) if k == 0 else (2, 1)
+            kw = {"stride": (stride,) * spatial_dims, "padding": (pad,) * spatial_dims,
+                  "output_padding": (0,) * spatial_dims, "dilation": (1,) * spatial_dims}
+            layers.append((wf, bf, kw, k < levels))
+            cin = cout
+        return cls._build(int(latent_dim), embed, layers, amp)
 
     def to(self, device: torch.device) -> FusedGenerator:
         self.table, self.w_z = self.table.to(device), self.w_z.to(device)
@@ -279,21 +338,26 @@ class Sampler:
 
     Sampling runs a :class:`FusedGenerator` (batch norm folded, channels-last, optionally bfloat16 with
     ``amp="bf16"``) built from ``generator``; ``fuse=False`` runs the module itself (fp32 only).
+    :meth:`from_checkpoint` folds the checkpoint's weights directly and builds the module (importing MONAI)
+    only when ``generator`` is first accessed.
     """
 
-    def __init__(self, generator: torch.nn.Module, meta: dict[str, Any], step: int = 0,
-                 checkpoint_sha256: str = "", checkpoint_path: str | None = None, used_ema: bool = False,
-                 device: str | torch.device = "cpu", amp: str = "off", fuse: bool = True) -> None:
+    def __init__(self, generator: torch.nn.Module | Callable[[], torch.nn.Module], meta: dict[str, Any],
+                 step: int = 0, checkpoint_sha256: str = "", checkpoint_path: str | None = None,
+                 used_ema: bool = False, device: str | torch.device = "cpu", amp: str = "off", fuse: bool = True,
+                 fused: FusedGenerator | None = None) -> None:
+        """``generator``: the module, or a function that builds it on first use (then pass ``fused``)."""
         amp = str(amp).lower()
         if amp not in AMP_MODES:
             raise MedganError(f"unknown amp mode {amp!r}; use one of {', '.join(AMP_MODES)}")
         self.device = resolve_device(device)
-        self.generator = generator.to(self.device).eval()
         self.amp = amp
-        self._fused = FusedGenerator.from_generator(self.generator, amp) if fuse else None
-        if self._fused is not None:
-            self._fused.to(self.device)
-        elif amp != "off":
+        self._module: torch.nn.Module | None = None
+        self._build = generator
+        if isinstance(generator, torch.nn.Module) or fused is None:
+            fused = FusedGenerator.from_generator(self.generator, amp) if fuse else None
+        self._fused = fused.to(self.device) if fused is not None else None
+        if self._fused is None and amp != "off":
             raise MedganError(f"amp={amp!r} needs the fused generator, which this model's layout does not allow; "
                               "use amp off")
         self.meta = dict(meta)
@@ -302,7 +366,15 @@ class Sampler:
         self.checkpoint_sha256 = checkpoint_sha256
         self.checkpoint_path = checkpoint_path
         self.used_ema = used_ema
-        self.latent_dim = int(generator.latent_dim)
+        self.latent_dim = int(self._fused.latent_dim if self._fused is not None else self.generator.latent_dim)
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator module in eval mode (built on first access when the sampler came from a checkpoint)."""
+        if self._module is None:
+            g = self._build if isinstance(self._build, torch.nn.Module) else self._build()
+            self._module = g.to(self.device).eval()
+        return self._module
 
     # ------------------------------------------------------------------------------------ construction
 
@@ -314,7 +386,6 @@ class Sampler:
         ``amp``: ``off`` (fp32) or ``bf16`` (bfloat16 inference; see :class:`FusedGenerator`).
         """
         from medgan.config import ModelConfig
-        from medgan.models import build_generator
         from medgan.training.checkpoint import file_sha256, load_checkpoint
 
         ckpt = load_checkpoint(path, map_location="cpu")
@@ -329,19 +400,30 @@ class Sampler:
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{p}: the checkpoint's data/model record is incomplete ({e}); "
                                   "re-save it with 'medgan train'") from None
-        g = build_generator(model_cfg, spatial_dims, channels, size, len(names))
         state = ckpt.get("ema_generator") if use_ema else None
         used_ema = state is not None
         if state is None:
             state = ckpt["generator"]
-        try:
-            g.load_state_dict(state)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"{p}: generator weights do not fit the recorded model config ({first[:150]}); "
-                                  "the checkpoint is inconsistent") from None
-        return cls(g, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
-                   checkpoint_path=str(p), used_ema=used_ema, device=device, amp=amp, fuse=fuse)
+
+        def build() -> torch.nn.Module:
+            from medgan.models import build_generator
+
+            g = build_generator(model_cfg, spatial_dims, channels, size, len(names))
+            try:
+                g.load_state_dict(state)
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0]
+                raise CheckpointError(f"{p}: generator weights do not fit the recorded model config "
+                                      f"({first[:150]}); the checkpoint is inconsistent") from None
+            return g
+
+        fused = None
+        if fuse and str(amp).lower() in AMP_MODES:
+            fused = FusedGenerator.from_state_dict(state, model_cfg.latent_dim, spatial_dims, size, channels,
+                                                   len(names), str(amp).lower())
+        generator = build if fused is not None else build()  # unknown layout: the module (and its errors) now
+        return cls(generator, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
+                   checkpoint_path=str(p), used_ema=used_ema, device=device, amp=amp, fuse=fuse, fused=fused)
 
     # ---------------------------------------------------------------------------------------- helpers
 
