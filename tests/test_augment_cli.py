@@ -62,6 +62,8 @@ def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):
     ([], "--n N (per class) or --balance"),
     (["--n", 2, "--format", "tiff"], "invalid value for 'augment.format'"),
     (["--n", 2, "--device", "bogus"], "unknown device 'bogus'"),
+    (["--n", 2, "--amp", "fp16"], "augment.amp"),
+    (["--n", 2, "--workers", -1], "augment.workers"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, breast, args, message, run_cli):
     r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", *args)
@@ -228,3 +230,14 @@ def test_end_to_end_with_a_trained_phantom_checkpoint(tmp_path):
     t = RandSyntheticReplaced("image", "label", bank, prob=1.0).set_random_state(0)
     d = t({"image": torch.zeros(1, 28, 28), "label": 2})
     assert d["is_synthetic"] and any(torch.equal(d["image"], b) for b in bank.images[bank.labels == 2])
+
+
+def test_cli_amp_and_workers(tmp_path, breast, run_cli):
+    out = tmp_path / "o"
+    r = run_cli("--checkpoint", breast, "--out", out, "--n", 5, "--format", "npz", "--amp", "bf16", "--workers", 2,
+                "--batch-size", 3, "--quiet")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads((out / "augment.json").read_text())["amp"] == "bf16"
+    assert len(read_manifest(out)) == 10

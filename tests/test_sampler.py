@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from _synth_helpers import cached_checkpoint, make_checkpoint, real_meta
 
 from medgan.errors import CheckpointError, MedganError
-from medgan.synthesis.sampler import Sampler, derive_seeds, latents_for_seeds
+from medgan.synthesis.sampler import FusedGenerator, Sampler, derive_seeds, latents_for_seeds
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +132,85 @@ def test_no_ema_in_checkpoint_falls_back(tmp_path):
     s = Sampler.from_checkpoint(p, use_ema=True)
     assert not s.used_ema
     assert s.sample(1)[0].shape == (2, 1, 28, 28)
+
+
+# ------------------------------------------------------------------------------------- fast inference path
+
+
+@pytest.fixture(scope="module", params=["breastmnist", "adrenalmnist3d"])
+def any_ckpt(request, tmp_path_factory):
+    return cached_checkpoint(tmp_path_factory, request.param)
+
+
+def test_fused_generator_matches_the_module(any_ckpt):
+    fused = Sampler.from_checkpoint(any_ckpt)  # folded straight from the checkpoint weights
+    module = Sampler.from_checkpoint(any_ckpt, fuse=False)
+    assert fused._fused is not None and module._fused is None
+    x, _ = fused.sample(5, seed=2)
+    ref, _ = module.sample(5, seed=2)
+    torch.testing.assert_close(x, ref, atol=2e-5, rtol=0)  # BN folding: float rounding only
+    # the state-dict builder gives exactly what folding the built module gives
+    from_module = FusedGenerator.from_generator(fused.generator)
+    z = latents_for_seeds(np.arange(20), fused.latent_dim)
+    yy = torch.arange(20) % fused.num_classes
+    with torch.no_grad():
+        assert torch.equal(fused._fused(z, yy), from_module(z, yy))
+
+
+def test_fast_path_is_independent_of_batch_size_and_workers(breast):
+    for amp in ("off", "bf16"):
+        s = Sampler.from_checkpoint(breast, amp=amp)
+        ref, _ = s.sample(40, seed=5, batch_size=80)
+        for bs in (1, 3, 17, 33):
+            assert torch.equal(s.sample(40, seed=5, batch_size=bs)[0], ref), (amp, bs)
+        threads = torch.get_num_threads()
+        got = torch.cat([b.x for b in s.stream(40, seed=5, batch_size=7, workers=3)])
+        assert torch.equal(got, ref), amp
+        assert torch.get_num_threads() == threads  # restored after the parallel stream
+
+
+def test_parallel_stream_restores_threads_when_stopped_early(breast):
+    s = Sampler.from_checkpoint(breast)
+    threads = torch.get_num_threads()
+    stream = s.stream(50, seed=1, batch_size=4, workers=2)
+    first = next(stream)
+    assert torch.get_num_threads() == 1 and len(first.y) == 4
+    stream.close()
+    assert torch.get_num_threads() == threads
+    with pytest.raises(MedganError, match="workers"):
+        next(s.stream(2, workers=0))
+
+
+def test_bf16_is_close_to_fp32_and_repeatable(breast):
+    a = Sampler.from_checkpoint(breast, amp="bf16")
+    x, _ = a.sample(8, seed=1)
+    x2, _ = Sampler.from_checkpoint(breast, amp="bf16").sample(8, seed=1)
+    ref, _ = Sampler.from_checkpoint(breast).sample(8, seed=1)
+    assert torch.equal(x, x2)
+    assert 0 < (x - ref).abs().max() < 0.1
+    with pytest.raises(MedganError, match="amp"):
+        Sampler.from_checkpoint(breast, amp="fp8")
+
+
+def test_to_source_matches_the_numpy_conversion(breast):
+    from medgan.data.preprocess import from_model_tensor
+    from medgan.data.sources import Intensity
+
+    s = Sampler.from_checkpoint(breast)
+    x = torch.rand(64, 1, 28, 28) * 2.2 - 1.1  # beyond [-1, 1] too: clipped
+    x[0, 0, 0, :5] = torch.tensor([-1.0, 1.0, 0.0, 0.5 / 127.5 - 1, 1.5 / 127.5 - 1])  # exact .5 ties
+    for inten in ({"min": 0.0, "max": 255.0, "dtype": "uint8"}, {"min": -1024.0, "max": 3071.0, "dtype": "int16"},
+                  {"min": 3.5, "max": 1000.25, "dtype": "uint16"}, {"min": 0.0, "max": 1.0, "dtype": "float32"}):
+        s.meta["intensity"] = inten
+        got = s.to_source(x)
+        want = from_model_tensor(x, Intensity.from_dict(inten))
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_sampling_from_a_checkpoint_does_not_import_monai(breast):
+    code = ("import sys; from medgan.synthesis.sampler import Sampler; "
+            f"s = Sampler.from_checkpoint({str(breast)!r}); s.sample(2); print('monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

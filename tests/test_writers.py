@@ -15,7 +15,7 @@ from PIL import Image
 from medgan.errors import OutputError
 from medgan.synthesis.augment import augment, read_manifest
 from medgan.synthesis.sampler import Sampler
-from medgan.synthesis.writers import class_dirs, sanitize_name
+from medgan.synthesis.writers import class_dirs, encode_png, sanitize_name
 
 N = 3
 
@@ -270,3 +270,42 @@ def test_copy_of_folder_is_still_readable(tmp_path, breast):
     augment(breast, tmp_path / "o", n=2, fmt="png", progress=False)
     shutil.move(tmp_path / "o", tmp_path / "moved")
     assert len(SyntheticBank.from_folder(tmp_path / "moved")) == 4
+
+
+def test_encode_png_round_trips_every_supported_layout():
+    import io
+
+    rng = np.random.default_rng(0)
+    for a in (rng.integers(0, 256, (28, 28), dtype=np.uint8), rng.integers(0, 65536, (5, 7), dtype=np.uint16),
+              rng.integers(0, 256, (9, 4, 3), dtype=np.uint8)):
+        data = encode_png(a)
+        assert data == encode_png(a)  # the bytes depend on the pixels only
+        with Image.open(io.BytesIO(data)) as im:
+            np.testing.assert_array_equal(np.asarray(im).astype(a.dtype), a)
+    with pytest.raises(OutputError, match="PNG holds"):
+        encode_png(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz"])
+def test_files_do_not_depend_on_batch_size_or_workers(tmp_path, breast, fmt):
+    runs = [augment(breast, tmp_path / f"r{k}", n=9, fmt=fmt, seed=2, batch_size=bs, workers=w, progress=False)
+            for k, (bs, w) in enumerate([(256, 1), (4, 3), (5, 2)])]
+    files = sorted(p.relative_to(runs[0].out_dir) for p in runs[0].out_dir.rglob("*") if p.is_file())
+    assert len(files) >= 3
+    for r in runs[1:]:
+        for rel in files:
+            assert (runs[0].out_dir / rel).read_bytes() == (r.out_dir / rel).read_bytes(), rel
+
+
+def test_bf16_run_is_repeatable_and_recorded(tmp_path, breast):
+    import json
+
+    a = augment(breast, tmp_path / "a", n=N, fmt="npz", seed=1, amp="bf16", progress=False)
+    b = augment(breast, tmp_path / "b", n=N, fmt="npz", seed=1, amp="bf16", batch_size=2, progress=False)
+    f = augment(breast, tmp_path / "f", n=N, fmt="npz", seed=1, progress=False)
+    assert (a.out_dir / "synthetic.npz").read_bytes() == (b.out_dir / "synthetic.npz").read_bytes()
+    assert json.loads((a.out_dir / "augment.json").read_text())["amp"] == "bf16"
+    assert json.loads((f.out_dir / "augment.json").read_text())["amp"] == "off"
+    xa = np.load(a.out_dir / "synthetic.npz")["train_images"].astype(int)
+    xf = np.load(f.out_dir / "synthetic.npz")["train_images"].astype(int)
+    assert 0 < np.abs(xa - xf).max() <= 26  # within ~10% of the range, usually a few levels
