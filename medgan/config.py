@@ -93,8 +93,8 @@ class TrainConfig(_Section):
     """Class-balanced batches; ``auto`` turns them on when the largest class is >1.5x the smallest."""
     amp: Literal["off", "bf16"] = "off"
     channels_last: bool | Literal["auto"] = "auto"
-    """Channels-last (3D: channels-last-3d) memory format for weights and data; ``auto``: on for CPU training and
-    for bf16 on a GPU (docs/results.md measures the gain)."""
+    """Channels-last (3D: channels-last-3d) memory format for weights and data; ``auto``: on for bf16 and for 3D
+    on CPU, off for 2D float32 (docs/results.md measures both layouts)."""
     threads: int = 0
     """torch intra-op threads (0: leave torch's default)."""
     device: str = "auto"

@@ -144,8 +144,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def matched_width(case: dict[str, Any], target: float, threads: int) -> tuple[int, float]:
-    """The medgan ``base_channels`` (a multiple of 4) whose FLOPs per image are closest to ``target``.
+def matched_width(case: dict[str, Any], target: float, threads: int, fixed: int | None = None) -> tuple[int, float]:
+    """The medgan ``base_channels`` (a multiple of 4) whose FLOPs per image are closest to ``target``, or ``fixed``
+    (``--width``, e.g. the reference's own 64) with its FLOPs per image.
 
     FLOPs grow monotonically with the width, so a bisection over widths finds the bracket; the closer of the two
     neighbours wins. Counted on a small batch (FLOPs per image do not depend on the batch here).
@@ -165,6 +166,8 @@ def matched_width(case: dict[str, Any], target: float, threads: int) -> tuple[in
             cache[w] = step_flops_per_image(Trainer(cfg, tdata))
         return cache[w]
 
+    if fixed:
+        return fixed, flops(fixed)
     lo, hi = 1, 64  # in units of 4 channels: widths 4 .. 256
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -218,7 +221,7 @@ def bench_case(name: str, case: dict[str, Any], args, env, peaks, log) -> dict[s
     """Run one case: width matching, then ``repeats`` interleaved rounds of every arm."""
     log(f"\n== {name}: {case['label']}  batch {case['batch']}, {case['steps']} timed steps, threads {args.threads}")
     ref_probe = run_arm(reference_cmd({**case, "steps": 1, "warmup": 0}, args.threads), env, args.timeout)
-    width, mflops = matched_width(case, ref_probe["flops_per_image"], args.threads)
+    width, mflops = matched_width(case, ref_probe["flops_per_image"], args.threads, args.width)
     log(f"   reference FLOPs/image {ref_probe['flops_per_image'] / 1e6:.1f} M; medgan matched base_channels={width}: "
         f"{mflops / 1e6:.1f} M ({mflops / ref_probe['flops_per_image'] - 1:+.1%})")
     arms = {
@@ -242,14 +245,15 @@ def bench_case(name: str, case: dict[str, Any], args, env, peaks, log) -> dict[s
     ref = runs["reference"]
     summary: dict[str, Any] = {}
     for arm, rs in runs.items():
-        peak = peaks["bf16" if arm.endswith("bf16") else "fp32"]["peak_gflops"]
+        dtype = "bf16" if "bf16" in arm else "fp32"
+        peak = peaks[dtype]["peak_gflops"]
         s = {
             "images_per_s": bc.summarise([x["images_per_s"] for x in rs]),
             "gflops_per_s": bc.summarise([x["gflops_per_s"] for x in rs]),
             "flops_per_image": rs[0]["flops_per_image"],
             "peak_rss_mb": bc.summarise([x["child_peak_rss_mb"] for x in rs]),
             "fraction_of_peak": bc.summarise([x["gflops_per_s"] / peak for x in rs]),
-            "peak_used": "bf16" if arm.endswith("bf16") else "fp32",
+            "peak_used": dtype,
         }
         if arm != "reference":
             s["base_channels"] = rs[0]["base_channels"]
@@ -356,6 +360,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--quick", action="store_true", help="tiny settings (smoke test; not for recording)")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    p.add_argument("--width", type=int, help="medgan width of the matched arms (default: the FLOP-matched width)")
     p.add_argument("--nchw", action="store_true",
                    help="add matched arms in the NCHW layout (medgan's CPU default is channels-last)")
     p.add_argument("--max-load", type=float, default=1.0, help="record only when the 1-min load is below this")

@@ -214,3 +214,17 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(TrainingError, match="tensorboard.*not installed"):
         train(tiny_cfg(train__tensorboard=True), tmp_path / "tb")
+
+
+def test_channels_last_auto_policy():
+    from medgan.training.engine import use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last("auto", cpu, "bf16", 2) and use_channels_last("auto", cpu, "off", 3)
+    assert not use_channels_last("auto", cpu, "off", 2) and not use_channels_last("auto", cuda, "off", 3)
+    assert use_channels_last("auto", cuda, "bf16", 2)
+    assert use_channels_last(True, cpu, "off", 2) and not use_channels_last(False, cpu, "bf16", 3)
+    tr = _trainer(train__amp="bf16")
+    assert tr.x.is_contiguous(memory_format=torch.channels_last)
+    assert any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in tr.G.parameters())

@@ -228,11 +228,12 @@ class IndexSampler:
 # ---------------------------------------------------------------------------------------- trainer
 
 
-def use_channels_last(setting: bool | str, device: torch.device, amp: str) -> bool:
-    """``train.channels_last`` resolved: ``auto`` is on for CPU (oneDNN's native layout: +25% images/s with bf16
-    in 2D, +8-16% in 3D, neutral in 2D float32 in ``pipelines/bench_train.py``) and for bf16 on a GPU."""
+def use_channels_last(setting: bool | str, device: torch.device, amp: str, spatial_dims: int = 2) -> bool:
+    """``train.channels_last`` resolved. ``auto`` follows ``pipelines/bench_train.py`` (docs/results.md): on for
+    bf16 (oneDNN's native layout: +23% images/s in 2D 28x28, +10% at 64x64, +6% in 3D) and for 3D on CPU (+5% in
+    float32); off for 2D float32, where NCHW was as fast at 28x28 and 5% faster at 64x64."""
     if setting == "auto":
-        return device.type == "cpu" or amp == "bf16"
+        return amp == "bf16" or (device.type == "cpu" and spatial_dims == 3)
     return bool(setting)
 
 
@@ -280,7 +281,7 @@ class Trainer:
         g = build_generator(cfg.model, data.spatial_dims, data.channels, tdata.size, data.num_classes)
         d = build_discriminator(cfg.model, data.spatial_dims, data.channels, tdata.size, data.num_classes)
         self.memory_format = torch.contiguous_format
-        if use_channels_last(t.channels_last, self.device, t.amp):
+        if use_channels_last(t.channels_last, self.device, t.amp, data.spatial_dims):
             self.memory_format = torch.channels_last if data.spatial_dims == 2 else torch.channels_last_3d
         self.G = g.to(self.device, memory_format=self.memory_format)
         self.D = d.to(self.device, memory_format=self.memory_format)
