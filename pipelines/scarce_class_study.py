@@ -156,6 +156,8 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
 
     if not state.get("train_done"):
         resume = ckpt.is_file()
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # interrupted before its first checkpoint: nothing to resume
         cmd = train_command(setting, run_dir, steps, resume, args.gan_config, args.seed)
         state["train_seconds"] = state.get("train_seconds", 0.0) + run_logged(cmd, log_path, env)
         state["train_command"] = " ".join(cmd[2:]).replace(" --resume", "")
