@@ -44,6 +44,9 @@ def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == MANIFEST_COLUMNS
     assert len(rows) == 4 and {r["class_name"] for r in rows} == {"malignant"}
+    from medgan.training.checkpoint import default_file_mode
+
+    assert (out / "manifest.csv").stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's owner-only 0o600
     from medgan.training.checkpoint import file_sha256
 
     sha = file_sha256(breast)

@@ -121,3 +121,16 @@ def test_checkpoint_rebuilds_the_generator(tmp_path):
     with torch.no_grad():
         x = g(torch.randn(3, g.latent_dim), torch.tensor([0, 1, 2]))
     assert x.shape == (3, 1, 28, 28) and x.abs().max() <= 1
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    import os
+    import stat
+
+    from medgan.training.checkpoint import atomic_write_bytes, default_file_mode
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert default_file_mode() == 0o666 & ~mask
+    atomic_write_bytes(tmp_path / "f.bin", lambda f: f.write(b"x"))
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0o600

@@ -106,6 +106,9 @@ def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> P
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
+        from medgan.training.checkpoint import default_file_mode
+
+        os.fchmod(fd, default_file_mode())
     except OSError as e:
         raise DatasetError(
             f"cannot write to {dest_dir} to download {dest.name} ({e.strerror}); pass a writable --data-dir"

@@ -174,6 +174,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
 
     from medgan import __version__
     from medgan.synthesis.sampler import MAX_REDRAWS, Sampler
+    from medgan.training.checkpoint import default_file_mode
 
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -203,6 +204,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
 
     writer = writer_cls(out, prov, total)
     fd, tmp_manifest = tempfile.mkstemp(dir=out, prefix=f".{MANIFEST}.", suffix=".tmp")
+    os.fchmod(fd, default_file_mode())
     t0 = time.perf_counter()
     row = 0
     redraws = 0

@@ -15,6 +15,7 @@ spatial dims, channels, intensity mapping, spacing, modality, scarcity record, t
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import tempfile
@@ -30,12 +31,25 @@ FORMAT = "medgan.checkpoint"
 FORMAT_VERSION = 1
 
 
+@functools.lru_cache(maxsize=1)
+def default_file_mode() -> int:
+    """Permissions of a newly created file under this process's umask (``0o666 & ~umask``, e.g. 0o644).
+
+    ``tempfile.mkstemp`` creates its files 0o600; files renamed into place from it would otherwise end up
+    owner-only whatever the user's umask says (read once: ``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place (with the
+    permissions a plain ``open`` would have given it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
