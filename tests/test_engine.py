@@ -228,3 +228,14 @@ def test_channels_last_auto_policy():
     assert tr.x.is_contiguous(memory_format=torch.channels_last)
     assert any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
                for p in tr.G.parameters())
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_one_generator_forward_per_d_update(d_steps):
+    tr = _trainer(train__d_steps=d_steps, train__loss="hinge")
+    calls = []
+    handle = tr.G.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
+    tr.run(2)
+    handle.remove()
+    # per step: one forward per D update, the last one with grad (its output is reused for the G update)
+    assert calls == ([False] * (d_steps - 1) + [True]) * 2
