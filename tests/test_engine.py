@@ -239,3 +239,10 @@ def test_one_generator_forward_per_d_update(d_steps):
     handle.remove()
     # per step: one forward per D update, the last one with grad (its output is reused for the G update)
     assert calls == ([False] * (d_steps - 1) + [True]) * 2
+
+
+def test_adam_is_fused_where_torch_supports_it():
+    tr = _trainer()
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 4):
+        assert tr.opt_g.defaults["fused"] and tr.opt_d.defaults["fused"]
