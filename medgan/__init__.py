@@ -16,11 +16,11 @@ _LAZY = {
     "Config": "medgan.config",
     "load_config": "medgan.config",
     "load_dataset": "medgan.data.sources",
-    "RealData": "medgan.data.sources",
+    "RealData": "medgan.data.dataset",
     "prepare": "medgan.data.preprocess",
     "ConditionalGenerator": "medgan.models.generator",
     "ConditionalDiscriminator": "medgan.models.discriminator",
-    "train": "medgan.training.engine",
+    "train": "medgan.training.run",
     "Sampler": "medgan.synthesis.sampler",
     "SyntheticBank": "medgan.synthesis.bank",
     "RandSyntheticReplace": "medgan.synthesis.transforms",
@@ -28,7 +28,7 @@ _LAZY = {
     "RandSyntheticReplaceD": "medgan.synthesis.transforms",
     "RandSyntheticReplaceDict": "medgan.synthesis.transforms",
     "mix_real_synthetic": "medgan.synthesis.mixing",
-    "evaluate": "medgan.evaluation.downstream",
+    "evaluate": "medgan.evaluation.evaluate",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -105,9 +105,6 @@ def train_cmd(
     """Train a class-conditional DCGAN; keeps a run directory with checkpoints, sample grids and metrics."""
     import os
 
-    # OpenMP threads that spin while waiting make training ~10x slower on a shared or busy CPU; sleeping costs
-    # little when the CPU is idle. Only effective before torch is imported (it is not yet); a user value wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if resume and config is None and (out / "config.yaml").is_file():
         config = out / "config.yaml"  # resume with the run's own settings unless told otherwise
     cfg = load_cli_config(config, {
@@ -119,20 +116,11 @@ def train_cmd(
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)
         return
-    from medgan.training.engine import train
+    from medgan.training.run import train
 
     res = train(cfg, out, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        m = res.metrics
-        typer.echo(f"trained {res.step} steps in {res.seconds:.0f} s ({res.images_per_s:.1f} images/s)")
-        if m:
-            typer.echo(f"last losses: D {m.get('loss_d', float('nan')):.4f}, G {m.get('loss_g', float('nan')):.4f}; "
-                       f"D(x) {m.get('d_real', float('nan')):.3f}, D(G(z)) {m.get('d_fake', float('nan')):.3f}")
-        typer.echo(f"checkpoint: {res.checkpoint}")
-        if res.samples is not None:
-            typer.echo(f"samples:    {res.samples}")
-        typer.echo(f"metrics:    {res.out_dir / 'metrics.jsonl'}")
-
+        typer.echo(res.summary())
 
 
 # -------------------------------------------------------------------------------------------- augment
@@ -174,25 +162,11 @@ def augment_cmd(
         "augment.n": n, "augment.classes": classes or None, "augment.balance": balance, "augment.format": fmt,
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
-        "augment.reject_near_copies": reject_near_copies, "augment.amp": amp,
-        "augment.workers": workers,
+        "augment.reject_near_copies": reject_near_copies, "augment.amp": amp, "augment.workers": workers,
     })
-    from medgan.synthesis.augment import augment
+    from medgan.synthesis.export import augment
 
-    a = cfg.augment
-    filter_fn = None
-    if a.reject_near_copies:
-        from medgan.evaluation.privacy import near_copy_filter_for_checkpoint
-
-        filter_fn = near_copy_filter_for_checkpoint(checkpoint)
-    res = augment(checkpoint, out, n=a.n, classes=a.classes or None, balance=a.balance, fmt=a.format, seed=a.seed,
-                  batch_size=a.batch_size, use_ema=a.use_ema, overwrite=a.overwrite, progress=not quiet,
-                  device=a.device, filter_fn=filter_fn, amp=a.amp, workers=a.workers)
-    per = ", ".join(f"{k}: {v}" for k, v in res.counts.items())
-    typer.echo(f"wrote {res.n_samples} {res.format} samples ({per}) in {res.seconds:.3f} s "
-               f"({res.samples_per_second:.0f} samples/s) to {res.out_dir}")
-    typer.echo(f"manifest: {res.manifest}")
-
+    typer.echo(augment(checkpoint, out, cfg.augment, progress=not quiet).summary())
 
 
 # ------------------------------------------------------------------------------------------- evaluate
@@ -227,10 +201,8 @@ def evaluate_cmd(
 ) -> None:
     """Measure the downstream benefit of synthetic images (arms x seeds, CIs, paired tests), their quality and
     memorisation; writes JSON, Markdown and PNGs to --out and prints a summary table."""
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train: spinning OpenMP threads on a busy CPU
-    from medgan.evaluation.downstream import check_choices, evaluate
+    from medgan.evaluation.arms import check_choices
+    from medgan.evaluation.evaluate import evaluate
 
     check_choices(arms, classifier, ratio)
     cfg = load_cli_config(config, {
@@ -243,16 +215,16 @@ def evaluate_cmd(
     })
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out,
                       log=None if quiet else typer.echo)
-    typer.echo(report.summary_table())
-    for v in report.data["verdicts"]:
-        if "scarce sensitivity" in v:
-            typer.echo(v)
-    typer.echo(f"report: {out / 'report.md'} (every number: {out / 'report.json'}); "
-               f"{report.data['timing']['total_s']:.0f} s")
+    typer.echo(report.summary(out))
 
 
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr, no traceback."""
+    import os
+
+    # OpenMP threads that spin while waiting make training ~10x slower on a shared or busy CPU; sleeping costs
+    # little when the CPU is idle. Only effective before torch is imported (it is not yet); a user value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app(standalone_mode=False)
     except MedganError as e:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medgan.io import atomic_write
+
 
 def _tile(img: np.ndarray) -> np.ndarray:
     """One ``(C, *spatial)`` image in [-1, 1] -> an ``(H, W, 3)`` float tile in [0, 1].
@@ -48,11 +50,9 @@ def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
     import matplotlib.pyplot as plt
 
-    from medgan.training.checkpoint import atomic_write_bytes
-
     path = Path(path)
     try:
-        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     finally:
         plt.close(fig)
     return path

@@ -7,13 +7,15 @@
   a large convolution forward+backward, FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode`` (the
   same counter the training benchmarks use).
 * :func:`summarise` — median and min–max of repeated measurements.
-* :func:`run_child` / :func:`run_json_subprocess` — run a command in a child process and return its own peak
-  RSS (so every measured arm has a separable memory peak), wall time, and the JSON object it wrote.
-* :func:`markdown_table` and :func:`write_json` — outputs (atomic JSON writes).
+* :func:`run_child` (the one child-process runner) / :func:`run_json_subprocess` — run a command in a child
+  process and return its own peak RSS (so every measured arm has a separable memory peak), wall time, and its
+  output (optionally logged to a file as it runs) or the JSON object it wrote.
+* Outputs go through :mod:`medgan.io` (``write_json``, ``markdown_table``), as the package's own do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -179,18 +181,30 @@ def fmt_range(s: dict[str, float], digits: int = 2) -> str:
 
 
 def run_child(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None,
-              timeout: float | None = None) -> tuple[float, float, str]:
+              timeout: float | None = None, log: str | Path | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; return ``(peak RSS in MB of that child alone, wall seconds, stdout)``.
 
     The peak is the child's ``VmHWM`` (high-water resident set of its own address space), polled from
     ``/proc/<pid>/status`` every 10 ms while it runs. ``ru_maxrss`` from ``wait4``/``getrusage`` is NOT used:
     on Linux it carries over the parent's resident set at fork/exec time, so a child of a large benchmark
     process would inherit the parent's peak. Where ``/proc`` is missing it falls back to ``ru_maxrss``. Raises
-    ``RuntimeError`` with the tail of stderr when the command fails or runs past ``timeout``.
+    ``RuntimeError`` with the tail of the output when the command fails or runs past ``timeout``.
+
+    ``log``: append the command line and its output (stdout and stderr together) to this file as it runs; the
+    returned text is then that output.
     """
     argv = [str(c) for c in cmd]
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with contextlib.ExitStack() as stack:
+        if log is not None:
+            out = err = stack.enter_context(open(log, "a+"))
+            out.write("$ " + " ".join(argv) + "\n")
+            out.flush()
+            start = out.tell()
+        else:
+            out = stack.enter_context(tempfile.TemporaryFile("w+"))
+            err = stack.enter_context(tempfile.TemporaryFile("w+"))
+            start = 0
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         hwm_kb = 0
         status_file = Path(f"/proc/{proc.pid}/status")
@@ -207,12 +221,14 @@ def run_child(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | 
             time.sleep(0.01)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+        out.seek(start)
+        stdout = out.read()
+        err.seek(0 if err is not out else start)
+        stderr = err.read() if err is not out else ""
     if proc.returncode != 0:
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(argv)}\n{tail}")
+        where = f" (log: {log})" if log is not None else ""
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(argv)}{where}\n{tail}")
     return (hwm_kb or usage.ru_maxrss) / 1024, wall, stdout
 
 
@@ -246,30 +262,6 @@ def self_peak_rss_mb() -> float:
     not ``ru_maxrss``), else ``ru_maxrss``."""
     kb = _vm_hwm_kb(Path("/proc/self/status"))
     return (kb or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=float)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 def python() -> str:

@@ -34,6 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
 
+from medgan.io import write_json  # noqa: E402
+
 CONFIG = bc.ROOT / "configs" / "breastmnist.yaml"
 _RATE = re.compile(r"([\d.]+) images/s")
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(r)
     result = {"config": str(CONFIG.relative_to(bc.ROOT)), "machine": bc.machine_info(), "runs": runs,
               "summary": summarise(runs)}
-    bc.write_json(args.out, result)
+    write_json(args.out, result)
     print(result["summary"]["verdict"])
     print(f"-> {args.out}")
     return 0

@@ -40,6 +40,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
 
+from medgan.io import markdown_table, write_json  # noqa: E402
+
 #: (name, dataset, format, amp, totals): totals are numbers of samples over all classes.
 SETTINGS = [
     ("2d28-png", "breastmnist", "png", "off", [1000, 10000]),
@@ -117,7 +119,7 @@ def markdown(result: dict[str, Any]) -> str:
                          bc.fmt_range(r["samples_per_s_library"], 0), f"{r['startup_s']['median']:.2f}",
                          f"{r['peak_rss_mb']['median']:.0f}",
                          f"{r['bytes_written'] / r['n'] / 1024:.1f}"])
-    table = bc.markdown_table(["setting", "n", "samples/s end to end", "samples/s in augment()", "start-up s",
+    table = markdown_table(["setting", "n", "samples/s end to end", "samples/s in augment()", "start-up s",
                                "peak RSS MB", "KiB/sample"], rows)
     verdicts = [f"- {k}: {v}" for k, v in result.get("verdicts", {}).items()]
     return table + ("\n\n" + "\n".join(verdicts) if verdicts else "")
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'flat' if growth < 1.15 else 'GROWS'}")
     result["load_after"] = bc.loadavg()
     result["elapsed_s"] = round(time.time() - t0, 1)
-    bc.write_json(args.out, result)
+    write_json(args.out, result)
     print("\n" + markdown(result))
     print(f"\nwrote {args.out}")
     return 0

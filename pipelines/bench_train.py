@@ -5,7 +5,7 @@ For each case (2D 28x28 gray BreastMNIST, 2D 64x64 RGB synthetic tensors, 3D 28^
 ONE invocation and alternating the order (A B C ... then ... C B A) over ``--repeats`` rounds:
 
 * ``reference``      ``../shared/bench/reference_dcgan.py`` (DataLoader, BCE, Adam, ``.item()`` every step), fp32;
-* ``matched/fp32``   medgan's :class:`~medgan.training.engine.Trainer` with the model width chosen so that FLOPs
+* ``matched/fp32``   medgan's :class:`~medgan.training.trainer.Trainer` with the model width chosen so that FLOPs
                      per image are within 10% of the reference's (no spectral norm, no minibatch-std, d_steps=1,
                      DiffAugment off; EMA stays on, as in every medgan run);
 * ``matched/bf16``   the same with bf16 autocast;
@@ -42,6 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
 
+from medgan.io import markdown_table, write_json  # noqa: E402
+
 #: Benchmark cases: data source, geometry and the per-case defaults (batch, timed steps, warm-up steps).
 CASES: dict[str, dict[str, Any]] = {
     "2d28": {"label": "2D 28x28 gray (BreastMNIST)", "dataset": "breastmnist", "dims": 2, "size": 28,
@@ -70,7 +72,7 @@ def synthetic_data(dims: int, size: int, channels: int, n: int, classes: int = 2
     ``--synthetic``: uniform values in [-1, 1] after scaling) with random labels."""
     import numpy as np
 
-    from medgan.data.sources import Intensity, RealData, Split
+    from medgan.data.dataset import Intensity, RealData, Split
 
     rng = np.random.default_rng(seed)
 
@@ -121,7 +123,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One medgan arm in this process: build the Trainer, count FLOPs on one step, warm up, time ``steps``."""
     import torch
 
-    from medgan.training.engine import Trainer
+    from medgan.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     case = json.loads(args.case_json)
@@ -153,7 +155,7 @@ def matched_width(case: dict[str, Any], target: float, threads: int, fixed: int 
     """
     import torch
 
-    from medgan.training.engine import Trainer
+    from medgan.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     small = {**case, "batch": 4, "n": 16}
@@ -294,7 +296,7 @@ def markdown(result: dict[str, Any]) -> str:
     """The result tables in Markdown (also pasted into docs/results.md)."""
     out = []
     p = result["peak"]
-    out.append(bc.markdown_table(
+    out.append(markdown_table(
         ["dtype", "matmul GFLOP/s", "conv fwd+bwd GFLOP/s", "peak GFLOP/s"],
         [[k, v["matmul"]["gflops_per_s"], v["conv_fwd_bwd"]["gflops_per_s"], v["peak_gflops"]] for k, v in p.items()]))
     rows = []
@@ -308,11 +310,11 @@ def markdown(result: dict[str, Any]) -> str:
                 bc.fmt_range(s["ratio_images_per_s"]) if "ratio_images_per_s" in s else "1",
                 bc.fmt_range(s["ratio_gflops_per_s"]) if "ratio_gflops_per_s" in s else "1",
             ])
-    out.append(bc.markdown_table(
+    out.append(markdown_table(
         ["case", "arm", "width", "MFLOP/img", "images/s", "GFLOP/s", "of peak", "peak RSS MB",
          "images/s ÷ ref", "GFLOP/s ÷ ref"], rows))
     if result.get("scaling"):
-        out.append(bc.markdown_table(
+        out.append(markdown_table(
             ["dims", "size", "batch", "s/step", "images/s", "GFLOP/s", "peak RSS MB"],
             [[r["dims"], r["size"], r["batch"], f"{r['seconds_per_step']:.3f}", f"{r['images_per_s']:.1f}",
               f"{r['gflops_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}"] if "error" not in r else
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         result["scaling"] = bench_scaling(args, env, print)
     result["load_after"] = bc.loadavg()
     result["elapsed_s"] = round(time.time() - t0, 1)
-    bc.write_json(args.out, result)
+    write_json(args.out, result)
     print("\n" + markdown(result))
     print(f"\nwrote {args.out} and {plot(result, Path(args.out).with_suffix('.png'))}")
     return 0

@@ -34,8 +34,8 @@ from monai.utils import set_determinism
 from PIL import Image
 
 from medgan.data.sources import load_dataset
-from medgan.synthesis.augment import augment
 from medgan.synthesis.bank import SyntheticBank
+from medgan.synthesis.export import augment
 from medgan.synthesis.transforms import RandSyntheticReplaced
 
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     synthetic = args.synthetic
     if synthetic is None:
         synthetic = tmp / "synthetic"
-        augment(args.checkpoint, synthetic, n=500, classes=[minority], fmt="png", seed=args.seed)
+        augment(args.checkpoint, synthetic, n=500, classes=[minority], format="png", seed=args.seed)
     bank = SyntheticBank.from_folder(synthetic)
     print(f"real train counts {real.counts('train')}; synthetic bank {bank}")
 

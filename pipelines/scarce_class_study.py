@@ -38,12 +38,14 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
+
+from medgan.evaluation.report import format_ci  # noqa: E402
+from medgan.io import markdown_table, write_json  # noqa: E402
 
 #: The study's settings: dataset, scarcity spec (empty: none), and the default GAN training steps.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -91,24 +93,13 @@ def evaluate_command(setting: dict[str, Any], ckpt: Path, out: Path, seeds: int,
 
 
 def run_logged(cmd: list[str], log_path: Path, env: dict[str, str]) -> float:
-    """Run ``cmd`` with stdout+stderr appended to ``log_path`` (and echoed); returns the wall seconds."""
-    import subprocess
-
+    """Run ``cmd`` with its output appended to ``log_path``; returns the wall seconds."""
     print("$ " + " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    with open(log_path, "a") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=bc.ROOT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if not line.startswith("\r"):
-                sys.stdout.write("   " + line)
-        rc = proc.wait()
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}); see {log_path}")
-    return time.perf_counter() - t0
+    try:
+        _, wall, _ = bc.run_child(cmd, env=env, cwd=bc.ROOT, log=log_path)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    return wall
 
 
 def _state(path: Path) -> dict[str, Any]:
@@ -143,7 +134,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         print(f"[{label}] evaluation settings changed ({old} -> {wanted}); evaluating again")
         state["evaluate_done"] = False
     state["params"] = wanted
-    bc.write_json(state_path, state)
+    write_json(state_path, state)
     ckpt = run_dir / "checkpoints" / "last.pt"
     if args.gan_from:
         # evaluate another setting folder's generator (e.g. a tuning variant that only changes the evaluation)
@@ -163,7 +154,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         state["train_command"] = " ".join(cmd[2:]).replace(" --resume", "")
         state["train_done"] = True
         state["train_load_after"] = bc.loadavg()
-        bc.write_json(state_path, state)
+        write_json(state_path, state)
     else:
         print(f"[{label}] GAN already trained ({ckpt}); skipping")
 
@@ -176,7 +167,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         state["evaluate_seconds"] = run_logged(cmd, log_path, env)
         state["evaluate_command"] = " ".join(cmd[2:])
         state["evaluate_done"] = True
-        bc.write_json(state_path, state)
+        write_json(state_path, state)
     else:
         print(f"[{label}] evaluation already done ({report_dir}); skipping")
 
@@ -190,7 +181,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         "load_before_evaluate": state.get("evaluate_load_before"), "machine": bc.machine_info(),
         "quick": bool(args.quick),
     }
-    out_json = bc.write_json(results / f"study_{label}.json", report)
+    out_json = write_json(results / f"study_{label}.json", report)
     md = report_dir / "report.md"
     if md.is_file():
         shutil.copyfile(md, results / f"study_{label}.md")
@@ -201,8 +192,6 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     return out_json
 
 
-def _ci(s: dict[str, float]) -> str:
-    return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
 
 
 def _target(comps: dict[str, Any], arm: str) -> str:
@@ -250,13 +239,13 @@ def summary_markdown(results_dir: Path) -> str:
                      f"{extra}")
         rows = []
         for arm, s in r["summary"].items():
-            row = [f"`{arm}`", _ci(s["scarce_sensitivity"]), _ci(s["auroc"]), _ci(s["balanced_accuracy"])]
+            row = [f"`{arm}`", format_ci(s["scarce_sensitivity"]), format_ci(s["auroc"]), format_ci(s["balanced_accuracy"])]
             for ref in ("vs_baseline", "vs_oversample"):
                 sens = comps.get(arm, {}).get(ref, {}).get("scarce_sensitivity")
                 row.append(f"{sens['diff']:+.3f} (p={sens['p_ttest']:.3g})" if sens else "")
             row.append(_target(comps, arm))
             rows.append(row)
-        parts.append(bc.markdown_table(
+        parts.append(markdown_table(
             ["arm", "scarce-class sensitivity", "AUROC", "balanced accuracy", "Δ sens vs baseline",
              "Δ sens vs oversample", "target met"], rows))
     return "\n\n".join(parts)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medgan.config import Config, load_config
-from medgan.data.sources import make_phantom as _make_phantom
+from medgan.data.phantom import make_phantom as _make_phantom
 
 TINY = {
     "data.dataset": "phantom2d",
@@ -40,9 +40,9 @@ def _phantom(dims: int, size: int = 28, seed: int = 1234):
 @pytest.fixture(autouse=True)
 def fast_phantoms(monkeypatch):
     """Build each phantom dataset once per test session (they are deterministic) and use one thread."""
-    import medgan.data.sources as sources
+    import medgan.data.phantom as phantom
 
-    monkeypatch.setattr(sources, "make_phantom", _phantom)
+    monkeypatch.setattr(phantom, "make_phantom", _phantom)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

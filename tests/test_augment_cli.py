@@ -15,8 +15,8 @@ import torch
 from _synth_helpers import cached_checkpoint
 
 from medgan.errors import MedganError, OutputError
-from medgan.synthesis import augment as augment_mod
-from medgan.synthesis.augment import MANIFEST_COLUMNS, augment, read_manifest
+from medgan.synthesis import export as augment_mod
+from medgan.synthesis.export import MANIFEST_COLUMNS, augment, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,10 @@ def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == MANIFEST_COLUMNS
     assert len(rows) == 4 and {r["class_name"] for r in rows} == {"malignant"}
-    from medgan.training.checkpoint import default_file_mode
+    from medgan.io import default_file_mode
 
     assert (out / "manifest.csv").stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's owner-only 0o600
-    from medgan.training.checkpoint import file_sha256
+    from medgan.io import file_sha256
 
     sha = file_sha256(breast)
     for k, row in enumerate(rows):
@@ -128,7 +128,7 @@ def test_non_empty_folder_refused_then_overwritten(tmp_path, breast, run_cli):
 
 
 def test_balance_tops_up_to_majority(tmp_path, breast):
-    res = augment(breast, tmp_path / "o", balance=True, fmt="npz", progress=False)
+    res = augment(breast, tmp_path / "o", balance=True, format="npz", progress=False)
     assert res.counts == {"malignant": 399 - 147}  # BreastMNIST train counts 147 / 399
     with np.load(tmp_path / "o" / "synthetic.npz") as z:
         assert (z["train_labels"] == 0).all() and len(z["train_labels"]) == 252
@@ -159,14 +159,14 @@ def test_failure_inside_the_writer_loop_leaves_no_manifest(tmp_path, breast, mon
 
     monkeypatch.setattr(writer_cls, "write_batch", failing)
     with pytest.raises(KeyboardInterrupt):
-        augment(breast, out, n=20, fmt=fmt, batch_size=4, progress=False)
+        augment(breast, out, n=20, format=fmt, batch_size=4, progress=False)
     assert not (out / "manifest.csv").exists()
     assert not list(out.glob(".*.tmp"))  # temporary manifest / npz removed
     assert not (out / "synthetic.npz").exists()
     if fmt == "png":
         assert len(list(out.rglob("*.png"))) == 8  # two batches were written before the failure
     monkeypatch.undo()
-    augment(breast, out, n=2, fmt=fmt, overwrite=True, progress=False)  # a re-run cleans up
+    augment(breast, out, n=2, format=fmt, overwrite=True, progress=False)  # a re-run cleans up
     _assert_manifest_consistent(out)
 
 
@@ -189,7 +189,7 @@ def test_killed_run_leaves_no_manifest_pointing_at_missing_files(tmp_path, breas
 
 
 def test_filter_hook_records_redraws(tmp_path, breast):
-    plain = augment(breast, tmp_path / "a", n=3, fmt="npz", progress=False)
+    plain = augment(breast, tmp_path / "a", n=3, format="npz", progress=False)
     seen = {"calls": 0}
 
     def reject_first_pass_of_class1(x, y):
@@ -197,7 +197,7 @@ def test_filter_hook_records_redraws(tmp_path, breast):
         assert x.min() >= -1 and x.max() <= 1  # model space
         return (y == 1) & (seen["calls"] == 1)
 
-    res = augment(breast, tmp_path / "b", n=3, fmt="npz", filter_fn=reject_first_pass_of_class1, progress=False)
+    res = augment(breast, tmp_path / "b", n=3, format="npz", filter_fn=reject_first_pass_of_class1, progress=False)
     a, b = read_manifest(plain.out_dir), read_manifest(res.out_dir)
     assert [r["near_copy_redraws"] for r in b] == ["0", "0", "0", "1", "1", "1"]
     assert res.redraws == 3
@@ -214,7 +214,7 @@ def test_end_to_end_with_a_trained_phantom_checkpoint(tmp_path):
     from medgan.synthesis.bank import SyntheticBank
     from medgan.synthesis.sampler import Sampler
     from medgan.synthesis.transforms import RandSyntheticReplaced
-    from medgan.training.engine import train
+    from medgan.training.run import train
 
     cfg = load_config(None, {"data.dataset": "phantom2d", "train.steps": 3, "train.batch_size": 16,
                              "train.sample_every": 0, "train.progress": False, "model.base_channels": 8,
@@ -223,7 +223,7 @@ def test_end_to_end_with_a_trained_phantom_checkpoint(tmp_path):
     ckpt = res.checkpoint
     x, y = Sampler.from_checkpoint(ckpt).sample(4, out="source")
     for fmt in ("png", "npz", "nifti", "dicom"):
-        out = augment(ckpt, tmp_path / fmt, n=4, fmt=fmt, progress=False)
+        out = augment(ckpt, tmp_path / fmt, n=4, format=fmt, progress=False)
         assert out.counts == {"few_large": 4, "many_small": 4, "single_bright": 4}
         rows = read_manifest(out.out_dir)
         assert all(r["generator_step"] == "3" for r in rows)

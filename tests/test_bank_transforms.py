@@ -12,8 +12,8 @@ from monai.data import CacheDataset, DataLoader, Dataset, MetaTensor
 from monai.transforms import Compose, EnsureTyped, RandFlipd
 
 from medgan.errors import DatasetError, MedganError
-from medgan.synthesis.augment import augment
 from medgan.synthesis.bank import SyntheticBank
+from medgan.synthesis.export import augment
 from medgan.synthesis.sampler import Sampler
 from medgan.synthesis.transforms import (
     RandSyntheticReplace,
@@ -65,7 +65,7 @@ def test_bank_pickles_small(bank):
 
 @pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
 def test_bank_from_augment_folder(tmp_path, breast, fmt):
-    augment(breast, tmp_path / fmt, n=4, fmt=fmt, seed=1, progress=False)
+    augment(breast, tmp_path / fmt, n=4, format=fmt, seed=1, progress=False)
     b = SyntheticBank.from_folder(tmp_path / fmt)
     ref = SyntheticBank.from_checkpoint(breast, 4, seed=1)
     assert b.counts == [4, 4] and b.class_names == ref.class_names

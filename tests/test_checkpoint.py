@@ -11,7 +11,7 @@ from _engine_helpers import fast_phantoms, state_equal, tiny_cfg  # noqa: F401
 
 from medgan.errors import CheckpointError, OutputError
 from medgan.training.checkpoint import load_checkpoint, save_checkpoint
-from medgan.training.engine import train
+from medgan.training.run import train
 
 # every RNG stream in play: dropout (global torch RNG), augmentation + ADA, lazy R1, two D steps, EMA, balancing
 RESUME_CFG = dict(train__batch_size=4, train__log_every=5, train__sample_every=0, train__checkpoint_every=10, train__collapse_every=0,
@@ -127,10 +127,10 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     import os
     import stat
 
-    from medgan.training.checkpoint import atomic_write_bytes, default_file_mode
+    from medgan.io import atomic_write, default_file_mode
 
     mask = os.umask(0o022)
     os.umask(mask)
     assert default_file_mode() == 0o666 & ~mask
-    atomic_write_bytes(tmp_path / "f.bin", lambda f: f.write(b"x"))
+    atomic_write(tmp_path / "f.bin", lambda f: f.write(b"x"))
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0o600

@@ -14,6 +14,7 @@ import pytest
 from medgan.data import medmnist
 from medgan.data.sources import load_dataset
 from medgan.errors import DatasetError
+from medgan.io import file_digest
 
 
 def _npz_bytes() -> bytes:
@@ -76,7 +77,7 @@ def test_download_lands_atomically_and_is_then_used(tmp_path, monkeypatch, serve
     # mid-transfer only a hidden temporary file existed, never the final name
     assert server["seen_mid"] and all(n.startswith(".breastmnist.npz.") for n in server["seen_mid"])
     assert sorted(p.name for p in dest.iterdir()) == ["breastmnist.npz"]
-    assert medmnist.md5sum(dest / "breastmnist.npz") == md5
+    assert file_digest(dest / "breastmnist.npz", "md5") == md5
     assert data.counts("train") == [10, 10] and data.class_names[0] == "malignant"
     # a second load finds the local file and does not download again
     load_dataset("breastmnist", data_dir=dest)

@@ -11,9 +11,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from medgan.data.folder import is_dicom_file, load_csv, load_folder
+from medgan.data.dataset import SPLITS
 from medgan.data.preprocess import prepare
-from medgan.data.sources import SPLITS, load_dataset
+from medgan.data.readers import is_dicom_file
+from medgan.data.sources import load_dataset
 
 
 def _breast(medmnist_dir: Path, n: int = 6):
@@ -51,7 +52,7 @@ def test_png_class_folder_rgb_and_rgba(tmp_path, medmnist_dir):
     src = _breast(medmnist_dir, n=4)
     root = _png_folder(tmp_path / "rgb", src, mode="RGB")
     Image.fromarray(src["benign"][0]).convert("RGBA").save(root / "benign" / "alpha.png")
-    data = load_folder(root)
+    data = load_dataset(str(root))
     assert data.channels == 3
     imgs = {Path(p).parent.name + "/" + Path(p).name: a
             for s in SPLITS for p, a in zip(data.splits[s].paths, data.splits[s].images, strict=True)}
@@ -100,7 +101,7 @@ def test_nifti_spacing_and_2d_nifti(tmp_path, samples_dir):
     for cls in ("x", "y"):
         (tmp_path / "n" / cls).mkdir(parents=True)
         shutil.copy(samples_dir / "nifti" / "standard.nii.gz", tmp_path / "n" / cls / "s.nii.gz")
-    data = load_folder(tmp_path / "n")
+    data = load_dataset(str(tmp_path / "n"))
     assert data.spacing == (1.0, 3.0, 2.0)
     assert data.splits["train"].images.dtype == np.uint8
     # 2D NIfTI (and a (H, W, 1) one) load as 2D images
@@ -111,7 +112,7 @@ def test_nifti_spacing_and_2d_nifti(tmp_path, samples_dir):
                  tmp_path / "two" / cls / "flat.nii.gz")
         nib.save(nib.Nifti1Image(rs.randint(0, 100, (20, 30, 1)).astype(np.int16), np.eye(4)),
                  tmp_path / "two" / cls / "single.nii")
-    two = load_folder(tmp_path / "two")
+    two = load_dataset(str(tmp_path / "two"))
     assert two.spatial_dims == 2 and two.splits["train"].shapes() == {(20, 30)}
     assert two.splits["train"].images.dtype == np.int16
 
@@ -145,7 +146,7 @@ def test_single_dicom_files_are_2d_and_rle_decodes(tmp_path, samples_dir):
     shutil.copy(pyd / "MR_small.dcm", tmp_path / "d" / "mr")
     shutil.copy(pyd / "MR_small_RLE.dcm", tmp_path / "d" / "mr")
     assert is_dicom_file(tmp_path / "d" / "ct" / "noext")
-    data = load_folder(tmp_path / "d")
+    data = load_dataset(str(tmp_path / "d"))
     assert data.spatial_dims == 2 and data.modality == "CT+MR"
     imgs = {Path(p).name: a for s in SPLITS for p, a in zip(data.splits[s].paths, data.splits[s].images, strict=True)}
     assert imgs["CT_small.dcm"].shape == (1, 128, 128) and imgs["noext"].shape == (1, 16, 16)
@@ -175,7 +176,7 @@ def test_csv_manifest_names_splits_and_series(tmp_path, medmnist_dir, samples_di
     (tmp_path / "ints.csv").write_text(
         "path,label,class_name\ns/v0,10,late\ns/v1,2,early\ns/v2,10,late\ns/v3,2,early\n"
     )
-    ints = load_csv(tmp_path / "ints.csv")
+    ints = load_dataset(str(tmp_path / "ints.csv"))
     assert ints.class_names == ["early", "late"]
     assert ints.spatial_dims == 3 and ints.splits["train"].shapes() == {(16, 16, 4)}
     assert sum(sum(ints.counts(s)) for s in SPLITS) == 4

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medgan.data.dataset import SPLITS
 from medgan.data.preprocess import from_model_tensor, prepare
-from medgan.data.sources import SPLITS, load_dataset
+from medgan.data.sources import load_dataset
 from medgan.errors import DatasetError
 
 

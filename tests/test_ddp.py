@@ -18,8 +18,8 @@ from medgan.training.checkpoint import load_checkpoint
 
 def _tiny_data(seed: int = 0):
     """A small 2-class RealData of random 28x28 images (fast to build in every process)."""
+    from medgan.data.dataset import Intensity, RealData, Split
     from medgan.data.preprocess import prepare
-    from medgan.data.sources import Intensity, RealData, Split
 
     rs = np.random.RandomState(seed)
     splits = {}
@@ -34,7 +34,8 @@ def _tiny_data(seed: int = 0):
 def _worker(rank: int, store: str, result_dir: str) -> None:
     import torch.distributed as dist
 
-    from medgan.training.engine import DistInfo, Trainer
+    from medgan.training.distributed import DistInfo
+    from medgan.training.trainer import Trainer
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
@@ -42,7 +43,7 @@ def _worker(rank: int, store: str, result_dir: str) -> None:
         tr = Trainer(tiny_cfg(train__diffaugment__adaptive=True, train__diffaugment__adjust_every=1, train__r1_gamma=1.0,
                              train__r1_every=2, train__feature_matching=1.0, train__d_steps=2),
                      _tiny_data(), dist=DistInfo(rank, 2, 0))
-        shard = tr.sampler.indices.clone()
+        shard = tr.batches.indices.clone()
         tr.run(3)
         g = torch.cat([p.detach().flatten() for p in tr.G.parameters()])
         d = torch.cat([p.detach().flatten() for p in tr.D.parameters()])

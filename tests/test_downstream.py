@@ -7,21 +7,18 @@ import json
 import pytest
 import torch
 
+from medgan.classify.fit import train_classifier
 from medgan.config import load_config
+from medgan.data.batches import BatchStream
 from medgan.data.preprocess import prepare
 from medgan.data.sources import load_dataset
 from medgan.errors import EvaluationError
-from medgan.evaluation.downstream import (
-    ClassicalAugment,
-    SyntheticPool,
-    _BatchStream,
-    check_choices,
-    check_leakage,
-    evaluate,
-    expand_arms,
-    synthetic_allocation,
-    train_classifier,
-)
+from medgan.evaluation.arms import check_choices, expand_arms
+from medgan.evaluation.classical import ClassicalAugment
+from medgan.evaluation.evaluate import evaluate
+from medgan.evaluation.pool import check_leakage
+from medgan.synthesis.allocation import fill_smallest_first
+from medgan.synthesis.bank import SyntheticBank
 from medgan.training.checkpoint import save_checkpoint
 
 SCARCE = ["0=40", "1=40", "2=20"]  # phantom2d: 100 training images, 'single_bright' scarce
@@ -39,17 +36,18 @@ def _noisy_pool(seed=0):
     td = prepare(load_dataset("phantom2d"))
     g = torch.Generator().manual_seed(seed)
     x = (td.x["test"] + 0.1 * torch.randn(td.x["test"].shape, generator=g)).clamp(-1, 1)  # 60 per class
-    return SyntheticPool(x, td.y["test"].clone(), {"kind": "test", "path": "noisy test copies", "leakage_guard": "n/a"})
+    return SyntheticBank.from_tensors(x, td.y["test"].clone(), td.data.class_names, storage="float16",
+                                      provenance={"kind": "test", "path": "noisy test copies", "leakage_guard": "n/a"})
 
 
 def test_synthetic_allocation_policy():
-    assert synthetic_allocation([29, 399], 1.0) == [399, 29]  # both classes end at 428
-    assert synthetic_allocation([29, 399], 0.5) == [214, 0]
-    assert synthetic_allocation([29, 399], "balance") == [370, 0]
+    assert fill_smallest_first([29, 399], 1.0) == [399, 29]  # both classes end at 428
+    assert fill_smallest_first([29, 399], 0.5) == [214, 0]
+    assert fill_smallest_first([29, 399], "balance") == [370, 0]
     # 25 images: all classes raised to level 16 (23 images), the 2 left go to the fewest-real classes first
-    assert synthetic_allocation([10, 10, 5], 1.0) == [7, 6, 12]
-    assert sum(synthetic_allocation([10, 10, 5], 0.5)) == 12
-    assert synthetic_allocation([10, 10, 5], 0.2) == [0, 0, 5]
+    assert fill_smallest_first([10, 10, 5], 1.0) == [7, 6, 12]
+    assert sum(fill_smallest_first([10, 10, 5], 0.5)) == 12
+    assert fill_smallest_first([10, 10, 5], 0.2) == [0, 0, 5]
 
 
 def test_arms_and_choices():
@@ -97,7 +95,8 @@ def test_bad_requests_are_refused_before_training():
     with pytest.raises(EvaluationError, match="at least 2 seeds"):
         evaluate(_cfg(**{"evaluate.arms": "baseline", "evaluate.seeds": 1}))
     pool = _noisy_pool()
-    bad = SyntheticPool(torch.cat([pool.x, pool.x], 1), pool.y, pool.source)  # 2 channels, dataset has 1
+    bad = SyntheticBank.from_tensors(torch.cat([pool.images, pool.images], 1), pool.labels, pool.class_names,
+                                     provenance=pool.provenance)  # 2 channels, dataset has 1
     with pytest.raises(EvaluationError, match="shape"):
         evaluate(_cfg(**{"evaluate.arms": "gan"}), synthetic=bad)
 
@@ -115,10 +114,10 @@ def test_classical_augment_is_seeded_and_keeps_shape():
 
 def test_batch_stream_shuffles_or_balances():
     y = torch.tensor([0] * 90 + [1] * 10)
-    s = _BatchStream(y, 50, torch.Generator().manual_seed(0), balanced=False)
+    s = BatchStream(y, 50, torch.Generator().manual_seed(0), balanced=False)
     first = torch.cat([s.next(), s.next()])
     assert sorted(first.tolist()) == list(range(100))  # one epoch = one permutation
-    b = _BatchStream(y, 1000, torch.Generator().manual_seed(0), balanced=True)
+    b = BatchStream(y, 1000, torch.Generator().manual_seed(0), balanced=True)
     frac = (y[b.next()] == 1).float().mean().item()
     assert 0.4 < frac < 0.6
 
@@ -166,20 +165,20 @@ class _MeanSign(torch.nn.Module):
 
 
 def test_filter_pool_keeps_images_the_real_data_classifier_agrees_with():
-    from medgan.evaluation.downstream import filter_pool
+    from medgan.evaluation.pool import filter_pool
 
     x = torch.cat([torch.full((4, 1, 8, 8), -0.5), torch.full((6, 1, 8, 8), 0.5)])
     y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 0, 0])  # 3 + 5 agree with the sign rule, 1 + 2 do not
-    pool = SyntheticPool(x, y, {"kind": "test", "path": "p", "leakage_guard": "n/a"})
-    out, info = filter_pool(pool, _MeanSign(), 0.9, torch.device("cpu"), ["neg", "pos"])
+    pool = SyntheticBank.from_tensors(x, y, ["neg", "pos"], provenance={"kind": "test", "path": "p"})
+    out, info = filter_pool(pool, _MeanSign(), 0.9, torch.device("cpu"))
     assert info["drawn"] == [5, 5] and info["kept"] == [3, 4]
-    assert torch.equal(out.y, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
-    assert bool((out.x[out.y == 1] > 0).all()) and bool((out.x[out.y == 0] < 0).all())
-    assert out.source["filter"]["threshold"] == 0.9
+    assert torch.equal(out.labels, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
+    assert bool((out.images[out.labels == 1] > 0).all()) and bool((out.images[out.labels == 0] < 0).all())
+    assert out.provenance["filter"]["threshold"] == 0.9
     # a class an arm needs must keep at least one image
-    only_wrong = SyntheticPool(x[:4], torch.tensor([0, 0, 0, 1]), pool.source)
+    only_wrong = SyntheticBank.from_tensors(x[:4], torch.tensor([0, 0, 0, 1]), ["neg", "pos"])
     with pytest.raises(EvaluationError, match="kept no synthetic image of class 'pos'.*--filter-confidence"):
-        filter_pool(only_wrong, _MeanSign(), 0.9, torch.device("cpu"), ["neg", "pos"], {"gan@1": [0, 3]})
+        filter_pool(only_wrong, _MeanSign(), 0.9, torch.device("cpu"), {"gan@1": [0, 3]})
 
 
 def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):

@@ -12,10 +12,13 @@ from _engine_helpers import fast_phantoms, state_equal, tiny_cfg  # noqa: F401
 
 from medgan.data.preprocess import prepare
 from medgan.data.sources import load_dataset
+from medgan.distances import within_class_diversity
 from medgan.errors import TrainingError
 from medgan.training import monitor
+from medgan.training.batches import IndexDraw, use_balanced
 from medgan.training.checkpoint import load_checkpoint
-from medgan.training.engine import IndexSampler, Trainer, train, use_balanced
+from medgan.training.run import train
+from medgan.training.trainer import Trainer
 
 
 def test_run_directory_layout_and_metrics(tmp_path):
@@ -110,10 +113,10 @@ def test_balanced_batches_balance_a_10_to_1_dataset():
     assert use_balanced("auto", [1000, 100]) and not use_balanced("auto", [100, 120])
     assert use_balanced("on", [100, 100]) and not use_balanced("off", [1000, 10])
     g = torch.Generator().manual_seed(0)
-    bal = IndexSampler(labels, 2, balanced=True, generator=g).draw(20000)
+    bal = IndexDraw(labels, 2, balanced=True, generator=g).draw(20000)
     frac = (labels[bal] == 1).float().mean().item()
     assert 0.45 < frac < 0.55
-    uni = IndexSampler(labels, 2, balanced=False, generator=g).draw(20000)
+    uni = IndexDraw(labels, 2, balanced=False, generator=g).draw(20000)
     frac = (labels[uni] == 1).float().mean().item()
     assert 0.07 < frac < 0.11
 
@@ -194,7 +197,7 @@ def test_within_class_diversity_and_alarm():
     x = torch.randn(40, 1, 8, 8)
     y = torch.tensor([0] * 20 + [1] * 20)
     x[20:] = x[20]  # class 1 is a single image repeated
-    div = monitor.within_class_diversity(x, y, 3)
+    div = within_class_diversity(x, y, 3)
     assert div[0] > 1.0 and div[1] == 0.0 and math.isnan(div[2])
     rec = monitor.CollapseAlarm([div[0], div[0], 1.0], ["a", "b", "c"], 0.5).check(div)
     assert rec["collapse"] is True and rec["collapsed_classes"] == ["b"]
@@ -217,7 +220,7 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_channels_last_auto_policy():
-    from medgan.training.engine import use_channels_last
+    from medgan.training.trainer import use_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_channels_last("auto", cpu, "bf16", 2) and use_channels_last("auto", cpu, "off", 3)

@@ -45,7 +45,7 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
     """Tiny GAN -> augment (rejecting near-copies) -> evaluate from the folder and from the checkpoint."""
     import torch
 
-    from medgan.training.engine import train
+    from medgan.training.run import train
 
     torch.set_num_threads(1)
     scarce = ["0=40", "1=40", "2=20"]

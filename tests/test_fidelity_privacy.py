@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from medgan.data.phantom import make_phantom
 from medgan.data.preprocess import prepare
-from medgan.data.sources import load_dataset, make_phantom
+from medgan.data.sources import load_dataset
+from medgan.distances import frechet_distance, kernel_distance, mean_pairwise_distance, prdc
 from medgan.errors import EvaluationError
-from medgan.evaluation.fidelity import frechet_distance, kernel_distance, mean_pairwise_distance, prdc
-from medgan.evaluation.privacy import memorisation_check, near_copy_filter, near_copy_filter_for_checkpoint
+from medgan.evaluation.privacy import memorisation_check
+from medgan.synthesis.near_copies import near_copy_filter, near_copy_filter_for_checkpoint
 
 
 @pytest.fixture(scope="module")

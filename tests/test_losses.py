@@ -10,7 +10,8 @@ import torch
 
 from medgan.config import TrainConfig
 from medgan.errors import ConfigError
-from medgan.training.losses import LOSSES, feature_matching_loss, get_loss, r1_penalty
+from medgan.training.losses import LOSSES, get_loss
+from medgan.training.regularizers import feature_matching_loss, r1_penalty
 
 R = [2.0, -1.0]  # real logits
 F = [0.5, -3.0]  # fake logits

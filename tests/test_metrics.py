@@ -9,6 +9,7 @@ import pytest
 
 from medgan.errors import EvaluationError
 from medgan.evaluation import metrics as M
+from medgan.evaluation import statistics as S
 
 
 def _onehot_probs(pred, k, conf=0.8):
@@ -75,7 +76,7 @@ def test_missing_test_class_is_named():
 
 
 def test_mean_ci_t_interval_on_known_numbers():
-    s = M.mean_ci([1, 2, 3, 4, 5])
+    s = S.mean_ci([1, 2, 3, 4, 5])
     # sd = sqrt(2.5); t_{0.975, 4} = 2.776445; half width = 2.776445 * sqrt(2.5) / sqrt(5)
     half = 2.776445105 * math.sqrt(2.5) / math.sqrt(5)
     assert s["mean"] == pytest.approx(3.0)
@@ -86,13 +87,13 @@ def test_mean_ci_t_interval_on_known_numbers():
 
 def test_ci_needs_two_seeds():
     with pytest.raises(EvaluationError, match="at least 2 seeds"):
-        M.mean_ci([0.7])
+        S.mean_ci([0.7])
 
 
 def test_paired_t_test_and_exact_permutation_on_known_numbers():
     b = np.array([0.60, 0.55, 0.70, 0.65, 0.50])
     a = b + np.array([0.01, 0.02, 0.03, 0.04, 0.05])
-    c = M.paired_comparison(a, b)
+    c = S.paired_comparison(a, b)
     # t = mean / (sd / sqrt(n)) = 0.03 / (0.0158114 / 2.236068) = 4.2426; two-sided p with 4 df = 0.013236
     assert c["diff"] == pytest.approx(0.03)
     assert c["p_ttest"] == pytest.approx(0.013236, abs=2e-6)
@@ -100,21 +101,21 @@ def test_paired_t_test_and_exact_permutation_on_known_numbers():
     assert c["p_permutation"] == pytest.approx(2 / 32)
     assert c["lo"] > 0
     # |sum| of sign-flipped {1, 2, 3, 4, -0.5} >= 9.5 only when the flipped magnitudes total 0, 0.5, 10 or 10.5
-    assert M.sign_flip_p([1, 2, 3, 4, -0.5]) == pytest.approx(4 / 32)
+    assert S.sign_flip_p([1, 2, 3, 4, -0.5]) == pytest.approx(4 / 32)
 
 
 def test_paired_comparison_zero_variance_and_verdicts():
-    same = M.paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    same = S.paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
     assert same["diff"] == 0 and same["p_ttest"] == 1.0
-    noisy = M.paired_comparison([0.5, 0.7, 0.6, 0.8, 0.7], [0.6, 0.6, 0.6, 0.7, 0.7])
-    v = M.verdict("gan@1.0", "baseline", "scarce_sensitivity", noisy)
+    noisy = S.paired_comparison([0.5, 0.7, 0.6, 0.8, 0.7], [0.6, 0.6, 0.6, 0.7, 0.7])
+    v = S.verdict("gan@1.0", "baseline", "scarce_sensitivity", noisy)
     assert v.startswith("gan@1.0: no significant gain in scarce sensitivity over baseline (+0.020, 95% CI")
     assert "t-test p=" in v and "permutation p=" in v
-    good = M.paired_comparison([0.71, 0.72, 0.74, 0.73, 0.75], [0.60, 0.60, 0.61, 0.62, 0.61])
-    assert "significant gain" in M.verdict("gan@1.0", "baseline", "balanced_accuracy", good)
-    bad = M.paired_comparison([0.60, 0.60, 0.61, 0.62, 0.61], [0.71, 0.72, 0.74, 0.73, 0.75])
-    assert "WORSE" in M.verdict("oversample", "baseline", "balanced_accuracy", bad)
+    good = S.paired_comparison([0.71, 0.72, 0.74, 0.73, 0.75], [0.60, 0.60, 0.61, 0.62, 0.61])
+    assert "significant gain" in S.verdict("gan@1.0", "baseline", "balanced_accuracy", good)
+    bad = S.paired_comparison([0.60, 0.60, 0.61, 0.62, 0.61], [0.71, 0.72, 0.74, 0.73, 0.75])
+    assert "WORSE" in S.verdict("oversample", "baseline", "balanced_accuracy", bad)
 
 
 def test_report_note_explains_test_choice():
-    assert "0.0625" in M.TEST_NOTE and "t-test" in M.TEST_NOTE and "0.002" in M.TEST_NOTE
+    assert "0.0625" in S.TEST_NOTE and "t-test" in S.TEST_NOTE and "0.002" in S.TEST_NOTE

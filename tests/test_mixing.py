@@ -9,9 +9,10 @@ from _synth_helpers import cached_checkpoint
 from monai.data import CacheDataset, Dataset
 
 from medgan.errors import MedganError
-from medgan.synthesis.augment import augment
+from medgan.synthesis.allocation import proportional
 from medgan.synthesis.bank import SyntheticBank
-from medgan.synthesis.mixing import manifest_items, mix_real_synthetic, mixed_dataset, synthetic_counts
+from medgan.synthesis.export import augment
+from medgan.synthesis.mixing import manifest_items, mix_real_synthetic, mixed_dataset
 
 
 def _bank(per_class=(6, 6)) -> SyntheticBank:
@@ -27,15 +28,14 @@ def _real(n0=4, n1=10):
 
 
 def test_counts():
-    labels = np.array([0] * 4 + [1] * 10)
-    assert synthetic_counts(labels, 2, 0.5) == [2, 5]
-    assert synthetic_counts(labels, 2, 1.0) == [4, 10]
-    assert synthetic_counts(labels, 2, "balance") == [6, 0]
-    assert synthetic_counts(labels, 3, "balance") == [6, 0, 10]
+    assert proportional([4, 10], 0.5) == [2, 5]
+    assert proportional([4, 10], 1.0) == [4, 10]
+    assert proportional([4, 10], "balance") == [6, 0]
+    assert proportional([4, 10, 0], "balance") == [6, 0, 10]
     with pytest.raises(MedganError, match="ratio"):
-        synthetic_counts(labels, 2, -1)
+        proportional([4, 10], -1)
     with pytest.raises(MedganError, match="ratio"):
-        synthetic_counts(labels, 2, "lots")
+        proportional([4, 10], "lots")
 
 
 def test_ratio_mix_from_tensors():
@@ -83,7 +83,7 @@ def test_list_of_dicts_and_errors():
 
 def test_manifest_items_and_datasets(tmp_path_factory, tmp_path):
     ckpt = cached_checkpoint(tmp_path_factory, "breastmnist")
-    augment(ckpt, tmp_path / "s", n=3, fmt="png", progress=False)
+    augment(ckpt, tmp_path / "s", n=3, format="png", progress=False)
     syn = manifest_items(tmp_path / "s")
     assert len(syn) == 6 and all(d["is_synthetic"] and d["image"].endswith(".png") for d in syn)
     real = [{"image": "/x.png", "label": 0}] * 2 + [{"image": "/y.png", "label": 1}] * 6
@@ -93,6 +93,6 @@ def test_manifest_items_and_datasets(tmp_path_factory, tmp_path):
     assert isinstance(ds, Dataset) and len(ds) == 21
     cds = mixed_dataset(_real(), _bank(), ratio=0.5, cache=True)
     assert isinstance(cds, CacheDataset) and sum(bool(d["is_synthetic"]) for d in cds) == 7
-    augment(ckpt, tmp_path / "n", n=2, fmt="npz", progress=False)
+    augment(ckpt, tmp_path / "n", n=2, format="npz", progress=False)
     with pytest.raises(MedganError, match="SyntheticBank.from_folder"):
         manifest_items(tmp_path / "n")

@@ -34,13 +34,18 @@ def test_summarise_and_format():
 
 
 def test_markdown_table_shape():
-    t = bc.markdown_table(["a", "b"], [[1, 2], [3, 4]]).splitlines()
+    from medgan.io import markdown_table
+
+    t = markdown_table(["a", "b"], [[1, 2], [3, 4]]).splitlines()
     assert t[0] == "| a | b |" and t[1] == "|---|---|" and t[3] == "| 3 | 4 |"
 
 
 def test_write_json_is_atomic_and_readable(tmp_path):
-    p = bc.write_json(tmp_path / "sub" / "r.json", {"x": 1.5, "y": [1, 2]})
+    from medgan.io import write_json
+
+    p = write_json(tmp_path / "sub" / "r.json", {"x": 1.5, "y": [1, 2]})
     assert json.loads(p.read_text()) == {"x": 1.5, "y": [1, 2]}
+    assert json.loads(write_json(p, {"nan": float("nan")}).read_text()) == {"nan": None}  # one NaN policy
     assert [f.name for f in p.parent.iterdir()] == ["r.json"]  # no temp file left behind
 
 
@@ -62,6 +67,19 @@ def test_child_peak_rss_is_the_childs_own():
 def test_run_child_reports_failures():
     with pytest.raises(RuntimeError, match="boom"):
         bc.run_child([sys.executable, "-c", "import sys; sys.exit('boom')"])
+
+
+def test_run_child_logs_the_command_and_its_output(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("earlier\n")
+    _, _, out = bc.run_child([sys.executable, "-c", "import sys; print('to out'); print('to err', file=sys.stderr)"],
+                             log=log)
+    text = log.read_text()
+    assert text.startswith("earlier\n$ ") and "to out" in text and "to err" in text  # appended, both streams
+    assert "to out" in out and "earlier" not in out
+    with pytest.raises(RuntimeError, match=f"boom.*|log: {log}"):
+        bc.run_child([sys.executable, "-c", "import sys; sys.exit('boom')"], log=log)
+    assert "boom" in log.read_text()
 
 
 def test_run_json_subprocess_reads_the_json_file():

@@ -11,7 +11,9 @@ import torch
 from _synth_helpers import cached_checkpoint, make_checkpoint, real_meta
 
 from medgan.errors import CheckpointError, MedganError
-from medgan.synthesis.sampler import FusedGenerator, Sampler, derive_seeds, latents_for_seeds
+from medgan.models.fused import FusedGenerator
+from medgan.synthesis.sampler import Sampler
+from medgan.synthesis.seeds import derive_seeds, latents_for_seeds
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +195,8 @@ def test_bf16_is_close_to_fp32_and_repeatable(breast):
 
 
 def test_to_source_matches_the_numpy_conversion(breast):
+    from medgan.data.dataset import Intensity
     from medgan.data.preprocess import from_model_tensor
-    from medgan.data.sources import Intensity
 
     s = Sampler.from_checkpoint(breast)
     x = torch.rand(64, 1, 28, 28) * 2.2 - 1.1  # beyond [-1, 1] too: clipped

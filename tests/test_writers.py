@@ -13,7 +13,7 @@ from _synth_helpers import cached_checkpoint, make_checkpoint
 from PIL import Image
 
 from medgan.errors import OutputError
-from medgan.synthesis.augment import augment, read_manifest
+from medgan.synthesis.export import augment, read_manifest
 from medgan.synthesis.sampler import Sampler
 from medgan.synthesis.writers import class_dirs, encode_png, sanitize_name
 
@@ -47,7 +47,7 @@ def _native_read(path, spatial_dims):
 def test_2d_files_read_back(tmp_path, breast, fmt):
     from monai.transforms import LoadImage
 
-    res = augment(breast, tmp_path / fmt, n=N, fmt=fmt, progress=False)
+    res = augment(breast, tmp_path / fmt, n=N, format=fmt, progress=False)
     x, y = _expected(breast)
     rows = read_manifest(tmp_path / fmt)
     assert len(rows) == 2 * N == res.n_samples
@@ -72,7 +72,7 @@ def test_2d_files_read_back(tmp_path, breast, fmt):
 def test_3d_files_read_back(tmp_path, adrenal, fmt):
     from monai.transforms import LoadImage
 
-    augment(adrenal, tmp_path / fmt, n=N, fmt=fmt, progress=False)
+    augment(adrenal, tmp_path / fmt, n=N, format=fmt, progress=False)
     x, y = _expected(adrenal)
     assert x.shape == (2 * N, 1, 28, 28, 28)
     rows = read_manifest(tmp_path / fmt)
@@ -105,7 +105,7 @@ def test_npz_2d_reads_back_with_medgan_loader(tmp_path, breast):
     from medgan.data.sources import load_dataset
     from medgan.synthesis.bank import SyntheticBank
 
-    augment(breast, tmp_path / "o", n=N, fmt="npz", progress=False)
+    augment(breast, tmp_path / "o", n=N, format="npz", progress=False)
     x, y = _expected(breast)
     with np.load(tmp_path / "o" / "synthetic.npz") as z:
         assert z["train_images"].shape == (2 * N, 28, 28) and z["train_images"].dtype == np.uint8
@@ -153,8 +153,8 @@ def _check_dicom(ds: pydicom.Dataset, multiframe: bool) -> None:
 
 
 def test_dicom_validity_2d_and_3d(tmp_path, breast, adrenal):
-    augment(breast, tmp_path / "d2", n=2, fmt="dicom", progress=False)
-    augment(adrenal, tmp_path / "d3", n=2, fmt="dicom", progress=False)
+    augment(breast, tmp_path / "d2", n=2, format="dicom", progress=False)
+    augment(adrenal, tmp_path / "d3", n=2, format="dicom", progress=False)
     sops = set()
     for folder, multi in (("d2", False), ("d3", True)):
         rows = read_manifest(tmp_path / folder)
@@ -196,12 +196,12 @@ def test_no_patient_identifiers_from_input_dicoms(tmp_path, samples_dir):
     meta["size"] = choose_size(data, 28)
     ckpt = make_checkpoint(tmp_path / "ct.pt", meta)
     with pytest.raises(OutputError, match="PNG holds 8-bit"):
-        augment(ckpt, tmp_path / "png", n=2, fmt="png", progress=False)
+        augment(ckpt, tmp_path / "png", n=2, format="png", progress=False)
     needles = [v.encode() for v in secrets.values()] + [u.encode() for u in uids]
     needles += [b"Johnathan", b"Secretname", str(src).encode()]
     for fmt in ("dicom", "nifti", "npz"):
         out = tmp_path / f"o_{fmt}"
-        augment(ckpt, out, n=2, fmt=fmt, progress=False)
+        augment(ckpt, out, n=2, format=fmt, progress=False)
         files = [p for p in out.rglob("*") if p.is_file()]
         assert len(files) >= 3
         for p in files:
@@ -222,21 +222,21 @@ def test_no_patient_identifiers_from_input_dicoms(tmp_path, samples_dir):
 
 @pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
 def test_repeat_runs_are_byte_identical(tmp_path, breast, fmt):
-    a = augment(breast, tmp_path / "a", n=N, fmt=fmt, seed=4, batch_size=4, progress=False)
-    b = augment(breast, tmp_path / "b", n=N, fmt=fmt, seed=4, batch_size=4, progress=False)
+    a = augment(breast, tmp_path / "a", n=N, format=fmt, seed=4, batch_size=4, progress=False)
+    b = augment(breast, tmp_path / "b", n=N, format=fmt, seed=4, batch_size=4, progress=False)
     fa = sorted(p.relative_to(a.out_dir) for p in a.out_dir.rglob("*") if p.is_file())
     fb = sorted(p.relative_to(b.out_dir) for p in b.out_dir.rglob("*") if p.is_file())
     assert fa == fb and len(fa) >= 3
     for rel in fa:
         assert (a.out_dir / rel).read_bytes() == (b.out_dir / rel).read_bytes(), rel
-    c = augment(breast, tmp_path / "c", n=N, fmt=fmt, seed=5, progress=False)
+    c = augment(breast, tmp_path / "c", n=N, format=fmt, seed=5, progress=False)
     main = [r for r in fa if r.name not in ("augment.json", "manifest.csv")]
     assert any((a.out_dir / r).read_bytes() != (c.out_dir / r).read_bytes() for r in main)
 
 
 def test_3d_to_png_is_refused_before_writing(tmp_path, adrenal):
     with pytest.raises(OutputError, match="use --format nifti, npz or dicom"):
-        augment(adrenal, tmp_path / "o", n=2, fmt="png", progress=False)
+        augment(adrenal, tmp_path / "o", n=2, format="png", progress=False)
     assert not (tmp_path / "o").exists()
 
 
@@ -248,7 +248,7 @@ def test_rgb_png_and_dicom(tmp_path, breast):
     ckpt = make_checkpoint(tmp_path / "rgb.pt", meta)
     x, _ = Sampler.from_checkpoint(ckpt).sample(1, out="source")
     for fmt in ("png", "dicom"):
-        augment(ckpt, tmp_path / fmt, n=1, fmt=fmt, progress=False)
+        augment(ckpt, tmp_path / fmt, n=1, format=fmt, progress=False)
         rows = read_manifest(tmp_path / fmt)
         p = tmp_path / fmt / rows[0]["path"]
         np.testing.assert_array_equal(_native_read(p, 2), x[0])
@@ -267,7 +267,7 @@ def test_copy_of_folder_is_still_readable(tmp_path, breast):
     """Manifest paths are relative: a moved folder still resolves."""
     from medgan.synthesis.bank import SyntheticBank
 
-    augment(breast, tmp_path / "o", n=2, fmt="png", progress=False)
+    augment(breast, tmp_path / "o", n=2, format="png", progress=False)
     shutil.move(tmp_path / "o", tmp_path / "moved")
     assert len(SyntheticBank.from_folder(tmp_path / "moved")) == 4
 
@@ -288,7 +288,7 @@ def test_encode_png_round_trips_every_supported_layout():
 
 @pytest.mark.parametrize("fmt", ["png", "npz"])
 def test_files_do_not_depend_on_batch_size_or_workers(tmp_path, breast, fmt):
-    runs = [augment(breast, tmp_path / f"r{k}", n=9, fmt=fmt, seed=2, batch_size=bs, workers=w, progress=False)
+    runs = [augment(breast, tmp_path / f"r{k}", n=9, format=fmt, seed=2, batch_size=bs, workers=w, progress=False)
             for k, (bs, w) in enumerate([(256, 1), (4, 3), (5, 2)])]
     files = sorted(p.relative_to(runs[0].out_dir) for p in runs[0].out_dir.rglob("*") if p.is_file())
     assert len(files) >= 3
@@ -300,9 +300,9 @@ def test_files_do_not_depend_on_batch_size_or_workers(tmp_path, breast, fmt):
 def test_bf16_run_is_repeatable_and_recorded(tmp_path, breast):
     import json
 
-    a = augment(breast, tmp_path / "a", n=N, fmt="npz", seed=1, amp="bf16", progress=False)
-    b = augment(breast, tmp_path / "b", n=N, fmt="npz", seed=1, amp="bf16", batch_size=2, progress=False)
-    f = augment(breast, tmp_path / "f", n=N, fmt="npz", seed=1, progress=False)
+    a = augment(breast, tmp_path / "a", n=N, format="npz", seed=1, amp="bf16", progress=False)
+    b = augment(breast, tmp_path / "b", n=N, format="npz", seed=1, amp="bf16", batch_size=2, progress=False)
+    f = augment(breast, tmp_path / "f", n=N, format="npz", seed=1, progress=False)
     assert (a.out_dir / "synthetic.npz").read_bytes() == (b.out_dir / "synthetic.npz").read_bytes()
     assert json.loads((a.out_dir / "augment.json").read_text())["amp"] == "bf16"
     assert json.loads((f.out_dir / "augment.json").read_text())["amp"] == "off"

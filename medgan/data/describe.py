@@ -11,7 +11,7 @@ from medgan.data import medmnist
 
 if TYPE_CHECKING:
     from medgan.config import DataConfig
-    from medgan.data.sources import RealData
+    from medgan.data.dataset import RealData
 
 PHANTOMS = {
     "phantom2d": "2D  1 ch  3 classes (few_large, many_small, single_bright: scarce)  28x28, procedural, offline",

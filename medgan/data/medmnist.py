@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from medgan.errors import DatasetError
+from medgan.io import default_file_mode
 
 SIZES = (28, 64, 128, 224)
 
@@ -82,14 +83,6 @@ def find_local(subset: str, size: int, data_dir: str | Path | None = None) -> Pa
     return None
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> Path:
     """Download one subset file with an MD5 check; written to a temporary file, then renamed.
 
@@ -106,8 +99,6 @@ def download(subset: str, size: int, dest_dir: Path, timeout: float = 30.0) -> P
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".part")
-        from medgan.training.checkpoint import default_file_mode
-
         os.fchmod(fd, default_file_mode())
     except OSError as e:
         raise DatasetError(

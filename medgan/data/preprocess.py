@@ -11,7 +11,7 @@ import torch
 from medgan.errors import DatasetError
 
 if TYPE_CHECKING:
-    from medgan.data.sources import Intensity, RealData
+    from medgan.data.dataset import Intensity, RealData
 
 SUPPORTED_SIZES = {2: (28, 32, 64, 128), 3: (28, 32, 64)}
 

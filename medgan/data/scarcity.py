@@ -11,22 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medgan.data.classes import class_index
 from medgan.errors import DatasetError
 
 if TYPE_CHECKING:
-    from medgan.data.sources import RealData
-
-
-def resolve_class(token: str, class_names: list[str]) -> int:
-    """A class given by index or by name (case-insensitive)."""
-    t = token.strip()
-    if t.isdigit() and int(t) < len(class_names):
-        return int(t)
-    lowered = [c.lower() for c in class_names]
-    if t.lower() in lowered:
-        return lowered.index(t.lower())
-    valid = ", ".join(f"{i}={n}" for i, n in enumerate(class_names))
-    raise DatasetError(f"unknown class '{t}'; valid classes: {valid}")
+    from medgan.data.dataset import RealData
 
 
 def parse_scarce(specs: list[str], class_names: list[str]) -> dict[int, tuple[str, float]]:
@@ -36,7 +25,7 @@ def parse_scarce(specs: list[str], class_names: list[str]) -> dict[int, tuple[st
         if "=" not in spec:
             raise DatasetError(f"bad --scarce '{spec}'; use CLASS=FRACTION (e.g. 0=0.2) or CLASS=N (e.g. malignant=30)")
         cls_tok, val_tok = spec.split("=", 1)
-        c = resolve_class(cls_tok, class_names)
+        c = class_index(cls_tok, class_names, DatasetError)
         try:
             val = float(val_tok)
         except ValueError:

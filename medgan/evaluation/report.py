@@ -2,7 +2,7 @@
 
 Files written to ``--out`` (each atomically, via a temporary file and a rename):
 
-``report.json``              everything :func:`medgan.evaluation.downstream.evaluate` measured, machine-readable
+``report.json``              everything :func:`medgan.evaluation.evaluate.evaluate` measured, machine-readable
 ``report.md``                arms x metrics with 95% CIs, per-class sensitivity, paired tests, verdicts, quality,
                              memorisation
 ``arms.png``                 per-arm bars with 95% CIs (balanced accuracy, scarce-class sensitivity, macro-F1, AUROC)
@@ -20,29 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from medgan.training.checkpoint import atomic_write_bytes
+from medgan.io import atomic_write, json_safe, markdown_table
 
 HEADLINE = (("balanced_accuracy", "balanced acc"), ("scarce_sensitivity", "scarce-class sens"),
             ("macro_f1", "macro-F1"), ("auroc", "AUROC"), ("accuracy", "accuracy"))
 
 
-def _clean(o: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        f = float(o)
-        return f if math.isfinite(f) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    return o
-
-
-def _ci(s: dict[str, float] | None, digits: int = 3) -> str:
+def format_ci(s: dict[str, float] | None, digits: int = 3) -> str:
     if not s:
         return "n/a"
     return f"{s['mean']:.{digits}f} [{s['lo']:.{digits}f}, {s['hi']:.{digits}f}]"
@@ -52,12 +36,6 @@ def _num(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 class Report:
@@ -77,14 +55,13 @@ class Report:
         self.data["files"] = [p.name for p in paths] + ["report.md", "report.json"]
         md = out / "report.md"
         text = self.markdown()
-        atomic_write_bytes(md, lambda f: f.write(text.encode()))
+        atomic_write(md, text)
         paths += [md, self.write_json(out)]
         return paths
 
     def write_json(self, out_dir: str | Path) -> Path:
         p = Path(out_dir) / "report.json"
-        text = json.dumps(_clean(self.data), indent=2, allow_nan=False)
-        atomic_write_bytes(p, lambda f: f.write(text.encode()))
+        atomic_write(p, json.dumps(json_safe(self.data), indent=2, allow_nan=False))
         return p
 
     # -------------------------------------------------------------------------------------------- tables
@@ -100,8 +77,18 @@ class Report:
             comp = d["comparisons"].get(a, {}).get("vs_baseline", {}).get("scarce_sensitivity")
             delta = f"{comp['diff']:+.3f}" if comp else ""
             p = f"{comp['p_ttest']:.3g}" if comp else ""
-            lines.append(f"{a:<22} {_ci(s['balanced_accuracy']):>22} {_ci(s['scarce_sensitivity']):>22} "
+            lines.append(f"{a:<22} {format_ci(s['balanced_accuracy']):>22} {format_ci(s['scarce_sensitivity']):>22} "
                          f"{delta:>17} {p:>7}")
+        return "\n".join(lines)
+
+    def summary(self, out_dir: str | Path | None = None) -> str:
+        """What the CLI prints: the table, the scarce-class verdicts and where the report is."""
+        lines = [self.summary_table()]
+        lines += [v for v in self.data["verdicts"] if "scarce sensitivity" in v]
+        if out_dir is not None:
+            out = Path(out_dir)
+            lines.append(f"report: {out / 'report.md'} (every number: {out / 'report.json'}); "
+                         f"{self.data['timing']['total_s']:.0f} s")
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -132,17 +119,17 @@ class Report:
         parts.append(f"- Statistics: mean and {pr['ci']}; paired differences tested with the {pr['test']}. "
                      f"{pr['test_note']}")
         parts += ["", f"## Results (mean [95% CI] over {n} seeds, real test split)", ""]
-        rows = [[f"`{a}`"] + [_ci(s[k]) for k, _ in HEADLINE] for a, s in d["summary"].items()]
-        parts.append(_table(["arm"] + [lab for _, lab in HEADLINE], rows))
+        rows = [[f"`{a}`"] + [format_ci(s[k]) for k, _ in HEADLINE] for a, s in d["summary"].items()]
+        parts.append(markdown_table(["arm"] + [lab for _, lab in HEADLINE], rows))
         parts += ["", "## Per-class sensitivity (mean [95% CI])", ""]
-        rows = [[f"`{a}`"] + [_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
+        rows = [[f"`{a}`"] + [format_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
                 for a, s in d["summary"].items()]
-        parts.append(_table(["arm"] + ds["class_names"], rows))
+        parts.append(markdown_table(["arm"] + ds["class_names"], rows))
         parts += ["", "## Per-class specificity and precision (mean)", ""]
         rows = [[f"`{a}`"] + [f"{s['per_class'][c]['specificity']['mean']:.3f} / "
                               f"{s['per_class'][c]['precision']['mean']:.3f}" for c in ds["class_names"]]
                 for a, s in d["summary"].items()]
-        parts.append(_table(["arm"] + [f"{c} (spec / prec)" for c in ds["class_names"]], rows))
+        parts.append(markdown_table(["arm"] + [f"{c} (spec / prec)" for c in ds["class_names"]], rows))
         parts += ["", "## Paired differences (arm - reference; 95% CI; paired t-test p; exact permutation p)", ""]
         rows = []
         for a, comps in d["comparisons"].items():
@@ -151,7 +138,7 @@ class Report:
                     c = comp[k]
                     rows.append([f"`{a}`", ref.replace("vs_", ""), lab, f"{c['diff']:+.3f}",
                                  f"{c['lo']:+.3f} .. {c['hi']:+.3f}", f"{c['p_ttest']:.3g}", f"{c['p_permutation']:.3g}"])
-        parts.append(_table(["arm", "vs", "metric", "diff", "95% CI", "p (t-test)", "p (permutation)"], rows)
+        parts.append(markdown_table(["arm", "vs", "metric", "diff", "95% CI", "p (t-test)", "p (permutation)"], rows)
                      if rows else "_no comparisons (baseline and oversample not run)_")
         parts += ["", "## Verdicts", ""]
         parts += [f"- {v}" for v in d["verdicts"]] or ["- (no comparisons)"]
@@ -159,7 +146,7 @@ class Report:
         if q:
             parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
                       "distance between the real training and real test images.", ""]
-            parts.append(_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
+            parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
                 ["Fréchet distance", _num(q["frechet"]["synthetic_vs_train"]), _num(q["frechet"]["floor_test_vs_train"])],
                 [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
                  f"{_num(q['kid']['synthetic_vs_train']['mean'], 4)} ± {_num(q['kid']['synthetic_vs_train']['sd'], 4)}",
@@ -175,7 +162,7 @@ class Report:
                                                                                    "coverage")],
                              _num(pc["synthetic_accuracy"]),
                              f"{_num(pc['diversity']['feature']['synthetic'])} / {_num(pc['diversity']['feature']['real'])}"])
-            parts.append(_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
+            parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
                                  "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
             parts.append("")
             parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
@@ -197,7 +184,7 @@ class Report:
                                  _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
                                  _num(s["fraction_below_threshold"]), _num(s.get("real_flag_rate")),
                                  _num(s["fraction_below_p5"]), _num(s["same_class_nn"])])
-            parts.append(_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
+            parts.append(markdown_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
                                  "synthetic <= threshold", "real <= threshold (false-alarm ref.)", "synthetic <= p5",
                                  "NN of same class"], rows))
             parts.append("")

@@ -1,57 +1,57 @@
-"""Networks: the conditional DCGAN generator and discriminator (2D and 3D, MONAI blocks)."""
+"""Networks: the conditional DCGAN generator and discriminator (2D and 3D, MONAI blocks), and the folded
+inference form of the generator (:mod:`medgan.models.fused`, importable without MONAI).
+
+The modules load on first use, so that ``medgan.models.fused`` (sampling) does not import MONAI.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from medgan.models.discriminator import ConditionalDiscriminator, MinibatchStd
-from medgan.models.generator import SUPPORTED_SIZES, ConditionalGenerator, check_geometry
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from medgan.config import ModelConfig
+    from medgan.models.discriminator import ConditionalDiscriminator
+    from medgan.models.generator import ConditionalGenerator
 
-__all__ = [
-    "SUPPORTED_SIZES",
-    "ConditionalDiscriminator",
-    "ConditionalGenerator",
-    "MinibatchStd",
-    "build_discriminator",
-    "build_generator",
-    "check_geometry",
-]
+_LAZY = {
+    "SUPPORTED_SIZES": "medgan.models.generator",
+    "ConditionalGenerator": "medgan.models.generator",
+    "check_geometry": "medgan.models.generator",
+    "ConditionalDiscriminator": "medgan.models.discriminator",
+    "MinibatchStd": "medgan.models.discriminator",
+    "FusedGenerator": "medgan.models.fused",
+}
+
+__all__ = [*_LAZY, "build_discriminator", "build_generator"]
 
 
-def build_generator(
-    model_cfg: ModelConfig, spatial_dims: int, channels: int, size: int, num_classes: int
-) -> ConditionalGenerator:
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'medgan.models' has no attribute {name!r}")
+
+
+def build_generator(model_cfg: ModelConfig, spatial_dims: int, channels: int, size: int,
+                    num_classes: int) -> ConditionalGenerator:
     """A :class:`ConditionalGenerator` from the ``model`` config section and the data geometry.
 
     Raises :class:`~medgan.errors.TrainingError` when ``size`` is not supported in ``spatial_dims`` dims.
     """
+    from medgan.models.generator import ConditionalGenerator, check_geometry
+
     check_geometry(spatial_dims, size)
-    return ConditionalGenerator(
-        spatial_dims,
-        channels,
-        size,
-        num_classes,
-        latent_dim=model_cfg.latent_dim,
-        base_channels=model_cfg.base_channels,
-        embed_dim=model_cfg.embed_dim,
-    )
+    return ConditionalGenerator(spatial_dims, channels, size, num_classes, latent_dim=model_cfg.latent_dim,
+                                base_channels=model_cfg.base_channels, embed_dim=model_cfg.embed_dim)
 
 
-def build_discriminator(
-    model_cfg: ModelConfig, spatial_dims: int, channels: int, size: int, num_classes: int
-) -> ConditionalDiscriminator:
+def build_discriminator(model_cfg: ModelConfig, spatial_dims: int, channels: int, size: int,
+                        num_classes: int) -> ConditionalDiscriminator:
     """A :class:`ConditionalDiscriminator` from the ``model`` config section and the data geometry."""
+    from medgan.models.discriminator import ConditionalDiscriminator
+    from medgan.models.generator import check_geometry
+
     check_geometry(spatial_dims, size)
-    return ConditionalDiscriminator(
-        spatial_dims,
-        channels,
-        size,
-        num_classes,
-        base_channels=model_cfg.base_channels,
-        spectral_norm=model_cfg.spectral_norm,
-        minibatch_std=model_cfg.minibatch_std,
-        dropout=model_cfg.dropout,
-    )
+    return ConditionalDiscriminator(spatial_dims, channels, size, num_classes, base_channels=model_cfg.base_channels,
+                                    spectral_norm=model_cfg.spectral_norm, minibatch_std=model_cfg.minibatch_std,
+                                    dropout=model_cfg.dropout)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from medgan.data.classes import class_index
 from medgan.errors import DatasetError, MedganError
+
+if TYPE_CHECKING:
+    from medgan.synthesis.sampler import Sampler
 
 STORAGES = ("uint8", "float16")
 
@@ -83,6 +87,16 @@ class SyntheticBank:
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         s = Sampler.from_checkpoint(path, use_ema=use_ema, device=device)
+        return cls.from_sampler(s, n_per_class, seed, classes, storage, batch_size, filter_fn)
+
+    @classmethod
+    def from_sampler(cls, s: Sampler, n_per_class: int, seed: int = 0, classes: Sequence[int | str] | None = None,
+                     storage: str = "uint8", batch_size: int = 256, filter_fn=None,
+                     provenance: dict[str, Any] | None = None) -> SyntheticBank:
+        """Sample ``n_per_class`` images per class from an already loaded :class:`Sampler`; ``provenance``
+        replaces the default record (checkpoint, hash, step, seed)."""
+        if storage not in STORAGES:
+            raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         idx = s.resolve_classes(classes)
         total = int(n_per_class) * len(idx)
         data = np.empty((total, *s.shape), dtype=np.uint8 if storage == "uint8" else np.float16)
@@ -93,8 +107,9 @@ class SyntheticBank:
             data[pos : pos + k] = _encode(b.x.numpy(), storage)
             labels[pos : pos + k] = b.y.numpy()
             pos += k
-        prov = {"source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
-                "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name")}
+        prov = provenance if provenance is not None else {
+            "source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
+            "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name")}
         return cls(data, labels, s.class_names, s.meta.get("intensity"), prov)
 
     @classmethod
@@ -104,9 +119,9 @@ class SyntheticBank:
         Source values are mapped to [-1, 1] with the intensity range recorded in the folder's ``augment.json``
         (``.npz`` without one: uint8 means 0..255, otherwise the data's own min..max).
         """
+        from medgan.data.dataset import Intensity
         from medgan.data.preprocess import to_model_tensor
-        from medgan.data.sources import Intensity
-        from medgan.synthesis.augment import INFO, read_manifest
+        from medgan.synthesis.export import INFO, read_manifest
         from medgan.synthesis.writers import NPZ_NAME
 
         p = Path(path)
@@ -182,11 +197,7 @@ class SyntheticBank:
 
     def class_index(self, c: int | str) -> int:
         """Class index from an index or a name (raises :class:`MedganError` listing the valid ones)."""
-        if isinstance(c, (int, np.integer)) and 0 <= int(c) < self.num_classes:
-            return int(c)
-        if isinstance(c, str) and c in self.class_names:
-            return self.class_names.index(c)
-        raise MedganError(f"unknown class {c!r}; the bank holds {', '.join(f'{i}={n!r}' for i, n in enumerate(self.class_names))}")
+        return class_index(c, self.class_names)
 
     def has(self, label: int) -> bool:
         """Whether the bank holds at least one image of class index ``label``."""
@@ -230,14 +241,14 @@ class SyntheticBank:
 
 def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """A MedMNIST-layout npz -> ``(N, C, *spatial)`` images, labels and class names if stored."""
-    from medgan.data.sources import _channel_first, _labels
+    from medgan.data.npz import channel_first, read_labels
 
     try:
         with np.load(path, allow_pickle=False) as z:
             if "train_images" not in z.files or "train_labels" not in z.files:
                 raise DatasetError(f"{path} lacks train_images/train_labels; pass a MedMNIST-layout .npz")
-            images, _ = _channel_first(z["train_images"], dims, str(path))
-            labels = _labels(z["train_labels"], str(path))
+            images, _ = channel_first(z["train_images"], dims, str(path))
+            labels = read_labels(z["train_labels"], str(path))
             names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
     except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {path} as .npz ({type(e).__name__}); is the file complete?") from None

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from medgan.errors import MedganError
+from medgan.synthesis.allocation import proportional
 from medgan.synthesis.bank import SyntheticBank
 from medgan.synthesis.transforms import label_index
 
@@ -45,18 +46,6 @@ def _real_items(real: Any) -> list[dict]:
     raise MedganError("real data must be a list of dicts {'image', 'label'} or a tuple (x, y)")
 
 
-def synthetic_counts(real_labels: np.ndarray, num_classes: int, ratio: float | str) -> list[int]:
-    """How many synthetic items each class gets for ``ratio`` (a number or ``"balance"``)."""
-    counts = np.bincount(real_labels, minlength=num_classes)[:num_classes] if len(real_labels) else \
-        np.zeros(num_classes, dtype=np.int64)
-    if isinstance(ratio, str):
-        if ratio != "balance":
-            raise MedganError(f"ratio must be a number >= 0 or 'balance', got {ratio!r}")
-        return [int(counts.max() - c) for c in counts]
-    r = float(ratio)
-    if not np.isfinite(r) or r < 0:
-        raise MedganError(f"ratio must be a number >= 0 or 'balance', got {ratio!r}")
-    return [int(round(r * c)) for c in counts]
 
 
 def mix_real_synthetic(real: list[dict] | tuple[Any, Any], bank: SyntheticBank | list[dict],
@@ -85,7 +74,9 @@ def mix_real_synthetic(real: list[dict] | tuple[Any, Any], bank: SyntheticBank |
         num_classes = int(max([*labels.tolist(), *syn_labels, -1]) + 1)
     if len(labels) and labels.max() >= num_classes:
         raise MedganError(f"real labels go up to {labels.max()} but the synthetic data has {num_classes} classes")
-    need = synthetic_counts(labels, num_classes, ratio)
+    real_counts = np.bincount(labels, minlength=num_classes)[:num_classes] if len(labels) else \
+        np.zeros(num_classes, dtype=np.int64)
+    need = proportional(real_counts.tolist(), ratio)
     rng = np.random.default_rng(seed)
     if is_bank:
         pools = [bank.indices(c) if bank.has(c) else np.zeros(0, np.int64) for c in range(num_classes)]
@@ -117,7 +108,7 @@ def mix_real_synthetic(real: list[dict] | tuple[Any, Any], bank: SyntheticBank |
 def manifest_items(folder: str | Path) -> list[dict]:
     """The samples of a ``medgan augment`` folder as ``{"image": absolute path, "label", "is_synthetic": True}``
     items (for ``LoadImaged``; the npz format has no per-sample files: use ``SyntheticBank.from_folder``)."""
-    from medgan.synthesis.augment import read_manifest
+    from medgan.synthesis.export import read_manifest
 
     folder = Path(folder)
     rows = read_manifest(folder)

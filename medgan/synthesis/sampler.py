@@ -1,10 +1,5 @@
-"""Load a generator from a checkpoint and draw labelled samples, one reproducible seed per sample.
-
-Every sample has its own 63-bit seed, derived from ``(seed, class, index within the class, attempt)`` by a
-counter-based hash (SplitMix64), and its latent vector ``z`` is a pure function of that seed. So a sample's
-identity does not depend on the batch size, on which other classes are drawn, or on how many samples are
-requested: ``sample(10, seed=0)`` is a prefix of ``sample(100, seed=0)`` class by class, and the seed stored in
-an augment manifest regenerates its image with :func:`latents_for_seeds`.
+"""The :class:`Sampler`: a generator loaded from a checkpoint, drawing labelled samples with one reproducible
+seed per sample (:mod:`medgan.synthesis.seeds`), through the folded :class:`~medgan.models.fused.FusedGenerator`.
 """
 
 from __future__ import annotations
@@ -17,291 +12,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from medgan.data.classes import class_index, class_indices
 from medgan.errors import CheckpointError, MedganError
-
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-# distinct odd constants that tag the fields hashed into a per-sample seed
-_TAG_CLASS = np.uint64(0xD6E8FEB86659FD93)
-_TAG_INDEX = np.uint64(0xA0761D6478BD642F)
-_TAG_ATTEMPT = np.uint64(0xE7037ED1A0B428DB)
+from medgan.models.fused import AMP_MODES, FusedGenerator
+from medgan.runtime import ordered_map, resolve_device
+from medgan.synthesis.seeds import derive_seeds, latents_for_seeds
 
 #: Default bound on how often a sample flagged by a ``filter_fn`` is redrawn before it is kept anyway.
 MAX_REDRAWS = 8
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = x.astype(np.uint64, copy=True)
-        x ^= x >> np.uint64(30)
-        x *= _MIX1
-        x ^= x >> np.uint64(27)
-        x *= _MIX2
-        x ^= x >> np.uint64(31)
-    return x
-
-
-def derive_seeds(seed: int, classes: np.ndarray | int, indices: np.ndarray | int,
-                 attempt: np.ndarray | int = 0) -> np.ndarray:
-    """Per-sample seeds (int64, non-negative, 63 bits) from the run seed, class, index and redraw attempt."""
-    c = np.asarray(classes, dtype=np.int64).astype(np.uint64)
-    i = np.asarray(indices, dtype=np.int64).astype(np.uint64)
-    a = np.asarray(attempt, dtype=np.int64).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        h = _mix(np.asarray(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + _GOLDEN, dtype=np.uint64))
-        h = _mix(h ^ (c * _TAG_CLASS + _GOLDEN))
-        h = _mix(h ^ (i * _TAG_INDEX + _GOLDEN))
-        h = _mix(h ^ (a * _TAG_ATTEMPT + _GOLDEN))
-    c, i, a, h = np.broadcast_arrays(c, i, a, h)
-    return (h >> np.uint64(1)).astype(np.int64)
-
-
-def latents_for_seeds(seeds: np.ndarray | Sequence[int], dim: int) -> torch.Tensor:
-    """Standard-normal latent vectors ``(len(seeds), dim)`` (float32), each a pure function of its seed.
-
-    Counter-based: uniform pairs come from SplitMix64 of ``seed + k * golden``, turned into normals with the
-    Box-Muller transform (in float64, so the result is the same on every platform).
-    """
-    s = np.asarray(seeds, dtype=np.int64).astype(np.uint64).reshape(-1, 1)
-    half = (dim + 1) // 2
-    k = np.arange(1, 2 * half + 1, dtype=np.uint64).reshape(1, -1)
-    with np.errstate(over="ignore"):
-        bits = _mix(s + k * _GOLDEN)
-    u = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # [0, 1)
-    u1, u2 = u[:, :half], u[:, half:]
-    r = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 in (0, 1]
-    z = np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=1)[:, :dim]
-    return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; a CUDA device that is not there is a one-line error."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise MedganError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedganError(f"device {device!r} asked for but no CUDA GPU is available; use --device cpu")
-    return dev
-
-
-AMP_MODES = ("off", "bf16")
 #: Generator batches are padded to a multiple of this many rows, so that no sample is ever computed in a tiny
 #: batch (BLAS/oneDNN pick other kernels, hence other rounding, for a handful of rows): a sample's bytes do not
 #: depend on the batch size it was generated in.
 PAD_ROWS = 16
-
-
-class FusedGenerator:
-    """Inference-only form of a DCGAN :class:`~medgan.models.generator.ConditionalGenerator` (2D or 3D).
-
-    It computes the same function as the eval-mode module with less work:
-
-    * the first block (a transposed convolution of the 1x1 latent "image") is a matrix product, and the label
-      embedding's share of it is precomputed per class (a table lookup instead of a concatenation);
-    * every batch norm is folded into the preceding (transposed) convolution (weights scaled per output
-      channel, a bias added), so normalisation costs nothing;
-    * activations stay channels-last (NHWC / NDHWC), the layout oneDNN's kernels are fastest in on CPU;
-    * ``amp="bf16"`` runs the matrix product and the convolutions in bfloat16 (AMX / AVX512-BF16 on recent
-      x86 CPUs); outputs are then numerically different from fp32 (not more than about 1% of the intensity
-      range) but still deterministic on a given machine.
-
-    In fp32 the results differ from the module's only by float rounding (about 1e-6). Two builders:
-    :meth:`from_generator` (from the module) and :meth:`from_state_dict` (straight from a checkpoint's
-    weights, so sampling never imports MONAI: that saves more than a second of start-up). Both return
-    ``None`` for a layout they do not recognise; callers then run the module itself.
-    """
-
-    def __init__(self, latent_dim: int, spatial_dims: int, table: torch.Tensor, w_z: torch.Tensor,
-                 start_shape: tuple[int, ...], layers: list[tuple[torch.Tensor, torch.Tensor | None, dict[str, Any],
-                                                                  bool]], amp: str = "off") -> None:
-        self.latent_dim = latent_dim
-        self.spatial_dims = spatial_dims
-        self.dtype = torch.bfloat16 if amp == "bf16" else torch.float32
-        self.table = table.to(self.dtype)
-        self.w_z = w_z.to(self.dtype)
-        self.start_shape = start_shape  # (*spatial, C) of the first block's output
-        fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
-        self.layers = [(w.to(self.dtype).contiguous(memory_format=fmt), None if b is None else b.to(self.dtype),
-                        kw, relu) for w, b, kw, relu in layers]
-
-    @staticmethod
-    def _fold(w: torch.Tensor, b: torch.Tensor | None, bn: tuple[torch.Tensor, ...] | None,
-              eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Transposed-conv weights ``(Cin, Cout, *k)`` and bias with an eval-mode batch norm
-        ``(weight, bias, running_mean, running_var)`` folded in (computed in float64)."""
-        w = w.detach().double()
-        b = b.detach().double() if b is not None else None
-        if bn is None:
-            return w.float(), None if b is None else b.float()
-        gamma, beta, mean, var = (t.detach().double() for t in bn)
-        scale = gamma / torch.sqrt(var + eps)
-        shift = beta - mean * scale
-        if b is not None:
-            shift = shift + b * scale
-        return (w * scale.view(1, -1, *([1] * (w.dim() - 2)))).float(), shift.float()
-
-    @classmethod
-    def _build(cls, latent: int, embed: torch.Tensor | None, layers: list, amp: str) -> FusedGenerator | None:
-        """From folded ``layers`` ``[(w, b, conv_kwargs, relu)]``; the first must map a 1x1 input (a product)."""
-        w0, b0, kw0, relu0 = layers[0]
-        if any(s != 0 for s in kw0["padding"]) or any(s != 0 for s in kw0["output_padding"]) or not relu0 \
-                or any(s != 1 for s in kw0["dilation"]):
-            return None
-        sd = w0.dim() - 2
-        start = tuple(int(k) for k in w0.shape[2:])
-        cells = int(np.prod(start))
-        # (Cin, Cout, *k) -> (Cin, *k, Cout): the product comes out channels-last
-        w0 = w0.permute(0, *range(2, 2 + sd), 1).reshape(w0.shape[0], -1)
-        bias0 = (b0 if b0 is not None else torch.zeros(w0.shape[1] // cells)).repeat(cells)
-        if w0.shape[0] != latent + (0 if embed is None else embed.shape[1]):
-            return None
-        if embed is not None:
-            table = (embed.detach().double() @ w0[latent:].double()).float() + bias0
-        else:
-            table = bias0.unsqueeze(0)
-        return cls(latent, sd, table, w0[:latent].contiguous(), (*start, int(layers[0][0].shape[1])), layers[1:], amp)
-
-    @classmethod
-    def from_generator(cls, g: torch.nn.Module, amp: str = "off") -> FusedGenerator | None:
-        """Fold an eval-mode generator module; ``None`` when its structure is not the DCGAN layout this knows."""
-        from torch import nn
-
-        blocks = list(getattr(g, "net", []))
-        if len(blocks) < 3 or not isinstance(blocks[-1], nn.Tanh) or not hasattr(g, "latent_dim"):
-            return None
-        layers = []
-        for blk in blocks[:-1]:
-            conv = getattr(blk, "conv", None)
-            if not isinstance(conv, (nn.ConvTranspose2d, nn.ConvTranspose3d)) or conv.groups != 1:
-                return None
-            bn, relu = None, False
-            for m in getattr(blk, "adn", nn.Sequential()).children():  # eval mode: dropout is the identity
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and not (bn or relu):
-                    bn = m  # a norm after the activation could not be folded into the convolution
-                elif isinstance(m, nn.ReLU) and not relu:
-                    relu = True
-                elif not isinstance(m, (nn.modules.dropout._DropoutNd, nn.Identity)):
-                    return None  # an unknown layer: let the module itself run
-            stats = None if bn is None else (bn.weight, bn.bias, bn.running_mean, bn.running_var)
-            w, b = cls._fold(conv.weight, conv.bias, stats, bn.eps if bn is not None else 0.0)
-            kw = {"stride": conv.stride, "padding": conv.padding, "output_padding": conv.output_padding,
-                  "dilation": conv.dilation}
-            layers.append((w, b, kw, relu))
-        embed = getattr(g, "embed", None)
-        return cls._build(int(g.latent_dim), None if embed is None else embed.weight, layers, amp)
-
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, torch.Tensor], latent_dim: int, spatial_dims: int, size: int,
-                        channels: int, num_classes: int, amp: str = "off", eps: float = 1e-5) -> FusedGenerator | None:
-        """Fold a :class:`~medgan.models.generator.ConditionalGenerator` state dict without building the module.
-
-        Assumes the DCGAN layout documented in :mod:`medgan.models.generator` (a first block whose kernel is
-        the start grid, then 4-wide stride-2 padding-1 blocks with batch norm + ReLU, a last block without
-        them) and checks every key and shape against it; anything else returns ``None`` (the caller builds
-        the module, which also reports weights that do not fit). ``tests/test_sampler.py`` checks that this
-        gives exactly :meth:`from_generator`'s result.
-        """
-        start = 7 if size == 28 else 4
-        levels = 0
-        while start * 2**levels < size:
-            levels += 1
-        if start * 2**levels != size or spatial_dims not in (2, 3):
-            return None
-        conditional = num_classes > 1
-        expected = {"embed.weight"} if conditional else set()
-        for k in range(levels + 1):
-            expected.add(f"net.{k}.conv.weight")
-            if k < levels:
-                expected |= {f"net.{k}.adn.N.{p}" for p in ("weight", "bias", "running_mean", "running_var",
-                                                            "num_batches_tracked")}
-        if set(state) != expected:
-            return None
-        embed = state["embed.weight"] if conditional else None
-        if embed is not None and (embed.dim() != 2 or embed.shape[0] != num_classes):
-            return None
-        layers, cin = [], latent_dim + (embed.shape[1] if embed is not None else 0)
-        for k in range(levels + 1):
-            w = state[f"net.{k}.conv.weight"]
-            kernel = start if k == 0 else 4
-            if w.dim() != 2 + spatial_dims or w.shape[0] != cin or tuple(w.shape[2:]) != (kernel,) * spatial_dims:
-                return None
-            cout = int(w.shape[1])
-            bn = None
-            if k < levels:
-                bn = tuple(state[f"net.{k}.adn.N.{p}"] for p in ("weight", "bias", "running_mean", "running_var"))
-                if any(t.shape != (cout,) for t in bn):
-                    return None
-            elif cout != channels:
-                return None
-            wf, bf = cls._fold(w, None, bn, eps)
-            stride, pad = (1, 0) if k == 0 else (2, 1)
-            kw = {"stride": (stride,) * spatial_dims, "padding": (pad,) * spatial_dims,
-                  "output_padding": (0,) * spatial_dims, "dilation": (1,) * spatial_dims}
-            layers.append((wf, bf, kw, k < levels))
-            cin = cout
-        return cls._build(int(latent_dim), embed, layers, amp)
-
-    def to(self, device: torch.device) -> FusedGenerator:
-        self.table, self.w_z = self.table.to(device), self.w_z.to(device)
-        self.layers = [(w.to(device), None if b is None else b.to(device), kw, r) for w, b, kw, r in self.layers]
-        return self
-
-    def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``z`` (B, latent), ``y`` (B,) -> images (B, C, *spatial) float32 in [-1, 1] (channels-last memory)."""
-        import torch.nn.functional as F
-
-        rows = self.table[y] if self.table.shape[0] > 1 else self.table.expand(len(z), -1)
-        h = torch.addmm(rows, z.to(self.dtype), self.w_z).relu_()
-        sd = self.spatial_dims
-        h = h.view(len(z), *self.start_shape).permute(0, sd + 1, *range(1, sd + 1))  # channels-last strides
-        conv = F.conv_transpose2d if sd == 2 else F.conv_transpose3d
-        for w, b, kw, relu in self.layers:
-            h = conv(h, w, b, **kw)
-            if relu:
-                h = h.relu_()
-        return h.float().tanh_()
-
-
-def _ordered_parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
-    """``fn(item)`` for every item on ``workers`` threads with single-threaded torch ops, yielded in order.
-
-    At most ``workers + 1`` results exist at once (memory stays flat). The process-wide torch thread count is
-    set to 1 for the duration and restored afterwards (also when the consumer stops early or fails).
-    """
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pending: deque = deque()
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medgan-sample") as ex:
-            todo = iter(items)
-            try:
-                for item in todo:
-                    pending.append(ex.submit(fn, item))
-                    if len(pending) > workers:
-                        break
-                while pending:
-                    result = pending.popleft().result()
-                    nxt = next(todo, None)
-                    if nxt is not None:
-                        pending.append(ex.submit(fn, nxt))
-                    yield result
-            finally:
-                for f in pending:
-                    f.cancel()
-    finally:
-        torch.set_num_threads(threads)
 
 
 class SampleBatch(NamedTuple):
@@ -333,7 +57,7 @@ class _Plan:
 class Sampler:
     """A generator loaded from a medgan checkpoint, in eval mode, ready to sample labelled images.
 
-    Attributes: ``meta`` (the checkpoint's ``data`` record), ``class_names``, ``step`` (the generator's
+    Attributes: ``meta`` (the checkpoint's ``data`` record), ``config`` (its configuration), ``class_names``, ``step`` (the generator's
     training step), ``checkpoint_sha256``, ``checkpoint_path``, ``generator``, ``used_ema`` and ``amp``.
 
     Sampling runs a :class:`FusedGenerator` (batch norm folded, channels-last, optionally bfloat16 with
@@ -367,6 +91,8 @@ class Sampler:
         self.checkpoint_path = checkpoint_path
         self.used_ema = used_ema
         self.latent_dim = int(self._fused.latent_dim if self._fused is not None else self.generator.latent_dim)
+        self.config: dict[str, Any] = {}
+        """The checkpoint's resolved configuration (``{}`` for a sampler built from a module)."""
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -385,10 +111,18 @@ class Sampler:
 
         ``amp``: ``off`` (fp32) or ``bf16`` (bfloat16 inference; see :class:`FusedGenerator`).
         """
-        from medgan.config import ModelConfig
-        from medgan.training.checkpoint import file_sha256, load_checkpoint
+        from medgan.training.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(path, map_location="cpu")
+        return cls.from_loaded(load_checkpoint(path, map_location="cpu"), path, use_ema, device, amp, fuse)
+
+    @classmethod
+    def from_loaded(cls, ckpt: dict[str, Any], path: str | Path, use_ema: bool = True,
+                    device: str | torch.device = "cpu", amp: str = "off", fuse: bool = True) -> Sampler:
+        """:meth:`from_checkpoint` for a checkpoint dict already loaded (by
+        :func:`~medgan.training.checkpoint.load_checkpoint`) from ``path``, which is hashed for provenance."""
+        from medgan.config import ModelConfig
+        from medgan.io import file_sha256
+
         p = Path(path)
         if p.is_dir():  # load_checkpoint accepts a run folder; hash the file it actually read
             p = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
@@ -422,8 +156,10 @@ class Sampler:
             fused = FusedGenerator.from_state_dict(state, model_cfg.latent_dim, spatial_dims, size, channels,
                                                    len(names), str(amp).lower())
         generator = build if fused is not None else build()  # unknown layout: the module (and its errors) now
-        return cls(generator, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
-                   checkpoint_path=str(p), used_ema=used_ema, device=device, amp=amp, fuse=fuse, fused=fused)
+        sampler = cls(generator, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
+                      checkpoint_path=str(p), used_ema=used_ema, device=device, amp=amp, fuse=fuse, fused=fused)
+        sampler.config = dict(ckpt.get("config") or {})
+        return sampler
 
     # ---------------------------------------------------------------------------------------- helpers
 
@@ -438,38 +174,13 @@ class Sampler:
 
     def resolve_classes(self, classes: Sequence[int | str] | int | str | None) -> list[int]:
         """Class indices from names or indices (``None``: all classes), in the given order, deduplicated."""
-        if classes is None:
-            return list(range(self.num_classes))
-        if isinstance(classes, (int, str, np.integer)):
-            classes = [classes]
-        out: list[int] = []
-        for c in classes:
-            idx = self._class_index(c)
-            if idx not in out:
-                out.append(idx)
-        return out
-
-    def _class_index(self, c: int | str) -> int:
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            if 0 <= int(c) < self.num_classes:
-                return int(c)
-        else:
-            s = str(c).strip()
-            if s in self.class_names:
-                return self.class_names.index(s)
-            low = [n.lower() for n in self.class_names]
-            if s.lower() in low:
-                return low.index(s.lower())
-            if s.isdigit() and int(s) < self.num_classes:
-                return int(s)
-        valid = ", ".join(f"{i}={n!r}" for i, n in enumerate(self.class_names))
-        raise MedganError(f"unknown class {c!r}; valid classes (index=name): {valid}")
+        return class_indices(classes, self.class_names)
 
     def plan(self, n: int | None = None, classes: Sequence[int | str] | None = None,
              counts: Mapping[int | str, int] | None = None) -> _Plan:
         """The (class, index) pairs for ``n`` samples per class in ``classes``, or explicit per-class ``counts``."""
         if counts is not None:
-            per = {self._class_index(c): int(k) for c, k in counts.items()}
+            per = {class_index(c, self.class_names): int(k) for c, k in counts.items()}
         else:
             if n is None or int(n) <= 0:
                 raise MedganError(f"the number of samples per class must be a positive integer, got {n}")
@@ -507,8 +218,8 @@ class Sampler:
         :func:`medgan.data.preprocess.from_model_tensor` does in numpy (so the bytes are the same), without
         its temporaries; other dtypes go through that function.
         """
+        from medgan.data.dataset import Intensity
         from medgan.data.preprocess import from_model_tensor
-        from medgan.data.sources import Intensity
 
         inten = Intensity.from_dict(self.meta["intensity"])
         dt = np.dtype(inten.dtype)
@@ -555,7 +266,7 @@ class Sampler:
             for span in spans:
                 yield one(span)
             return
-        yield from _ordered_parallel(one, spans, int(workers))
+        yield from ordered_map(one, spans, int(workers))
 
     @torch.no_grad()
     def _batch(self, plan: _Plan, span: tuple[int, int], seed: int, out: str, filter_fn, max_redraws) -> SampleBatch:

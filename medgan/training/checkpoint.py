@@ -15,10 +15,7 @@ spatial dims, channels, intensity mapping, spacing, modality, scarcity record, t
 
 from __future__ import annotations
 
-import functools
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,39 +23,10 @@ from typing import Any
 import torch
 
 from medgan.errors import CheckpointError
+from medgan.io import atomic_write
 
 FORMAT = "medgan.checkpoint"
 FORMAT_VERSION = 1
-
-
-@functools.lru_cache(maxsize=1)
-def default_file_mode() -> int:
-    """Permissions of a newly created file under this process's umask (``0o666 & ~umask``, e.g. 0o644).
-
-    ``tempfile.mkstemp`` creates its files 0o600; files renamed into place from it would otherwise end up
-    owner-only whatever the user's umask says (read once: ``os.umask`` can only be read by setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place (with the
-    permissions a plain ``open`` would have given it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -66,7 +34,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     from medgan import __version__
 
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, "medgan_version": __version__, **payload}
-    atomic_write_bytes(Path(path), lambda f: torch.save(full, f))
+    atomic_write(path, lambda f: torch.save(full, f))
     return Path(path)
 
 
@@ -108,13 +76,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in ckpt:
             raise CheckpointError(f"{p} lacks '{key}'; the checkpoint is incomplete")
     return ckpt
-
-
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -1,4 +1,4 @@
-"""GAN objectives as a small registry, plus the R1 penalty and feature matching.
+"""GAN objectives as a small registry (regularisers such as R1 are in :mod:`medgan.training.regularizers`).
 
 All losses take the discriminator's raw outputs (*logits*, higher = more real) and return scalar tensors
 computed in float32 (safe under bf16 autocast). ``real_target`` < 1 is one-sided label smoothing; how each
@@ -29,9 +29,13 @@ from medgan.errors import ConfigError
 
 
 class GANLoss:
-    """Base class: one adversarial objective. Subclasses implement :meth:`d_loss` and :meth:`g_loss`."""
+    """Base class: one adversarial objective. Subclasses implement :meth:`d_loss` and :meth:`g_loss`.
+
+    The training loop knows a loss only through this interface, never by its name: ``d_output`` says how D's mean
+    output is reported (``"sigmoid"``: a probability of "real"; ``"raw"``: the logit itself)."""
 
     name = ""
+    d_output = "raw"
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
         """Discriminator loss; ``real_target`` < 1 applies one-sided label smoothing."""
@@ -55,6 +59,7 @@ class MinimaxLoss(GANLoss):
     """The original GAN objective: D maximises log D(x) + log(1 - D(G(z))), G minimises log(1 - D(G(z)))."""
 
     name = "minimax"
+    d_output = "sigmoid"
 
     def d_loss(self, real_logits, fake_logits, real_target=1.0):
         return _bce_d(real_logits, fake_logits, real_target)
@@ -67,6 +72,7 @@ class BCELoss(GANLoss):
     """Non-saturating GAN: D as in minimax, G maximises log D(G(z)) (strong gradients early in training)."""
 
     name = "bce"
+    d_output = "sigmoid"
 
     def d_loss(self, real_logits, fake_logits, real_target=1.0):
         return _bce_d(real_logits, fake_logits, real_target)
@@ -138,27 +144,3 @@ def get_loss(name: str, margin: float = 1.0) -> GANLoss:
     if key not in LOSSES:
         raise ConfigError(f"unknown GAN loss '{name}'; set train.loss to one of: {', '.join(LOSSES)}")
     return EnergyLoss(margin) if key == "energy" else LOSSES[key]()
-
-
-def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
-    """R1 gradient penalty (Mescheder et al., 2018): mean over samples of ``||dD(x)/dx||²`` on real data.
-
-    ``real_images`` must require grad and ``real_logits`` must be computed from them; the result keeps the graph
-    (``create_graph=True``) so it can be added to D's loss, usually as ``r1_gamma / 2 * r1_penalty(...)``.
-    Returns 0 when D's output does not depend on its input.
-    """
-    (grad,) = torch.autograd.grad(
-        real_logits.float().sum(), real_images, create_graph=True, allow_unused=True
-    )
-    if grad is None:
-        return real_logits.float().sum() * 0.0
-    return grad.float().pow(2).reshape(grad.shape[0], -1).sum(dim=1).mean()
-
-
-def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
-    """Feature matching (Salimans et al., 2016): squared distance between mean D features of real and fake.
-
-    Averaged over the feature dimension; real features are treated as constants (no gradient to D).
-    """
-    diff = real_features.detach().float().mean(dim=0) - fake_features.float().mean(dim=0)
-    return diff.pow(2).mean()

@@ -4,8 +4,8 @@ Everything here runs on rank 0 only and never touches the training RNG streams.
 
 * :class:`MetricsLog` appends one JSON object per line to ``metrics.jsonl`` (and can drop the lines a resumed
   run is about to redo).
-* :func:`within_class_diversity` and :class:`CollapseAlarm`: the mean pairwise RMS distance between samples of the
-  same class, in pixel space, compared with the same number on real images. A class whose generated diversity
+* :class:`CollapseAlarm`: :func:`medgan.distances.within_class_diversity` (the mean pairwise RMS distance
+  between samples of the same class, in pixel space) compared with the same number on real images. A class whose generated diversity
   falls below ``threshold`` x the real one (0.5 by default) raises the alarm: a warning in the log and
   ``"collapse": true`` in the metrics line.
 * :func:`plot_curves` draws ``curves.png`` (losses, D outputs, ADA probability) from ``metrics.jsonl``.
@@ -21,10 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from medgan.errors import TrainingError
-from medgan.training.checkpoint import atomic_write_bytes
+from medgan.io import atomic_write, json_safe
 
 log = logging.getLogger("medgan.train")
 
@@ -41,7 +39,7 @@ class MetricsLog:
     def append(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(_json_safe(record)) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
             f.flush()
 
     def read(self) -> list[dict[str, Any]]:
@@ -62,50 +60,10 @@ class MetricsLog:
             return
         keep = [r for r in self.read() if int(r.get("step", 0)) <= step]
         text = "".join(json.dumps(r) + "\n" for r in keep)
-        atomic_write_bytes(self.path, lambda f: f.write(text.encode("utf-8")))
-
-
-def _json_safe(v: Any) -> Any:
-    """NaN/inf -> strings (JSON has no NaN), tensors -> numbers, recursively."""
-    if isinstance(v, torch.Tensor):
-        v = v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    return v
+        atomic_write(self.path, text)
 
 
 # ---------------------------------------------------------------------------------------- diversity
-
-
-@torch.no_grad()
-def within_class_diversity(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_per_class: int = 64,
-                           generator: torch.Generator | None = None) -> list[float]:
-    """Mean pairwise RMS distance between images of the same class (``nan`` for a class with < 2 images).
-
-    ``x``: ``(N, C, *spatial)`` in [-1, 1]; at most ``max_per_class`` images per class are used (a seeded random
-    subset when ``generator`` is given, else the first ones). The RMS distance is the L2 distance divided by
-    sqrt(number of pixels), so 2D and 3D numbers are on the same scale.
-    """
-    x = x.detach().float().reshape(len(x), -1)
-    y = y.detach().reshape(-1)
-    out = []
-    for c in range(num_classes):
-        idx = torch.nonzero(y == c).reshape(-1)
-        if len(idx) > max_per_class:
-            pick = torch.randperm(len(idx), generator=generator)[:max_per_class] if generator is not None else None
-            idx = idx[pick.to(idx.device)] if pick is not None else idx[:max_per_class]
-        n = len(idx)
-        if n < 2:
-            out.append(float("nan"))
-            continue
-        xc = x[idx].cpu()
-        d = torch.cdist(xc, xc) / math.sqrt(xc.shape[1])
-        out.append(float(d.sum() / (n * (n - 1))))
-    return out
 
 
 class CollapseAlarm:

@@ -26,15 +26,19 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medgan.errors import MedganError, OutputError
-from medgan.synthesis.writers import FORMATS, NPZ_NAME, Provenance, writer_for
+from medgan.io import default_file_mode, write_bytes_fast
+from medgan.synthesis.writers import FORMATS, NPZ_NAME, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
+
+if TYPE_CHECKING:
+    from medgan.config import AugmentConfig
 
 MANIFEST = "manifest.csv"
 INFO = "augment.json"
@@ -64,31 +68,13 @@ class AugmentResult:
     def samples_per_second(self) -> float:
         return self.n_samples / self.seconds if self.seconds > 0 else float("inf")
 
+    def summary(self) -> str:
+        """What the CLI prints: how many samples of which class went where, how fast, and the manifest."""
+        per = ", ".join(f"{k}: {v}" for k, v in self.counts.items())
+        return (f"wrote {self.n_samples} {self.format} samples ({per}) in {self.seconds:.3f} s "
+                f"({self.samples_per_second:.0f} samples/s) to {self.out_dir}\nmanifest: {self.manifest}")
 
-def plan_counts(sampler, n: int | None, classes: Sequence[int | str] | None, balance: bool) -> dict[int, int]:
-    """Samples per class index: ``n`` for each requested class, or (``balance``) what tops each class up to the
-    majority class count of the checkpoint's training data."""
-    idx = sampler.resolve_classes(list(classes) if classes else None)
-    if balance:
-        if n is not None:
-            raise MedganError("--n and --balance exclude each other: --n N samples per class, or --balance to top "
-                              "each class up to the majority count")
-        train = sampler.meta.get("train_counts")
-        if not train or len(train) != sampler.num_classes:
-            raise MedganError("this checkpoint does not record its training class counts, so --balance cannot work; "
-                              "pass --n N instead")
-        top = max(int(c) for c in train)
-        counts = {c: top - int(train[c]) for c in idx}
-        if sum(counts.values()) == 0:
-            names = ", ".join(sampler.class_names[c] for c in idx)
-            raise MedganError(f"nothing to balance: class(es) {names} already have the majority count ({top}) in the "
-                              "training data; pass --n N to generate a fixed number per class")
-        return {c: k for c, k in counts.items() if k > 0}
-    if n is None:
-        raise MedganError("say how many samples to generate: --n N (per class) or --balance")
-    if isinstance(n, bool) or int(n) != n or int(n) <= 0:
-        raise MedganError(f"--n must be a positive number of samples per class, got {n}")
-    return {c: int(n) for c in idx}
+
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
@@ -145,53 +131,91 @@ def _check_space(out: Path, writer_cls, prov: Provenance, shape: tuple[int, ...]
                           f"under {out}; lower --n or choose another --out")
 
 
-def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
-            classes: Sequence[int | str] | None = None, balance: bool = False, fmt: str = "png", seed: int = 0,
-            batch_size: int = 256, use_ema: bool = True, overwrite: bool = False, progress: bool = True,
-            filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
-            device: str = "cpu", amp: str = "off", workers: int = 0) -> AugmentResult:
+WRITERS: dict[str, type[Writer]] = {"png": PngWriter, "npz": NpzWriter, "nifti": NiftiWriter}
+
+
+def writer_for(fmt: str) -> type[Writer]:
+    """The writer class of a format name (raises :class:`OutputError` for an unknown one)."""
+    fmt = str(fmt).lower()
+    if fmt == "dicom":
+        from medgan.synthesis.dicom import DicomWriter  # pydicom is imported only when asked for
+
+        return DicomWriter
+    try:
+        return WRITERS[fmt]
+    except KeyError:
+        raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}") from None
+
+
+def _options(options: AugmentConfig | None, settings: dict[str, Any]) -> AugmentConfig:
+    """``options`` (default: the config defaults) with ``settings`` (``AugmentConfig`` field names) on top; the
+    values are checked where they are used, with messages naming the command-line flag."""
+    from medgan.config import AugmentConfig
+
+    base = (options or AugmentConfig()).model_dump()
+    unknown = sorted(set(settings) - set(base))
+    if unknown:
+        raise MedganError(f"unknown augment setting(s) {', '.join(unknown)}; valid: {', '.join(base)}")
+    return AugmentConfig.model_construct(**{**base, **settings})
+
+
+def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig | None = None, *,
+            progress: bool = True, filter_fn: Callable[[Any, Any], Any] | None = None,
+            max_redraws: int | None = None, **settings: Any) -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
-    Args:
-        n: samples per requested class (``classes``: names or indices; default every class).
-        balance: instead of ``n``, top each requested class up to the majority class count of the
-            checkpoint's training data (``data.train_counts``).
-        fmt: ``png`` (2D only), ``npz``, ``nifti`` or ``dicom``.
-        seed: run seed; per-sample seeds derive from (seed, class, index), so the same checkpoint, arguments and
-            seed give byte-identical files.
-        filter_fn: optional ``(x_model_space, y) -> bool mask`` of samples to redraw (e.g. near-copies of
-            training images); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its
-            redraw count goes to the manifest column ``near_copy_redraws``.
-        amp: ``off`` (fp32, the default) or ``bf16``: run the generator in bfloat16 (several times faster on
-            CPUs with AMX / AVX512-BF16; images differ from fp32 by about 1% of the range at most, and are
-            deterministic on a given machine). Recorded in ``augment.json``.
-        workers: generator threads, each running whole batches with single-threaded torch ops while the
-            calling thread writes files (0: one per CPU core, at most 4); outputs do not depend on it. See
-            :meth:`medgan.synthesis.sampler.Sampler.stream`.
+    ``options`` is the ``augment`` config section (:class:`~medgan.config.AugmentConfig`, what the CLI passes);
+    keyword ``settings`` override its fields, e.g. ``augment(ckpt, out, n=100, format="nifti", seed=3)``:
+
+    * ``n``: samples per requested class (``classes``: names or indices; default every class);
+      ``balance``: instead of ``n``, top each requested class up to the majority class count of the
+      checkpoint's training data (:func:`medgan.synthesis.allocation.per_class_request`);
+    * ``format``: ``png`` (2D only), ``npz``, ``nifti`` or ``dicom``;
+    * ``seed``: run seed; per-sample seeds derive from (seed, class, index), so the same checkpoint, arguments and
+      seed give byte-identical files;
+    * ``reject_near_copies``: redraw samples that are near-copies of the generator's training images
+      (:mod:`medgan.synthesis.near_copies`; the training split is rebuilt from the checkpoint's own record);
+    * ``amp``: ``off`` (fp32, the default) or ``bf16``: run the generator in bfloat16 (several times faster on
+      CPUs with AMX / AVX512-BF16; images differ from fp32 by about 1% of the range at most, and are
+      deterministic on a given machine). Recorded in ``augment.json``;
+    * ``workers``: generator threads, each running whole batches with single-threaded torch ops while the
+      calling thread writes files (0: one per CPU core, at most 4); outputs do not depend on it (see
+      :meth:`medgan.synthesis.sampler.Sampler.stream`); ``batch_size``, ``use_ema``, ``device``, ``overwrite``.
+
+    ``filter_fn``: optional ``(x_model_space, y) -> bool mask`` of samples to redraw (instead of the near-copy
+    filter); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its redraw count goes to
+    the manifest column ``near_copy_redraws``.
     """
     import torch
     from tqdm.auto import tqdm
 
     from medgan import __version__
+    from medgan.synthesis.allocation import per_class_request
     from medgan.synthesis.sampler import MAX_REDRAWS, Sampler
-    from medgan.training.checkpoint import default_file_mode
 
-    fmt = str(fmt).lower()
+    o = _options(options, settings)
+    fmt = str(o.format).lower()
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if int(batch_size) <= 0:
-        raise MedganError(f"--batch-size must be positive, got {batch_size}")
-    if int(workers) < 0:
-        raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {workers}")
-    workers = int(workers) or min(4, os.cpu_count() or 1)
+    if int(o.batch_size) <= 0:
+        raise MedganError(f"--batch-size must be positive, got {o.batch_size}")
+    if int(o.workers) < 0:
+        raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
+    workers = int(o.workers) or min(4, os.cpu_count() or 1)
+    seed, batch_size = int(o.seed), int(o.batch_size)
     out = Path(out_dir)
-    sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, device=device, amp=amp)
-    counts = plan_counts(sampler, n, classes, balance)
+    sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
+    counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n, o.balance,
+                               sampler.meta.get("train_counts"), sampler.class_names)
+    if o.reject_near_copies and filter_fn is None:
+        from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
+
+        filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta})
     total = sum(counts.values())
     meta = sampler.meta
     prov = Provenance(
         checkpoint_sha256=sampler.checkpoint_sha256, generator_step=sampler.step, medgan_version=__version__,
-        seed=int(seed), class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
+        seed=seed, class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
         channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]), spacing=meta.get("spacing"),
         modality=meta.get("modality"),
         run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
@@ -200,7 +224,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
     writer_cls = writer_for(fmt)
     writer_cls.check(prov)  # before touching the folder: a format that cannot hold the data
     _check_space(out, writer_cls, prov, sampler.shape, total)
-    _prepare_out_dir(out, overwrite)
+    _prepare_out_dir(out, o.overwrite)
 
     writer = writer_cls(out, prov, total)
     fd, tmp_manifest = tempfile.mkstemp(dir=out, prefix=f".{MANIFEST}.", suffix=".tmp")
@@ -213,7 +237,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
                                                         desc=f"augment -> {fmt}") as bar:
             w = csv.writer(mf, lineterminator="\n")
             w.writerow(MANIFEST_COLUMNS)
-            stream = sampler.stream(counts=counts, seed=seed, out="source", batch_size=int(batch_size),
+            stream = sampler.stream(counts=counts, seed=seed, out="source", batch_size=batch_size,
                                     filter_fn=filter_fn, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws,
                                     workers=workers)
             fixed = (prov.checkpoint_sha256, prov.generator_step, prov.medgan_version)
@@ -232,15 +256,13 @@ def augment(checkpoint: str | Path, out_dir: str | Path, n: int | None = None,
             info = {
                 "format": fmt, "checkpoint": str(sampler.checkpoint_path), "checkpoint_sha256": prov.checkpoint_sha256,
                 "generator_step": prov.generator_step, "used_ema": sampler.used_ema, "amp": sampler.amp, "medgan_version": __version__,
-                "seed": int(seed), "class_names": prov.class_names,
+                "seed": seed, "class_names": prov.class_names,
                 "counts": {sampler.class_names[c]: k for c, k in counts.items()},
                 "spatial_dims": prov.spatial_dims, "channels": prov.channels, "size": int(meta["size"]),
                 "intensity": meta["intensity"], "spacing": prov.spacing, "modality": prov.modality,
                 "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
             }
-            from medgan.synthesis.writers import write_file_atomic
-
-            write_file_atomic(out / INFO, (json.dumps(info, indent=2) + "\n").encode())
+            write_bytes_fast(out / INFO, (json.dumps(info, indent=2) + "\n").encode())
             mf.flush()
             os.fsync(mf.fileno())
         if hasattr(os, "sync"):

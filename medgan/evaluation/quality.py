@@ -1,4 +1,4 @@
-"""Sample quality, offline: no downloaded network weights.
+"""Sample quality of a synthetic set against the real splits, offline: no downloaded network weights.
 
 The feature space is the penultimate layer of a small CNN trained on the real training split with class-balanced
 batches (the ``oversample`` arm's first-seed model when the study runs ``smallcnn`` with that arm; otherwise one
@@ -6,11 +6,10 @@ trained the same way), i.e. a domain-specific stand-in for Inception features.
 Every distance is printed beside its *floor*, the same distance between the real training and real test images,
 because absolute values mean nothing on their own at this sample size.
 
-* :func:`frechet_distance` (FD): Gaussian fits of the two feature clouds.
-* :func:`kernel_distance` (KID): unbiased MMD² with the cubic polynomial kernel ``(x·y/d + 1)^3``, averaged over
-  random subsets of ``min(100, n_real, n_synthetic)`` samples (small subsets keep it usable on scarce classes).
-* :func:`prdc`: precision / recall / density / coverage (Naeem et al. 2020) with k = 5 nearest neighbours, per
-  class.
+The measures themselves live in :mod:`medgan.distances`: Fréchet distance (FD), kernel distance (KID),
+precision / recall / density / coverage (k = 5 nearest neighbours, per class) and diversity; here they are
+computed in the feature space, per class, beside their floors, together with
+
 * synthetic-sample accuracy under the real-data classifier (do samples of class c look like class c?),
   train-on-synthetic / test-on-real (TSTR), and within-class diversity (mean pairwise distance) against the
   real data's.
@@ -18,97 +17,15 @@ because absolute values mean nothing on their own at this sample size.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from medgan.distances import frechet_distance, kernel_distance, mean_pairwise_distance, prdc
+
 if TYPE_CHECKING:
     from medgan.data.preprocess import TensorData
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two ``(N, F)`` feature sets."""
-    from scipy import linalg
-
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1 = np.atleast_2d(np.cov(a, rowvar=False))
-    s2 = np.atleast_2d(np.cov(b, rowvar=False))
-    def sqrtm(m: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # singular products are handled below
-            r = linalg.sqrtm(m)
-        return r[0] if isinstance(r, tuple) else r  # older scipy returns (sqrtm, errest)
-
-    covmean = sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all() or np.abs(np.imag(covmean)).max() > 1e-3:
-        # a singular covariance (e.g. a collapsed generator): regularise both, as common FID code does
-        eps = 1e-6 * np.eye(len(s1))
-        covmean = sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
-    return float(max(0.0, ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)))
-
-
-def kernel_distance(a: np.ndarray, b: np.ndarray, subset_size: int = 100, n_subsets: int = 50,
-                    seed: int = 0) -> dict[str, float]:
-    """Kernel (KID-style) distance: unbiased MMD² with a cubic polynomial kernel over random subsets."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    m = int(min(subset_size, len(a), len(b)))
-    if m < 2:
-        return {"mean": float("nan"), "sd": float("nan"), "subset_size": m}
-    d = a.shape[1]
-    rs = np.random.RandomState(seed)
-    vals = []
-    for _ in range(n_subsets):
-        x = a[rs.choice(len(a), m, replace=False)]
-        y = b[rs.choice(len(b), m, replace=False)]
-        kxx = (x @ x.T / d + 1) ** 3
-        kyy = (y @ y.T / d + 1) ** 3
-        kxy = (x @ y.T / d + 1) ** 3
-        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                    - 2 * kxy.mean())
-    return {"mean": float(np.mean(vals)), "sd": float(np.std(vals)), "subset_size": m}
-
-
-def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
-    d = torch.cdist(x, x)
-    return d.kthvalue(k + 1, dim=1).values  # index 0 is the point itself
-
-
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float] | None:
-    """Precision, recall, density and coverage of ``fake`` against ``real`` (k-NN balls); ``None`` when either
-    set has fewer than ``k + 1`` samples."""
-    if len(real) < k + 1 or len(fake) < k + 1:
-        return None
-    r = torch.as_tensor(np.asarray(real), dtype=torch.float64)
-    f = torch.as_tensor(np.asarray(fake), dtype=torch.float64)
-    rr = _kth_nn_radius(r, k)
-    fr = _kth_nn_radius(f, k)
-    d = torch.cdist(r, f)  # (n_real, n_fake)
-    inside = d <= rr[:, None]
-    return {
-        "precision": float(inside.any(0).double().mean()),
-        "recall": float((d <= fr[None, :]).any(1).double().mean()),
-        "density": float(inside.double().sum() / (k * len(f))),
-        "coverage": float((d.min(1).values <= rr).double().mean()),
-        "k": k,
-    }
-
-
-def mean_pairwise_distance(x: np.ndarray | torch.Tensor, max_n: int = 500, seed: int = 0) -> float:
-    """Mean Euclidean distance between distinct samples (a seeded subset of ``max_n`` for large sets)."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).reshape(len(x), -1).double()
-    if len(t) < 2:
-        return float("nan")
-    if len(t) > max_n:
-        t = t[torch.as_tensor(np.random.RandomState(seed).choice(len(t), max_n, replace=False))]
-    d = torch.cdist(t, t)
-    n = len(t)
-    return float(d.sum() / (n * (n - 1)))
 
 
 def sample_quality(feature_model, td: TensorData, syn_x: torch.Tensor, syn_y: torch.Tensor, *, device,
@@ -117,7 +34,7 @@ def sample_quality(feature_model, td: TensorData, syn_x: torch.Tensor, syn_y: to
     """All sample-quality numbers of one synthetic set against the real splits (see the module docstring)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from medgan.evaluation.downstream import extract_features, predict_proba, train_classifier
+    from medgan.classify.fit import extract_features, predict_proba, train_classifier
 
     names = td.data.class_names
     f_train = extract_features(feature_model, td.x["train"], device).numpy()

@@ -1,4 +1,4 @@
-"""Downstream classifiers for ``medgan evaluate``: MONAI's ResNet-18 and a small CNN, 2D and 3D.
+"""Classifiers for evaluation and quality tracking: MONAI's ResNet-18 and a small CNN, 2D and 3D.
 
 Both expose ``features(x)`` (the penultimate, globally pooled features, used as the domain feature space of
 the sample-quality and memorisation checks) and ``forward(x)`` (class logits).

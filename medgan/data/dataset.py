@@ -1,0 +1,129 @@
+"""The data model every loader produces: :class:`RealData` (classes, geometry, intensity mapping, splits) made
+of :class:`Split` s (images and labels), and :class:`Intensity` (how source values map to the model's [-1, 1]).
+
+Images are kept in their source dtype, channel-first: ``(N, C, *spatial)``, or a list of ``(C, *spatial)``
+arrays when shapes differ. :mod:`medgan.data.preprocess` turns them into model tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """The source intensity range, so [-1, 1] model outputs can be written back as source values."""
+
+    min: float
+    max: float
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min": self.min, "max": self.max, "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Intensity:
+        return cls(float(d["min"]), float(d["max"]), str(d["dtype"]))
+
+    @classmethod
+    def of(cls, images: np.ndarray | list[np.ndarray]) -> Intensity:
+        arrs = images if isinstance(images, list) else [images]
+        dtype = np.dtype(arrs[0].dtype)
+        if dtype == np.uint8:
+            return cls(0.0, 255.0, "uint8")
+        lo = float(min(a.min() for a in arrs))
+        hi = float(max(a.max() for a in arrs))
+        if hi <= lo:
+            hi = lo + 1.0
+        return cls(lo, hi, dtype.name)
+
+
+@dataclass
+class Split:
+    images: np.ndarray | list[np.ndarray]
+    """``(N, C, *spatial)`` array, or a list of ``(C, *spatial)`` arrays when shapes differ."""
+    labels: np.ndarray
+    """``(N,)`` int64 class indices."""
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> Split:
+        idx = np.asarray(idx, dtype=np.int64)
+        imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
+        paths = [self.paths[i] for i in idx] if self.paths is not None else None
+        return Split(imgs, self.labels[idx], paths)
+
+    def shapes(self) -> set[tuple[int, ...]]:
+        if isinstance(self.images, np.ndarray):
+            return {tuple(self.images.shape[2:])}
+        return {tuple(a.shape[1:]) for a in self.images}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the exact images and labels, in order (proves which real images a model saw)."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        arrs = self.images if isinstance(self.images, list) else [self.images]
+        for a in arrs:
+            a = np.ascontiguousarray(a)
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+
+@dataclass
+class RealData:
+    name: str
+    source: str
+    class_names: list[str]
+    spatial_dims: int
+    channels: int
+    splits: dict[str, Split]
+    intensity: Intensity
+    spacing: tuple[float, ...] | None = None
+    modality: str | None = None
+    licence: str | None = None
+    scarcity: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def native_size(self) -> int:
+        """The largest spatial extent of the training images."""
+        return max(max(s) for s in self.splits["train"].shapes())
+
+    def counts(self, split: str = "train") -> list[int]:
+        return np.bincount(self.splits[split].labels, minlength=self.num_classes).tolist()
+
+    def fingerprint(self) -> str:
+        return self.splits["train"].fingerprint()
+
+    def with_train(self, train: Split, scarcity: dict[str, Any]) -> RealData:
+        return replace(self, splits={**self.splits, "train": train}, scarcity=scarcity)
+
+    def meta(self) -> dict[str, Any]:
+        """What travels with a checkpoint (JSON-safe)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "class_names": list(self.class_names),
+            "spatial_dims": self.spatial_dims,
+            "channels": self.channels,
+            "intensity": self.intensity.to_dict(),
+            "spacing": list(self.spacing) if self.spacing else None,
+            "modality": self.modality,
+            "scarcity": self.scarcity,
+            "train_counts": self.counts("train"),
+            "train_fingerprint": self.fingerprint(),
+        }

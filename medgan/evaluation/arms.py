@@ -1,0 +1,113 @@
+"""The experimental conditions of ``medgan evaluate`` ("arms"), and which classes a study is about.
+
+``baseline``        the real (scarce) training split only, shuffled batches.
+``oversample``      the real training split with class-balanced batches (each class drawn with equal
+                    probability, with replacement).
+``classical``       real batches through :class:`~medgan.evaluation.classical.ClassicalAugment`, on the fly.
+``gan@R``           real + synthetic images (allocation: :func:`medgan.synthesis.allocation.fill_smallest_first`),
+                    shuffled batches.
+``gan+classical@R`` the ``gan@R`` training set with classical augmentation on every batch (real and synthetic).
+``gan+oversample@R`` the ``gan@R`` training set with class-balanced batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medgan.errors import EvaluationError
+
+if TYPE_CHECKING:
+    from medgan.data.dataset import RealData
+
+BASE_ARMS = ("baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample")
+GAN_ARMS = ("gan", "gan+classical", "gan+oversample")
+BUDGET_POLICY = (
+    "Every arm: same classifier, Adam, batch size, epochs and ceil(N_real_train / batch_size) optimisation steps "
+    "per epoch; early stopping on the real validation split (best balanced accuracy, ties: lower loss)"
+)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One experimental condition."""
+
+    name: str
+    kind: str
+    ratio: float | str | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        return self.kind in GAN_ARMS
+
+    @property
+    def classical(self) -> bool:
+        return self.kind in ("classical", "gan+classical")
+
+    @property
+    def balanced(self) -> bool:
+        return self.kind in ("oversample", "gan+oversample")
+
+
+def _ratio_label(r: float | str) -> str:
+    return r if isinstance(r, str) else str(float(r))  # 0.5 -> "0.5", 1 -> "1.0"
+
+
+def expand_arms(arms: list[str], ratios: list[float | str]) -> list[Arm]:
+    """Arm names -> :class:`Arm` objects; GAN arms expand to one arm per ratio (``gan@0.5``, ``gan@balance``)."""
+    out: list[Arm] = []
+    for a in arms:
+        a = a.strip().lower()
+        if a not in BASE_ARMS:
+            raise EvaluationError(f"unknown arm '{a}'; choose from: {', '.join(BASE_ARMS)} (--arms, comma-separated)")
+        if a in GAN_ARMS:
+            if not ratios:
+                raise EvaluationError(f"arm '{a}' needs at least one ratio; pass --ratio 0.5,1.0 or --ratio balance")
+            for r in ratios:
+                if not isinstance(r, str) and not (float(r) > 0):
+                    raise EvaluationError(f"synthetic ratio must be > 0 or 'balance', got {r} (--ratio)")
+                out.append(Arm(f"{a}@{_ratio_label(r)}", a, r))
+        else:
+            out.append(Arm(a, a))
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"arms repeat: {', '.join(names)}; list each arm and ratio once")
+    return out
+
+
+def check_choices(arms: str | None = None, classifier: str | None = None, ratios: str | None = None) -> None:
+    """Friendly errors for command-line values before the config validates them."""
+    from medgan.classify.nets import CLASSIFIERS
+
+    for a in (arms or "").split(","):
+        if a.strip() and a.strip().lower() not in BASE_ARMS:
+            raise EvaluationError(f"unknown arm '{a.strip()}'; choose from: {', '.join(BASE_ARMS)} "
+                                  "(--arms, comma-separated)")
+    if classifier is not None and classifier not in CLASSIFIERS:
+        raise EvaluationError(f"unknown classifier '{classifier}'; choose one of: {', '.join(CLASSIFIERS)} "
+                              "(--classifier)")
+    for r in (ratios or "").split(","):
+        r = r.strip()
+        if not r or r == "balance":
+            continue
+        try:
+            ok = float(r) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise EvaluationError(f"bad synthetic ratio '{r}'; use numbers > 0 (synthetic:real, e.g. 0.5,1.0) or "
+                                  "'balance' (--ratio)")
+
+
+def scarce_classes(data: RealData) -> list[int]:
+    """The classes a study cares about: those named by ``--scarce`` that end up with fewer training images than
+    the largest class; otherwise the smallest training class(es)."""
+    counts = np.asarray(data.counts("train"))
+    if data.scarcity and data.scarcity.get("rules"):
+        named = [data.class_names.index(n) for n in data.scarcity["rules"] if n in data.class_names]
+        picked = sorted(c for c in named if counts[c] < counts.max())
+        if picked:
+            return picked
+    return np.flatnonzero(counts == counts.min()).tolist()

@@ -1,0 +1,180 @@
+"""The evaluation's synthetic pool: a :class:`~medgan.synthesis.bank.SyntheticBank` drawn from a checkpoint (loaded
+and hashed once) or read from an augment folder, behind the leakage guard; optional sample filtering; the
+per-seed draw each GAN arm adds to the real training split.
+
+Leakage guard: a generator must have been trained on exactly this evaluation's (scarce) training split, never on
+its validation or test images. The checkpoint's ``data.train_fingerprint`` (or the one an augment folder
+records) must equal the fingerprint of the training split built from ``--dataset``, ``--scarce`` and the split
+seed, or the evaluation refuses. The bank's ``provenance`` says how the guard was passed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from medgan.errors import EvaluationError
+from medgan.synthesis.bank import SyntheticBank
+
+if TYPE_CHECKING:
+    from medgan.data.dataset import RealData
+
+
+def check_leakage(ckpt_data: dict[str, Any], data: RealData, where: str = "the checkpoint") -> None:
+    """Refuse a generator that was not trained on exactly this evaluation's training split."""
+    theirs = ckpt_data.get("train_fingerprint")
+    ours = data.fingerprint()
+    if theirs is None:
+        raise EvaluationError(f"{where} records no training-set fingerprint, so the leakage guard cannot verify what "
+                              "the generator saw; use a checkpoint written by 'medgan train'")
+    if theirs != ours:
+        sc = ckpt_data.get("scarcity") or {}
+        their_spec = " ".join(f"--scarce {s}" for s in sc.get("spec", [])) or "no --scarce"
+        seed = sc.get("seed")
+        raise EvaluationError(
+            f"leakage guard: {where} was trained on a different training split (fingerprint {theirs[:12]}) than "
+            f"this evaluation's (fingerprint {ours[:12]}); evaluate with the generator's dataset "
+            f"'{ckpt_data.get('name')}', {their_spec}" + (f" and split seed {seed}" if seed is not None else "")
+            + " (--dataset, --scarce, data.split_seed), or train a generator on this split"
+        )
+
+
+def check_matches_dataset(class_names: list[str], shape: tuple[int, ...], data: RealData, size: int,
+                          where: str) -> None:
+    """Classes and image shape of synthetic data must match the evaluation dataset."""
+    if list(class_names) != list(data.class_names):
+        raise EvaluationError(
+            f"{where} has classes {list(class_names)} but dataset '{data.name}' has {list(data.class_names)}; "
+            "evaluate on the dataset the generator was trained on"
+        )
+    want = (data.channels,) + (size,) * data.spatial_dims
+    if tuple(shape) != want:
+        raise EvaluationError(
+            f"{where} holds images of shape {tuple(shape)} but the evaluation uses {want} (channels, *spatial); "
+            "use the same dataset and --size as the generator"
+        )
+
+
+def pool_from_checkpoint(path: str | Path, data: RealData, size: int | None, n_per_class: int,
+                         seed: int) -> tuple[SyntheticBank, int]:
+    """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks.
+    Returns the pool and the image size."""
+    from medgan.synthesis.sampler import Sampler
+    from medgan.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    meta = ckpt["data"]
+    ck_size = int(meta.get("size") or 0)
+    if size is not None and ck_size and size != ck_size:
+        raise EvaluationError(f"--size {size} differs from the generator's image size {ck_size}; drop --size or "
+                              f"pass --size {ck_size}")
+    size = ck_size or size
+    shape = (int(meta["channels"]),) + (size,) * int(meta["spatial_dims"])
+    check_matches_dataset(meta["class_names"], shape, data, size, f"checkpoint {path}")
+    check_leakage(meta, data, f"checkpoint {path}")
+    sampler = Sampler.from_loaded(ckpt, path)
+    del ckpt
+    source = {"kind": "checkpoint", "path": str(path), "sha256": sampler.checkpoint_sha256, "seed": seed,
+              "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"]}
+    return SyntheticBank.from_sampler(sampler, n_per_class=n_per_class, seed=seed, provenance=source), size
+
+
+def _folder_fingerprint(path: Path) -> tuple[str | None, str]:
+    """The training-set fingerprint behind an augment output folder, and how it was found.
+
+    Read from the folder's ``augment.json`` (``train_fingerprint``) when recorded there, else from the checkpoint
+    it names, if that file still exists and its SHA-256 matches the one recorded.
+    """
+    from medgan.io import file_sha256
+    from medgan.synthesis.export import INFO
+    from medgan.training.checkpoint import load_checkpoint
+
+    folder = path if path.is_dir() else path.parent
+    info_path = folder / INFO
+    if not info_path.is_file():
+        return None, f"unverified: no {INFO} beside the synthetic images"
+    info = json.loads(info_path.read_text())
+    if info.get("train_fingerprint"):
+        return str(info["train_fingerprint"]), f"passed ({INFO})"
+    ck = info.get("checkpoint")
+    if ck and Path(ck).is_file() and info.get("checkpoint_sha256") == file_sha256(ck):
+        return load_checkpoint(ck)["data"].get("train_fingerprint"), f"passed (checkpoint {ck})"
+    return None, "unverified: the folder records no training-set fingerprint and its checkpoint is not available"
+
+
+def pool_from_folder(path: str | Path, data: RealData, size: int | None) -> tuple[SyntheticBank, int]:
+    """The images of an augment output folder (or ``.npz``), after the compatibility and leakage checks."""
+    path = Path(path)
+    bank = SyntheticBank.from_folder(path)
+    if len(bank) == 0:
+        raise EvaluationError(f"synthetic data in {path} holds no images; run medgan augment with --n or --balance")
+    dims = len(bank.spatial_shape)
+    if dims != data.spatial_dims:
+        raise EvaluationError(f"synthetic data in {path} is {dims}D but dataset '{data.name}' is "
+                              f"{data.spatial_dims}D; use synthetic images of this dataset")
+    syn_size = int(bank.shape[-1])
+    if size is not None and size != syn_size:
+        raise EvaluationError(f"--size {size} differs from the synthetic images' size {syn_size}; drop --size")
+    check_matches_dataset(bank.class_names, bank.shape, data, syn_size, f"synthetic folder {path}")
+    fp, how = _folder_fingerprint(path)
+    if fp is not None:
+        check_leakage({"train_fingerprint": fp, "name": bank.provenance.get("dataset")}, data,
+                      f"the generator behind {path}")
+    bank.provenance = {"kind": "folder", "path": str(path), "leakage_guard": how, **bank.provenance}
+    return bank, syn_size
+
+
+def filter_pool(pool: SyntheticBank, model: torch.nn.Module, threshold: float, device: torch.device,
+                allocs: dict[str, list[int]] | None = None) -> tuple[SyntheticBank, dict[str, Any]]:
+    """Sample filtering: keep the pool images that ``model`` (trained on real data only) gives at least
+    ``threshold`` probability of their conditioned class. Returns the filtered pool and what was kept per class.
+
+    Raises :class:`EvaluationError` when an arm needs a class of which no image survives."""
+    from medgan.classify.fit import predict_proba
+
+    class_names = pool.class_names
+    y = pool.labels
+    prob = predict_proba(model, pool.images, device)
+    p_own = prob.gather(1, y.view(-1, 1)).squeeze(1)
+    keep = p_own >= threshold
+    n = len(class_names)
+    drawn = torch.bincount(y, minlength=n).tolist()
+    kept = torch.bincount(y[keep], minlength=n).tolist()
+    needed = [max((a[c] for a in (allocs or {}).values()), default=0) for c in range(n)]
+    for c in range(n):
+        if needed[c] > 0 and kept[c] == 0:
+            raise EvaluationError(
+                f"sample filtering kept no synthetic image of class '{class_names[c]}' (0 of {drawn[c]} reach "
+                f"p >= {threshold}): lower --filter-confidence or train the generator longer")
+    info = {"threshold": threshold, "drawn": drawn, "kept": kept,
+            "mean_p_own_class": [float(p_own[y == c].mean()) if drawn[c] else None for c in range(n)],
+            "classifier": "smallcnn trained on the real training split (class-balanced, seed 0)"}
+    out = pool.subset(np.flatnonzero(keep.numpy()))
+    out.provenance = {**pool.provenance, "filter": info}
+    return out, info
+
+
+def draw_for_arm(pool_y: torch.Tensor, alloc: list[int], seed: int) -> tuple[torch.Tensor, list[str]]:
+    """Per class, a seeded draw of ``alloc[c]`` pool positions (without replacement while the pool lasts).
+    Returns the positions and notes on classes that had to be drawn with replacement."""
+    rs = np.random.RandomState(seed)
+    idx, notes = [], []
+    labels = pool_y.numpy()
+    for c, k in enumerate(alloc):
+        if k == 0:
+            continue
+        have = np.flatnonzero(labels == c)
+        if len(have) == 0:
+            raise EvaluationError(f"the synthetic pool has no image of class {c}; it is needed to add {k} synthetic "
+                                  "images: generate every class (medgan augment without --classes)")
+        if k <= len(have):
+            idx.append(rs.choice(have, size=k, replace=False))
+        else:
+            notes.append(f"class {c}: {k} synthetic images asked, pool has {len(have)}; reused with replacement")
+            idx.append(np.concatenate([have, rs.choice(have, size=k - len(have), replace=True)]))
+    sel = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+    return torch.as_tensor(sel, dtype=torch.long), notes

@@ -1,0 +1,415 @@
+"""The run: ``train(cfg, out_dir)`` sets up a run directory, then trains on a schedule of periodic hooks.
+
+Run directory::
+
+    out/config.yaml                   the resolved configuration
+    out/checkpoints/last.pt           self-describing checkpoint (see medgan.training.checkpoint)
+    out/checkpoints/step_N.pt         every train.checkpoint_every steps
+    out/samples/real.png              real training images per class (for comparison)
+    out/samples/step_N.png            per-class grid from FIXED noise with the EMA generator
+    out/metrics.jsonl                 one JSON line every train.log_every steps
+    out/curves.png                    losses and D outputs at the end
+    out/train.log                     the text log (warnings such as the mode-collapse alarm)
+    out/tensorboard/                  when train.tensorboard is on
+
+``train(cfg, out, resume=True)`` continues from ``out/checkpoints/last.pt`` exactly: on CPU, 10 steps + resume
+to 20 gives bit-identical weights to 20 steps in one go (the checkpoint holds every RNG stream).
+
+The loop itself only runs :meth:`~medgan.training.trainer.Trainer.train_step` up to the next step at which some
+hook is due; everything periodic is a :class:`Hook` (as MONAI's handlers, or the sections of StyleGAN2-ADA's
+training loop), run in this order at each due step: the non-finite-loss guard, collecting the logged statistics,
+the collapse alarm, writing the metrics line, the sample grid, the checkpoint. Every hook also runs at the last
+step. Hooks other than the first two run on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medgan.errors import CheckpointError, OutputError, TrainingError
+from medgan.io import atomic_write
+from medgan.runtime import derive_seed
+from medgan.training import monitor
+from medgan.training.checkpoint import load_checkpoint, save_checkpoint
+from medgan.training.distributed import DistInfo, close_distributed, init_distributed
+from medgan.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from medgan.config import Config
+    from medgan.data.preprocess import TensorData
+
+log = logging.getLogger("medgan.train")
+
+#: Fixed-noise samples per class in grids and diversity checks.
+GRID_PER_CLASS = 8
+DIVERSITY_PER_CLASS = 32
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    out_dir: Path
+    checkpoint: Path
+    step: int
+    images_per_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    samples: Path | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """What the CLI prints: steps and speed, the last losses, where the checkpoint, samples and metrics are."""
+        m = self.metrics
+        lines = [f"trained {self.step} steps in {self.seconds:.0f} s ({self.images_per_s:.1f} images/s)"]
+        if m:
+            nan = float("nan")
+            lines.append(f"last losses: D {m.get('loss_d', nan):.4f}, G {m.get('loss_g', nan):.4f}; "
+                         f"D(x) {m.get('d_real', nan):.3f}, D(G(z)) {m.get('d_fake', nan):.3f}")
+        lines.append(f"checkpoint: {self.checkpoint}")
+        if self.samples is not None:
+            lines.append(f"samples:    {self.samples}")
+        lines.append(f"metrics:    {self.out_dir / 'metrics.jsonl'}")
+        return "\n".join(lines)
+
+
+RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
+
+
+def check_run_dir(out: Path, resume: bool) -> Path | None:
+    """Refuse to overwrite a run; with ``resume`` return the checkpoint to continue from."""
+    last = out / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {last}; drop --resume to start a new run there")
+        return last
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; pass a folder for the run")
+    held = [m for m in RUN_MARKERS if (out / m).exists()]
+    if held:
+        raise OutputError(f"{out} already holds a run ({', '.join(held)}); use --resume to continue it or pass "
+                          "another --out")
+    return None
+
+
+def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: Path) -> None:
+    """A checkpoint can only be resumed with the same data (classes, shape, training images) and model."""
+    cd = ckpt.get("data") or {}
+    here = {**tdata.data.meta(), "size": tdata.size}
+    for key, what in (("class_names", "classes"), ("spatial_dims", "dims"), ("channels", "channels"),
+                      ("size", "model size")):
+        if cd.get(key) != here.get(key):
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained on '{cd.get('name')}' with {what} {cd.get(key)}, this run "
+                f"uses '{here['name']}' with {what} {here.get(key)}; resume with the same dataset/--size or use "
+                "another --out"
+            )
+    if cd.get("train_fingerprint") and cd.get("train_fingerprint") != here["train_fingerprint"]:
+        raise CheckpointError(
+            f"cannot resume {path}: its training images differ from this run's ('{cd.get('name')}' vs "
+            f"'{here['name']}', --scarce/--data-dir/split seed changed?); resume with the same data or use another --out"
+        )
+    old_model = (ckpt.get("config") or {}).get("model") or {}
+    new_model = cfg.model.model_dump(mode="json")
+    diff = [k for k in new_model if old_model.get(k) != new_model[k]]
+    if diff:
+        k = diff[0]
+        raise CheckpointError(f"cannot resume {path}: model.{k} is {old_model.get(k)!r} there but {new_model[k]!r} "
+                              "now; resume with the run's config.yaml or use another --out")
+
+
+def _warn(msg: str, progress=None) -> None:
+    log.warning(msg)
+    if progress is not None and progress.bar is not None:
+        progress.write(f"medgan: warning: {msg}")
+    else:
+        print(f"medgan: warning: {msg}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------- hooks
+
+
+@dataclass
+class RunState:
+    """What the hooks of one run share."""
+
+    trainer: Trainer
+    cfg: Config
+    out: Path
+    dist: DistInfo
+    title: str
+    metrics: monitor.MetricsLog
+    progress: monitor.Progress
+    tb: monitor.TensorBoard | None = None
+    alarm: monitor.CollapseAlarm | None = None
+    z_fix: torch.Tensor | None = None
+    y_fix: torch.Tensor | None = None
+    step: int = 0
+    final: bool = False
+    chunk_images: int = 0
+    chunk_seconds: float = 0.0
+    train_seconds: float = 0.0
+    train_images: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+    logging_now: bool = False
+    last_ckpt: Path | None = None
+    last_ckpt_step: int | None = None
+    sample_path: Path | None = None
+
+
+class Hook:
+    """Periodic work: due every ``every`` steps (0: never) and at the last step."""
+
+    main_only = True
+
+    def __init__(self, every: int) -> None:
+        self.every = int(every)
+
+    def next_due(self, step: int) -> int | None:
+        return (step // self.every + 1) * self.every if self.every > 0 else None
+
+    def due(self, state: RunState) -> bool:
+        return state.final or (self.every > 0 and state.step % self.every == 0)
+
+    def __call__(self, state: RunState) -> None:
+        raise NotImplementedError
+
+
+class NonFiniteGuard(Hook):
+    """Stops the run at the first non-finite loss (checked when statistics are logged or a checkpoint is due)."""
+
+    main_only = False
+
+    def __init__(self, log_every: int, checkpoint_every: int) -> None:
+        super().__init__(0)
+        self.periods = [e for e in (log_every, checkpoint_every) if e > 0]
+
+    def due(self, state: RunState) -> bool:
+        return state.final or any(state.step % e == 0 for e in self.periods)
+
+    def __call__(self, state: RunState) -> None:
+        bad = state.trainer.first_bad_step()
+        if bad is None:
+            return
+        s, ld, lg = bad
+        kept = (f"the last good checkpoint is {state.last_ckpt} (step {state.last_ckpt_step})" if state.last_ckpt
+                else "no checkpoint was written before it")
+        raise TrainingError(f"losses became non-finite at step {s} (D loss {ld}, G loss {lg}); stopped, {kept}; "
+                            "lower train.lr_d/train.lr_g or try another --loss (e.g. hinge)")
+
+
+class CollectStats(Hook):
+    """The mean losses and D outputs since the last log point, with speed and elapsed time (every rank)."""
+
+    main_only = False
+
+    def __call__(self, state: RunState) -> None:
+        tr = state.trainer
+        ips = state.chunk_images / state.chunk_seconds if state.chunk_seconds > 0 else 0.0
+        state.record = {"step": state.step, **tr.pop_stats(), "d_output": tr.d_output,
+                        "images_per_s": round(ips, 2), "elapsed_s": round(state.train_seconds, 2)}
+        state.logging_now = True
+
+
+class CollapseCheck(Hook):
+    """Within-class diversity of fixed-noise samples against the real data's; warns below the threshold."""
+
+    def due(self, state: RunState) -> bool:
+        return state.alarm is not None and super().due(state)
+
+    def __call__(self, state: RunState) -> None:
+        from medgan.distances import within_class_diversity
+
+        tr = state.trainer
+        fake = tr.sample(state.z_fix, state.y_fix)
+        rec = state.alarm.check(within_class_diversity(fake, state.y_fix, tr.num_classes,
+                                                       max_per_class=DIVERSITY_PER_CLASS))
+        if rec["collapse"]:
+            _warn(f"possible mode collapse at step {state.step}: within-class diversity of "
+                  f"{', '.join(repr(c) for c in rec['collapsed_classes'])} is below {state.alarm.threshold} x the "
+                  f"real data's (ratios {rec['diversity_ratio']})", state.progress)
+        if state.logging_now:
+            state.record.update(rec)
+        else:
+            state.metrics.append({"step": state.step, **rec})
+
+
+class WriteLog(Hook):
+    """The metrics line (``metrics.jsonl``), the progress bar, TensorBoard and the text log."""
+
+    def __call__(self, state: RunState) -> None:
+        r = state.record
+        state.metrics.append(r)
+        state.progress.show(r)
+        if state.tb is not None:
+            state.tb.add(r)
+        log.info("step %d: D %.4f G %.4f D(x) %.3f D(G(z)) %.3f %.1f img/s", state.step, r["loss_d"], r["loss_g"],
+                 r["d_real"], r["d_fake"], r["images_per_s"])
+
+
+class SampleGrid(Hook):
+    """``samples/step_N.png``: a per-class grid from fixed noise (EMA generator)."""
+
+    def __call__(self, state: RunState) -> None:
+        from medgan.viz import save_grid
+
+        tr = state.trainer
+        sel = torch.cat([torch.arange(c * DIVERSITY_PER_CLASS, c * DIVERSITY_PER_CLASS + GRID_PER_CLASS)
+                         for c in range(tr.num_classes)])
+        imgs = tr.sample(state.z_fix[sel], state.y_fix[sel])
+        state.sample_path = save_grid(state.out / "samples" / f"step_{state.step}.png", imgs, state.y_fix[sel],
+                                      tr.class_names, per_class=GRID_PER_CLASS,
+                                      title=f"{state.title}, step {state.step} ({'EMA ' if tr.G_ema else ''}G)")
+
+
+class SaveCheckpoint(Hook):
+    """``checkpoints/step_N.pt`` every ``every`` steps and ``checkpoints/last.pt`` each time (and at the end)."""
+
+    def __call__(self, state: RunState) -> None:
+        ck_dir = state.out / "checkpoints"
+        payload = state.trainer.checkpoint_payload()
+        if self.every > 0 and state.step % self.every == 0:
+            save_checkpoint(ck_dir / f"step_{state.step}.pt", payload)
+        state.last_ckpt = save_checkpoint(ck_dir / "last.pt", payload)
+        state.last_ckpt_step = state.step
+
+
+def default_hooks(cfg: Config) -> list[Hook]:
+    """The hooks of a run, in the order they run at a step where several are due."""
+    t = cfg.train
+    return [NonFiniteGuard(t.log_every, t.checkpoint_every), CollectStats(t.log_every),
+            CollapseCheck(t.collapse_every), WriteLog(t.log_every), SampleGrid(t.sample_every),
+            SaveCheckpoint(t.checkpoint_every)]
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+
+def _setup_run_dir(state: RunState, resume: bool, start: int) -> logging.Handler:
+    """Rank 0: folders, ``config.yaml``, the text log, the real-image grid and the collapse alarm's reference."""
+    trainer, cfg, out = state.trainer, state.cfg, state.out
+    t, tdata = cfg.train, trainer.tdata
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    atomic_write(out / "config.yaml", cfg.to_yaml())
+    handler = monitor.add_file_log(out / "train.log")
+    state.metrics.truncate_after(start)
+    log.info("%s run: dataset %s (%s, train counts %s), model size %d, device %s, balanced batches %s, "
+             "world size %d, from step %d to %d", "resumed" if resume else "new", tdata.data.name,
+             "x".join(map(str, tdata.shape)), trainer.counts, tdata.size, trainer.device,
+             trainer.balanced, state.dist.world_size, start, t.steps)
+    if not (out / "samples" / "real.png").exists():
+        from medgan.viz import save_grid
+
+        save_grid(out / "samples" / "real.png", tdata.x["train"], tdata.y["train"], trainer.class_names,
+                  per_class=GRID_PER_CLASS, title=f"{tdata.data.name}: real training images")
+    if t.collapse_every > 0:
+        from medgan.distances import within_class_diversity
+
+        g = torch.Generator().manual_seed(derive_seed(t.seed, 15485863))
+        real_div = within_class_diversity(tdata.x["train"], tdata.y["train"], trainer.num_classes,
+                                          max_per_class=DIVERSITY_PER_CLASS, generator=g)
+        state.alarm = monitor.CollapseAlarm(real_div, trainer.class_names, t.collapse_threshold)
+    return handler
+
+
+def _loop(state: RunState, hooks: list[Hook], steps: int) -> None:
+    """Train up to the next due hook, run the due hooks, repeat until ``steps``."""
+    trainer, t = state.trainer, state.cfg.train
+    main = state.dist.is_main
+    while state.step < steps:
+        nxt = min([steps] + [n for h in hooks if (n := h.next_due(state.step)) is not None])
+        t0 = time.perf_counter()
+        for _ in range(nxt - state.step):
+            trainer.train_step()
+        trainer._sync()
+        dt = time.perf_counter() - t0
+        state.progress.update(nxt - state.step)
+        state.chunk_seconds = dt
+        state.chunk_images = (nxt - state.step) * t.batch_size * t.d_steps * state.dist.world_size
+        state.train_seconds += dt
+        state.train_images += state.chunk_images
+        state.step = nxt
+        state.final = state.step >= steps
+        state.logging_now = False
+        for h in hooks:
+            if (main or not h.main_only) and h.due(state):
+                h(state)
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train a conditional GAN as configured and keep a run directory in ``out_dir`` (see the module docstring).
+
+    Raises :class:`~medgan.errors.OutputError` when ``out_dir`` already holds a run (without ``resume``),
+    :class:`~medgan.errors.CheckpointError` for a missing/incompatible checkpoint on resume,
+    :class:`~medgan.errors.TrainingError` when the losses become non-finite (the last good checkpoint is kept).
+    """
+    from medgan.data.preprocess import prepare
+    from medgan.data.sources import load_dataset
+
+    out = Path(out_dir)
+    t = cfg.train
+    dist, owns_group = init_distributed(t.device)
+    handler = None
+    try:
+        # Setup: the run folder, the data, the trainer (from the checkpoint when resuming).
+        ckpt_path = check_run_dir(out, resume)
+        ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        if t.tensorboard and dist.is_main:
+            monitor.TensorBoard.check_available()
+        data = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, split_seed=cfg.data.split_seed,
+                            download=cfg.data.download, scarce=cfg.data.scarce)
+        tdata = prepare(data, cfg.data.size)
+        if ckpt is not None:
+            check_resumable(ckpt, cfg, tdata, ckpt_path)
+        trainer = Trainer(cfg, tdata, dist=dist)
+        if ckpt is not None:
+            trainer.load_payload(ckpt)
+            del ckpt
+        start = trainer.step
+        z_fix, y_fix = trainer.fixed_noise(max(GRID_PER_CLASS, DIVERSITY_PER_CLASS))
+        state = RunState(trainer, cfg, out, dist, data.name, monitor.MetricsLog(out / "metrics.jsonl"),
+                         monitor.Progress(t.steps, start, False), z_fix=z_fix, y_fix=y_fix, step=start,
+                         last_ckpt=out / "checkpoints" / "last.pt" if start > 0 else None,
+                         last_ckpt_step=start if start > 0 else None)
+        if dist.is_main:
+            handler = _setup_run_dir(state, resume, start)
+        state.tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
+        state.progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)
+
+        # Training, with the periodic hooks.
+        trainer._reset_accumulators()
+        try:
+            _loop(state, default_hooks(cfg), t.steps)
+        except KeyboardInterrupt:
+            if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
+                save_checkpoint(out / "checkpoints" / "last.pt", trainer.checkpoint_payload())
+                _warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue with "
+                      "--resume", state.progress)
+            raise
+        finally:
+            state.progress.close()
+            if state.tb is not None:
+                state.tb.close()
+
+        # The end: curves, the result.
+        if dist.is_main:
+            monitor.plot_curves(state.metrics.read(), out / "curves.png", title=f"{data.name}: {t.loss} loss")
+            if start >= t.steps:
+                log.info("nothing to do: the checkpoint is at step %d, train.steps is %d", start, t.steps)
+        overall = state.train_images / state.train_seconds if state.train_seconds > 0 else 0.0
+        return TrainResult(out_dir=out, checkpoint=out / "checkpoints" / "last.pt", step=state.step,
+                           images_per_s=overall, metrics=state.record, samples=state.sample_path,
+                           seconds=state.train_seconds)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        close_distributed(owns_group)
