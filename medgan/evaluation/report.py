@@ -92,6 +92,24 @@ class Report:
         return "\n".join(lines)
 
     def markdown(self) -> str:
+        """The Markdown report: set-up, results, paired differences, verdicts, quality, memorisation, figures."""
+        d = self.data
+        parts = self._md_setup() + self._md_results()
+        q, pv = d.get("quality"), d.get("privacy")
+        if q:
+            parts += self._md_quality(q)
+        if pv:
+            parts += self._md_privacy(pv)
+        figs = [f for f in d.get("files", []) if f.endswith(".png")]
+        if figs:
+            parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
+        if d.get("notes"):
+            parts += ["", "## Notes", ""] + [f"- {x}" for x in d["notes"]]
+        t = d.get("timing", {})
+        parts += ["", f"_medgan {d.get('medgan_version')}; total time {t.get('total_s', 0):.0f} s._", ""]
+        return "\n".join(parts)
+
+    def _md_setup(self) -> list[str]:
         d = self.data
         ds, pr = d["dataset"], d["protocol"]
         n = len(pr["seeds"])
@@ -118,6 +136,13 @@ class Report:
         parts.append(f"- Synthetic allocation: {pr['allocation_policy']}.")
         parts.append(f"- Statistics: mean and {pr['ci']}; paired differences tested with the {pr['test']}. "
                      f"{pr['test_note']}")
+        return parts
+
+    def _md_results(self) -> list[str]:
+        d = self.data
+        ds = d["dataset"]
+        n = len(d["protocol"]["seeds"])
+        parts: list[str] = []
         parts += ["", f"## Results (mean [95% CI] over {n} seeds, real test split)", ""]
         rows = [[f"`{a}`"] + [format_ci(s[k]) for k, _ in HEADLINE] for a, s in d["summary"].items()]
         parts.append(markdown_table(["arm"] + [lab for _, lab in HEADLINE], rows))
@@ -142,63 +167,60 @@ class Report:
                      if rows else "_no comparisons (baseline and oversample not run)_")
         parts += ["", "## Verdicts", ""]
         parts += [f"- {v}" for v in d["verdicts"]] or ["- (no comparisons)"]
-        q = d.get("quality")
-        if q:
-            parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
-                      "distance between the real training and real test images.", ""]
-            parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
-                ["Fréchet distance", _num(q["frechet"]["synthetic_vs_train"]), _num(q["frechet"]["floor_test_vs_train"])],
-                [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
-                 f"{_num(q['kid']['synthetic_vs_train']['mean'], 4)} ± {_num(q['kid']['synthetic_vs_train']['sd'], 4)}",
-                 f"{_num(q['kid']['floor_test_vs_train']['mean'], 4)} ± {_num(q['kid']['floor_test_vs_train']['sd'], 4)}"],
-            ]))
-            parts.append("")
-            rows = []
-            for c, pc in q["per_class"].items():
-                pr_ = pc["prdc"] or {}
-                fl = pc["prdc_floor_test_vs_train"] or {}
-                rows.append([c, str(pc["n_synthetic"]),
-                             *[f"{_num(pr_.get(m))} ({_num(fl.get(m))})" for m in ("precision", "recall", "density",
-                                                                                   "coverage")],
-                             _num(pc["synthetic_accuracy"]),
-                             f"{_num(pc['diversity']['feature']['synthetic'])} / {_num(pc['diversity']['feature']['real'])}"])
-            parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
-                                 "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
-            parts.append("")
-            parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
-                         f"{_num(q['synthetic_accuracy'])}.")
-            if q.get("tstr"):
-                t = q["tstr"]
-                parts.append(f"Train on synthetic, test on real: accuracy {_num(t['accuracy'])}, balanced accuracy "
-                             f"{_num(t['balanced_accuracy'])} (train on real: {_num(t['trtr_accuracy'])} / "
-                             f"{_num(t['trtr_balanced_accuracy'])}).")
-        pv = d.get("privacy")
-        if pv:
-            px = pv["pixel"]
-            parts += ["", "## Memorisation", "", f"Rule: a synthetic sample is {pv['rule']}.", ""]
-            rows = []
-            for space in ("pixel", "feature"):
-                if space in pv:
-                    s = pv[space]
-                    rows.append([space, _num(s["threshold"]), _num(s["real_loo_nn"]["median"]),
-                                 _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
-                                 _num(s["fraction_below_threshold"]), _num(s.get("real_flag_rate")),
-                                 _num(s["fraction_below_p5"]), _num(s["same_class_nn"])])
-            parts.append(markdown_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
-                                 "synthetic <= threshold", "real <= threshold (false-alarm ref.)", "synthetic <= p5",
-                                 "NN of same class"], rows))
-            parts.append("")
-            parts.append(f"**{pv['flagged']} of {pv['n_synthetic']} synthetic samples "
-                         f"({100 * pv['fraction_flagged']:.1f}%) are flagged as near-copies** (pixel space, "
-                         f"threshold {px['threshold']:.3f}).")
-        figs = [f for f in d.get("files", []) if f.endswith(".png")]
-        if figs:
-            parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
-        if d.get("notes"):
-            parts += ["", "## Notes", ""] + [f"- {x}" for x in d["notes"]]
-        t = d.get("timing", {})
-        parts += ["", f"_medgan {d.get('medgan_version')}; total time {t.get('total_s', 0):.0f} s._", ""]
-        return "\n".join(parts)
+        return parts
+
+    def _md_quality(self, q: dict[str, Any]) -> list[str]:
+        parts: list[str] = []
+        parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
+                  "distance between the real training and real test images.", ""]
+        parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
+            ["Fréchet distance", _num(q["frechet"]["synthetic_vs_train"]), _num(q["frechet"]["floor_test_vs_train"])],
+            [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
+             f"{_num(q['kid']['synthetic_vs_train']['mean'], 4)} ± {_num(q['kid']['synthetic_vs_train']['sd'], 4)}",
+             f"{_num(q['kid']['floor_test_vs_train']['mean'], 4)} ± {_num(q['kid']['floor_test_vs_train']['sd'], 4)}"],
+        ]))
+        parts.append("")
+        rows = []
+        for c, pc in q["per_class"].items():
+            pr_ = pc["prdc"] or {}
+            fl = pc["prdc_floor_test_vs_train"] or {}
+            rows.append([c, str(pc["n_synthetic"]),
+                         *[f"{_num(pr_.get(m))} ({_num(fl.get(m))})" for m in ("precision", "recall", "density",
+                                                                               "coverage")],
+                         _num(pc["synthetic_accuracy"]),
+                         f"{_num(pc['diversity']['feature']['synthetic'])} / {_num(pc['diversity']['feature']['real'])}"])
+        parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
+                             "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
+        parts.append("")
+        parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
+                     f"{_num(q['synthetic_accuracy'])}.")
+        if q.get("tstr"):
+            t = q["tstr"]
+            parts.append(f"Train on synthetic, test on real: accuracy {_num(t['accuracy'])}, balanced accuracy "
+                         f"{_num(t['balanced_accuracy'])} (train on real: {_num(t['trtr_accuracy'])} / "
+                         f"{_num(t['trtr_balanced_accuracy'])}).")
+        return parts
+
+    def _md_privacy(self, pv: dict[str, Any]) -> list[str]:
+        parts: list[str] = []
+        px = pv["pixel"]
+        parts += ["", "## Memorisation", "", f"Rule: a synthetic sample is {pv['rule']}.", ""]
+        rows = []
+        for space in ("pixel", "feature"):
+            if space in pv:
+                s = pv[space]
+                rows.append([space, _num(s["threshold"]), _num(s["real_loo_nn"]["median"]),
+                             _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
+                             _num(s["fraction_below_threshold"]), _num(s.get("real_flag_rate")),
+                             _num(s["fraction_below_p5"]), _num(s["same_class_nn"])])
+        parts.append(markdown_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
+                             "synthetic <= threshold", "real <= threshold (false-alarm ref.)", "synthetic <= p5",
+                             "NN of same class"], rows))
+        parts.append("")
+        parts.append(f"**{pv['flagged']} of {pv['n_synthetic']} synthetic samples "
+                     f"({100 * pv['fraction_flagged']:.1f}%) are flagged as near-copies** (pixel space, "
+                     f"threshold {px['threshold']:.3f}).")
+        return parts
 
     # -------------------------------------------------------------------------------------------- plots
     def _plots(self, out: Path) -> list[Path]:

@@ -39,6 +39,7 @@ from medgan.synthesis.writers import FORMATS, NPZ_NAME, NiftiWriter, NpzWriter, 
 
 if TYPE_CHECKING:
     from medgan.config import AugmentConfig
+    from medgan.synthesis.sampler import Sampler
 
 MANIFEST = "manifest.csv"
 INFO = "augment.json"
@@ -186,65 +187,113 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     filter); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its redraw count goes to
     the manifest column ``near_copy_redraws``.
     """
+    o = _options(options, settings)
+    job = _Job.prepare(checkpoint, o, filter_fn)
+    out = Path(out_dir)
+    job.writer_cls.check(job.prov)  # before touching the folder: a format that cannot hold the data
+    _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
+    _prepare_out_dir(out, o.overwrite)
+    t0 = time.perf_counter()
+    row, redraws, extra = _write_samples(job, out, progress, max_redraws)
+    return AugmentResult(
+        out_dir=out, manifest=out / MANIFEST, format=job.fmt, counts=job.counts_by_name(), n_samples=row,
+        seconds=time.perf_counter() - t0, checkpoint_sha256=job.prov.checkpoint_sha256,
+        generator_step=job.prov.generator_step, redraws=redraws, files=[*extra, INFO],
+    )
+
+
+@dataclass
+class _Job:
+    """One augment request, resolved: the sampler, per-class counts, provenance, writer and redraw filter."""
+
+    sampler: Sampler
+    fmt: str
+    counts: dict[int, int]
+    prov: Provenance
+    writer_cls: type[Writer]
+    seed: int
+    batch_size: int
+    workers: int
+    filter_fn: Callable[[Any, Any], Any] | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def counts_by_name(self) -> dict[str, int]:
+        return {self.sampler.class_names[c]: k for c, k in self.counts.items()}
+
+    @classmethod
+    def prepare(cls, checkpoint: str | Path, o: AugmentConfig, filter_fn: Callable | None) -> _Job:
+        """Check the settings, load the checkpoint once, plan the counts, build the near-copy filter if asked."""
+        from medgan import __version__
+        from medgan.synthesis.allocation import per_class_request
+        from medgan.synthesis.sampler import Sampler
+
+        fmt = str(o.format).lower()
+        if fmt not in FORMATS:
+            raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+        if int(o.batch_size) <= 0:
+            raise MedganError(f"--batch-size must be positive, got {o.batch_size}")
+        if int(o.workers) < 0:
+            raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
+        sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
+        counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n,
+                                   o.balance, sampler.meta.get("train_counts"), sampler.class_names)
+        if o.reject_near_copies and filter_fn is None:
+            from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
+
+            filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta})
+        meta = sampler.meta
+        prov = Provenance(
+            checkpoint_sha256=sampler.checkpoint_sha256, generator_step=sampler.step, medgan_version=__version__,
+            seed=int(o.seed), class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
+            channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]), spacing=meta.get("spacing"),
+            modality=meta.get("modality"),
+            run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
+                                **({"amp": sampler.amp} if sampler.amp != "off" else {})}),
+        )
+        return cls(sampler, fmt, counts, prov, writer_for(fmt), int(o.seed), int(o.batch_size),
+                   int(o.workers) or min(4, os.cpu_count() or 1), filter_fn)
+
+    def info(self) -> dict[str, Any]:
+        """``augment.json``: what was generated, from what, and how to map it back to model space."""
+        s, prov, meta = self.sampler, self.prov, self.sampler.meta
+        return {
+            "format": self.fmt, "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": prov.checkpoint_sha256,
+            "generator_step": prov.generator_step, "used_ema": s.used_ema, "amp": s.amp,
+            "medgan_version": prov.medgan_version, "seed": self.seed, "class_names": prov.class_names,
+            "counts": self.counts_by_name(), "spatial_dims": prov.spatial_dims, "channels": prov.channels,
+            "size": int(meta["size"]), "intensity": meta["intensity"], "spacing": prov.spacing,
+            "modality": prov.modality, "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
+        }
+
+
+def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None) -> tuple[int, int, list[str]]:
+    """Stream the samples into their files and the manifest rows into a temporary file; write ``augment.json``,
+    sync, then rename the manifest into place. Returns the rows written, the redraws and the extra files."""
     import torch
     from tqdm.auto import tqdm
 
-    from medgan import __version__
-    from medgan.synthesis.allocation import per_class_request
-    from medgan.synthesis.sampler import MAX_REDRAWS, Sampler
+    from medgan.synthesis.sampler import MAX_REDRAWS
 
-    o = _options(options, settings)
-    fmt = str(o.format).lower()
-    if fmt not in FORMATS:
-        raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if int(o.batch_size) <= 0:
-        raise MedganError(f"--batch-size must be positive, got {o.batch_size}")
-    if int(o.workers) < 0:
-        raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
-    workers = int(o.workers) or min(4, os.cpu_count() or 1)
-    seed, batch_size = int(o.seed), int(o.batch_size)
-    out = Path(out_dir)
-    sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
-    counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n, o.balance,
-                               sampler.meta.get("train_counts"), sampler.class_names)
-    if o.reject_near_copies and filter_fn is None:
-        from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
-
-        filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta})
-    total = sum(counts.values())
-    meta = sampler.meta
-    prov = Provenance(
-        checkpoint_sha256=sampler.checkpoint_sha256, generator_step=sampler.step, medgan_version=__version__,
-        seed=seed, class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
-        channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]), spacing=meta.get("spacing"),
-        modality=meta.get("modality"),
-        run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
-                            **({"amp": sampler.amp} if sampler.amp != "off" else {})}),
-    )
-    writer_cls = writer_for(fmt)
-    writer_cls.check(prov)  # before touching the folder: a format that cannot hold the data
-    _check_space(out, writer_cls, prov, sampler.shape, total)
-    _prepare_out_dir(out, o.overwrite)
-
-    writer = writer_cls(out, prov, total)
+    prov, names = job.prov, job.sampler.class_names
+    writer = job.writer_cls(out, prov, job.total)
     fd, tmp_manifest = tempfile.mkstemp(dir=out, prefix=f".{MANIFEST}.", suffix=".tmp")
     os.fchmod(fd, default_file_mode())
-    t0 = time.perf_counter()
-    row = 0
-    redraws = 0
+    row = redraws = 0
     try:
-        with os.fdopen(fd, "w", newline="") as mf, tqdm(total=total, unit="img", disable=not progress,
-                                                        desc=f"augment -> {fmt}") as bar:
+        with os.fdopen(fd, "w", newline="") as mf, tqdm(total=job.total, unit="img", disable=not progress,
+                                                        desc=f"augment -> {job.fmt}") as bar:
             w = csv.writer(mf, lineterminator="\n")
             w.writerow(MANIFEST_COLUMNS)
-            stream = sampler.stream(counts=counts, seed=seed, out="source", batch_size=batch_size,
-                                    filter_fn=filter_fn, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws,
-                                    workers=workers)
+            stream = job.sampler.stream(counts=job.counts, seed=job.seed, out="source", batch_size=job.batch_size,
+                                        filter_fn=job.filter_fn, workers=job.workers,
+                                        max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
             fixed = (prov.checkpoint_sha256, prov.generator_step, prov.medgan_version)
             for b in stream:
                 y = b.y.numpy() if isinstance(b.y, torch.Tensor) else np.asarray(b.y)
                 paths = writer.write_batch(b.x, y, b.index, b.seeds, row)
-                names = sampler.class_names
                 w.writerows(
                     (p, int(lab), names[lab], int(s), *fixed, int(r), row + k)
                     for k, (p, lab, s, r) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, strict=True))
@@ -253,16 +302,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
                 row += len(paths)
                 bar.update(len(paths))
             extra = writer.close()
-            info = {
-                "format": fmt, "checkpoint": str(sampler.checkpoint_path), "checkpoint_sha256": prov.checkpoint_sha256,
-                "generator_step": prov.generator_step, "used_ema": sampler.used_ema, "amp": sampler.amp, "medgan_version": __version__,
-                "seed": seed, "class_names": prov.class_names,
-                "counts": {sampler.class_names[c]: k for c, k in counts.items()},
-                "spatial_dims": prov.spatial_dims, "channels": prov.channels, "size": int(meta["size"]),
-                "intensity": meta["intensity"], "spacing": prov.spacing, "modality": prov.modality,
-                "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
-            }
-            write_bytes_fast(out / INFO, (json.dumps(info, indent=2) + "\n").encode())
+            write_bytes_fast(out / INFO, (json.dumps(job.info(), indent=2) + "\n").encode())
             mf.flush()
             os.fsync(mf.fileno())
         if hasattr(os, "sync"):
@@ -273,13 +313,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
         if os.path.exists(tmp_manifest):
             os.unlink(tmp_manifest)
         raise
-    seconds = time.perf_counter() - t0
-    return AugmentResult(
-        out_dir=out, manifest=out / MANIFEST, format=fmt,
-        counts={sampler.class_names[c]: k for c, k in counts.items()}, n_samples=row, seconds=seconds,
-        checkpoint_sha256=prov.checkpoint_sha256, generator_step=prov.generator_step, redraws=redraws,
-        files=[*extra, INFO],
-    )
+    return row, redraws, extra
 
 
 def read_manifest(folder: str | Path) -> list[dict[str, str]]:
