@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,14 @@ class TensorBoard:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def warn(msg: str, progress=None) -> None:
+    log.warning(msg)
+    if progress is not None and progress.bar is not None:
+        progress.write(f"medgan: warning: {msg}")
+    else:
+        print(f"medgan: warning: {msg}", file=sys.stderr)
 
 
 def add_file_log(path: str | Path) -> logging.Handler:
