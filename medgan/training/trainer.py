@@ -129,10 +129,10 @@ class Trainer:
         self.real_target = 1.0 - float(t.label_smoothing)
 
         da = t.diffaugment
-        self.augment = bool(da.enabled and da.policy)
+        self.use_diffaugment = bool(da.enabled and da.policy)
         self.policy = list(da.policy)
         self.ada = AdaptiveAugment(da.target, da.adjust_every, da.adjust_speed, da.p) if (
-            self.augment and da.adaptive) else None
+            self.use_diffaugment and da.adaptive) else None
         self.aug_p = float(da.p)
 
         # RNG streams (per rank): batch indices, latent noise, augmentation
@@ -157,7 +157,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.augment:
+        if not self.use_diffaugment:
             return x
         from medgan.training.diffaugment import diff_augment
 
