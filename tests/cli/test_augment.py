@@ -1,0 +1,97 @@
+"""Tests for medgan.cli's `medgan augment`: output, one-line errors, refusal/overwrite, options."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from medgan.synthesis.export import MANIFEST_COLUMNS, augment, read_manifest
+
+
+@pytest.fixture
+def run_cli(medgan_cli):
+    """``medgan augment ARGS`` in-process (see conftest)."""
+    return lambda *args: medgan_cli("augment", *args)
+
+
+def test_cli_writes_manifest_with_provenance(tmp_path, breast, run_cli):
+    out = tmp_path / "o"
+    r = run_cli("--checkpoint", breast, "--out", out, "--n", 4, "--class", "malignant", "--seed", 3, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 4 png samples (malignant: 4)" in r.stdout
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == MANIFEST_COLUMNS
+    assert len(rows) == 4 and {r["class_name"] for r in rows} == {"malignant"}
+    from medgan.io import default_file_mode
+
+    assert (out / "manifest.csv").stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's owner-only 0o600
+    from medgan.io import file_sha256
+
+    sha = file_sha256(breast)
+    for k, row in enumerate(rows):
+        assert (out / row["path"]).is_file()
+        assert row["checkpoint_sha256"] == sha and row["generator_step"] == "7" and row["medgan_version"] == "0.1.0"
+        assert row["near_copy_redraws"] == "0" and row["index"] == str(k) and int(row["seed"]) >= 0
+    assert len({r["seed"] for r in rows}) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", 2, "--class", "benign"], "unknown class 'benign'; valid classes (index=name): 0='malignant', 1='normal, benign'"),
+    (["--n", 0], "--n must be a positive number"),
+    (["--n", -3], "--n must be a positive number"),
+    (["--n", 10**12], "GB are free"),
+    ([], "--n N (per class) or --balance"),
+    (["--n", 2, "--format", "tiff"], "invalid value for 'augment.format'"),
+    (["--n", 2, "--device", "bogus"], "unknown device 'bogus'"),
+    (["--n", 2, "--amp", "fp16"], "augment.amp"),
+    (["--n", 2, "--workers", -1], "augment.workers"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, breast, args, message, run_cli):
+    r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", *args)
+    assert r.returncode in (1, 2)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("medgan: error:"), r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_bad_checkpoints_and_geometry(tmp_path, breast, adrenal, run_cli):
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(breast.read_bytes()[:2000])
+    other = tmp_path / "other.pt"
+    torch.save({"w": torch.zeros(1)}, other)
+    cases = [(tmp_path / "missing.pt", "checkpoint not found"), (trunc, "truncated"),
+             (other, "not a medgan checkpoint")]
+    for ckpt, msg in cases:
+        r = run_cli("--checkpoint", ckpt, "--out", tmp_path / "o", "--n", 1)
+        assert r.returncode == 1 and msg in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run_cli("--checkpoint", adrenal, "--out", tmp_path / "o3", "--n", 1, "--format", "png")
+    assert r.returncode == 1 and "use --format nifti, npz or dicom" in r.stderr
+    assert not (tmp_path / "o3").exists()
+
+
+def test_non_empty_folder_refused_then_overwritten(tmp_path, breast, run_cli):
+    out = tmp_path / "o"
+    augment(breast, out, n=3, progress=False)
+    before = sorted(p.name for p in out.rglob("*.png"))
+    r = run_cli("--checkpoint", breast, "--out", out, "--n", 1)
+    assert r.returncode == 1 and "is not empty; pass --overwrite" in r.stderr
+    assert sorted(p.name for p in out.rglob("*.png")) == before  # untouched
+    (out / "notes.txt").write_text("mine")
+    augment(breast, out, n=1, overwrite=True, progress=False)
+    assert len(list(out.rglob("*.png"))) == 2  # old synthetic files replaced, not accumulated
+    assert (out / "notes.txt").read_text() == "mine"  # files medgan did not write stay
+    assert len(read_manifest(out)) == 2
+
+
+def test_cli_amp_and_workers(tmp_path, breast, run_cli):
+    out = tmp_path / "o"
+    r = run_cli("--checkpoint", breast, "--out", out, "--n", 5, "--format", "npz", "--amp", "bf16", "--workers", 2,
+                "--batch-size", 3, "--quiet")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads((out / "augment.json").read_text())["amp"] == "bf16"
+    assert len(read_manifest(out)) == 10

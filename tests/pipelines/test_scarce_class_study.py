@@ -1,0 +1,45 @@
+"""Tests for pipelines/scarce_class_study.py: the exact subset in its commands, and a resumable quick run (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_pipeline
+
+
+def test_study_commands_name_the_exact_subset(tmp_path):
+    import scarce_class_study as st
+
+    s = st.SETTINGS["breast20"]
+    train = st.train_command(s, tmp_path / "gan", 100, resume=True, gan_config=None, seed=0)
+    ev = st.evaluate_command(s, tmp_path / "ck.pt", tmp_path / "r", 10, None, st.ARMS, st.RATIOS, "smallcnn")
+    for cmd in (train, ev):
+        assert cmd[cmd.index("--scarce") + 1] == "0=0.2" and cmd[cmd.index("--dataset") + 1] == "breastmnist"
+    assert "--resume" in train and ev[ev.index("--ratio") + 1] == "0.5,1.0,balance"
+    assert "--scarce" not in st.evaluate_command(st.SETTINGS["breast100"], tmp_path / "c", tmp_path, 5, 1, "baseline",
+                                                 "0.5", "smallcnn")
+
+
+@pytest.mark.slow
+def test_scarce_class_study_quick_is_resumable(tmp_path, medmnist_dir):
+    work, res = tmp_path / "w", tmp_path / "r"
+    args = ["--setting", "breast20", "--quick", "--arms", "baseline,gan", "--ratios", "1.0", "--work", str(work),
+            "--results-dir", str(res)]
+    run_pipeline("scarce_class_study.py", *args)
+    r = json.loads((res / "study_breast20.json").read_text())
+    assert r["study"]["setting"] == "breast20" and r["study"]["scarce"] == "0=0.2"
+    assert "--scarce 0=0.2" in r["study"]["train_command"] and "--scarce 0=0.2" in r["study"]["evaluate_command"]
+    assert {"baseline", "gan@1.0"} <= set(r["summary"])
+    assert (res / "study_breast20.md").is_file()
+    again = run_pipeline("scarce_class_study.py", *args)  # finished stages are skipped
+    assert "already trained" in again.stdout and "evaluation already done" in again.stdout
+    # a tuning variant that only changes the evaluation reuses that GAN and lands in its own result files
+    run_pipeline("scarce_class_study.py", *args, "--tag", "filt", "--gan-from", str(work / "breast20"),
+         "--filter-confidence", "0.01")
+    v = json.loads((res / "study_breast20_filt.json").read_text())
+    assert v["study"]["tag"] == "filt" and v["study"]["train_command"] == r["study"]["train_command"]
+    assert "--filter-confidence 0.01" in v["study"]["evaluate_command"]
+    assert v["synthetic"]["filter"]["threshold"] == 0.01 and not (work / "breast20_filt" / "gan").exists()
+    summary = run_pipeline("scarce_class_study.py", "--summary", "--results-dir", str(res)).stdout
+    assert "### breast20:" in summary and "### breast20_filt:" in summary

@@ -1,0 +1,118 @@
+"""Tests for medgan.training.trainer: the Trainer's steps, EMA, fixed noise, bf16, loss options, channels-last, Adam."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import tiny_cfg
+
+from medgan.data.preprocess import prepare
+from medgan.data.sources import load_dataset
+from medgan.training.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("fast_phantoms")
+
+
+def _trainer(**over) -> Trainer:
+    cfg = tiny_cfg(**over)
+    return Trainer(cfg, prepare(load_dataset(cfg.data.dataset), None))
+
+
+def test_trainer_run_stats_without_io():
+    tr = _trainer()
+    stats = tr.run(2)
+    assert tr.step == 2 and stats["steps"] == 2
+    assert stats["images_per_s"] > 0 and stats["seconds"] > 0
+    assert all(math.isfinite(stats[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake"))
+
+
+def test_ema_differs_from_g_and_follows_it():
+    tr = _trainer(train__ema_decay=0.5)
+    tr.run(1)
+    ema_before = [p.detach().clone() for p in tr.G_ema.parameters()]
+    tr.train_step()
+    g_now = list(tr.G.parameters())
+    ema_now = list(tr.G_ema.parameters())
+    assert any(not torch.equal(e, g) for e, g in zip(ema_now, g_now, strict=True))  # EMA is not a copy of G
+    beta = tr.ema_beta(tr.step)
+    assert 0 < beta <= 0.5 and tr.ema_beta(10**6) == 0.5 and tr.ema_beta(0) == 0.0
+    for e0, e1, g in zip(ema_before, ema_now, g_now, strict=True):
+        torch.testing.assert_close(e1, torch.lerp(e0, g.detach(), 1 - beta))  # and moves towards it
+    for eb, gb in zip(tr.G_ema.buffers(), tr.G.buffers(), strict=True):  # batch-norm statistics are copied
+        assert torch.equal(eb, gb)
+    assert not any(p.requires_grad for p in tr.G_ema.parameters())
+
+
+def test_ema_off_samples_with_g(tmp_path):
+    tr = _trainer(train__ema_decay=0.0)
+    assert tr.G_ema is None
+    z, y = tr.fixed_noise(2)
+    assert tr.sample(z, y).shape == (6, 1, 28, 28)
+    assert tr.checkpoint_payload()["ema_generator"] is None
+
+
+def test_fixed_noise_is_fixed():
+    tr = _trainer()
+    z1, y1 = tr.fixed_noise(4)
+    tr.run(1)
+    z2, y2 = tr.fixed_noise(4)
+    assert torch.equal(z1, z2) and torch.equal(y1, y2)
+    assert y1.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_bf16_autocast_runs():
+    tr = _trainer(train__amp="bf16", train__channels_last=True)
+    stats = tr.run(2)
+    assert math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])
+    assert all(p.dtype == torch.float32 for p in tr.G.parameters())
+    z, y = tr.fixed_noise(1)
+    assert tr.sample(z, y).dtype == torch.float32
+
+
+@pytest.mark.parametrize("over", [
+    {"train__loss": "hinge", "train__d_steps": 2},
+    {"train__loss": "energy", "train__feature_matching": 1.0},
+    {"train__loss": "lsgan", "train__r1_gamma": 1.0, "train__r1_every": 1, "train__label_smoothing": 0.1},
+    {"train__loss": "minimax", "train__diffaugment__adaptive": True, "train__diffaugment__adjust_every": 1},
+    {"train__diffaugment__enabled": False, "model__spectral_norm": False, "model__minibatch_std": False},
+])
+def test_training_options_give_finite_losses(over):
+    tr = _trainer(**over)
+    stats = tr.run(2)
+    assert math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])
+    if over.get("train__diffaugment__adaptive"):
+        assert "ada_p" in stats and tr.d_updates == 2
+
+
+def test_channels_last_auto_policy():
+    from medgan.training.trainer import use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last("auto", cpu, "bf16", 2) and use_channels_last("auto", cpu, "off", 3)
+    assert not use_channels_last("auto", cpu, "off", 2) and not use_channels_last("auto", cuda, "off", 3)
+    assert use_channels_last("auto", cuda, "bf16", 2)
+    assert use_channels_last(True, cpu, "off", 2) and not use_channels_last(False, cpu, "bf16", 3)
+    tr = _trainer(train__amp="bf16")
+    assert tr.x.is_contiguous(memory_format=torch.channels_last)
+    assert any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in tr.G.parameters())
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_one_generator_forward_per_d_update(d_steps):
+    tr = _trainer(train__d_steps=d_steps, train__loss="hinge")
+    calls = []
+    handle = tr.G.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
+    tr.run(2)
+    handle.remove()
+    # per step: one forward per D update, the last one with grad (its output is reused for the G update)
+    assert calls == ([False] * (d_steps - 1) + [True]) * 2
+
+
+def test_adam_is_fused_where_torch_supports_it():
+    tr = _trainer()
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 4):
+        assert tr.opt_g.defaults["fused"] and tr.opt_d.defaults["fused"]
