@@ -122,7 +122,7 @@ class FusedGenerator:
         Assumes the DCGAN layout documented in :mod:`medgan.models.generator` (a first block whose kernel is
         the start grid, then 4-wide stride-2 padding-1 blocks with batch norm + ReLU, a last block without
         them) and checks every key and shape against it; anything else returns ``None`` (the caller builds
-        the module, which also reports weights that do not fit). ``tests/test_sampler.py`` checks that this
+        the module, which also reports weights that do not fit). ``tests/models/test_fused.py`` checks that this
         gives exactly :meth:`from_generator`'s result.
         """
         start = 7 if size == 28 else 4
