@@ -180,9 +180,15 @@ def evaluate_cmd(
                                     "(must have been trained on this exact training split)."),
     synthetic: Path = typer.Option(None, "--synthetic", help="A 'medgan augment' output folder or .npz instead of "
                                    "--checkpoint."),
-    arms: str = typer.Option(None, "--arms", help="Comma-separated: baseline,oversample,classical,gan,gan+classical,gan+oversample."),
+    arms: str = typer.Option(None, "--arms", help="Comma-separated arms (evaluate.arms): baseline, oversample, weighted, "
+                             "classical, classical+oversample, gan, gan+oversample, gan+weighted, gan+classical, "
+                             "gan+classical+oversample."),
     ratio: str = typer.Option(None, "--ratio", help="Synthetic:real ratios of the GAN arms, e.g. 0.5,1.0 or balance."),
-    seeds: int = typer.Option(None, "--seeds", help="Seeds per arm (>= 2; evaluate.seeds, default 5)."),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per arm (>= 2; evaluate.seeds, default 10)."),
+    primary: str = typer.Option(None, "--primary", help="The verdict's metric (evaluate.primary): sens_at_spec "
+                                "(default), sens_youden, auroc, pauroc, balanced_accuracy."),
+    target_specificity: float = typer.Option(None, "--target-specificity", help="Validation specificity the "
+                                             "threshold is chosen for (evaluate.target_specificity, default 0.8)."),
     classifier: str = typer.Option(None, "--classifier", help="smallcnn or resnet18 (evaluate.classifier)."),
     epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per run (evaluate.epochs)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Classifier batch size (evaluate.batch_size)."),
@@ -197,7 +203,9 @@ def evaluate_cmd(
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the memorisation check."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads (evaluate.threads; 0: torch default)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda[:N] (evaluate.device)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-run lines; only the summary."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the runs a previous evaluation left in --out "
+                                 "(by default they are reused and only missing runs are trained)."),
 ) -> None:
     """Measure the downstream benefit of synthetic images (arms x seeds, CIs, paired tests), their quality and
     memorisation; writes JSON, Markdown and PNGs to --out and prints a summary table."""
@@ -212,9 +220,10 @@ def evaluate_cmd(
         "evaluate.epochs": epochs, "evaluate.batch_size": batch_size, "evaluate.threads": threads,
         "evaluate.device": device, "evaluate.quality": False if no_quality else None,
         "evaluate.privacy": False if no_privacy else None, "evaluate.filter_confidence": filter_confidence,
+        "evaluate.primary": primary, "evaluate.target_specificity": target_specificity,
     })
-    report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out,
-                      log=None if quiet else typer.echo)
+    report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
+                      log=None if quiet else typer.echo, progress=not quiet)
     typer.echo(report.summary(out))
 
 

@@ -129,17 +129,36 @@ class AugmentConfig(_Section):
     AMX / AVX512-BF16, images within about 1% of the fp32 ones, byte-identical repeats on the same machine)."""
 
 
+ARM_NAMES = Literal["baseline", "oversample", "weighted", "classical", "classical+oversample", "gan",
+                    "gan+oversample", "gan+weighted", "gan+classical", "gan+classical+oversample"]
+
+
 class EvalConfig(_Section):
-    arms: list[Literal["baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample"]] = Field(
-        default_factory=lambda: ["baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample"]
-    )
+    arms: list[ARM_NAMES] = Field(default_factory=lambda: [
+        "baseline", "oversample", "weighted", "classical+oversample", "gan+oversample", "gan+classical+oversample"])
+    """Arms to compare (docs/evaluation.md). GAN arms run once per ratio."""
     ratios: list[float | Literal["balance"]] = Field(default_factory=lambda: [0.5, 1.0])
-    seeds: int = 5
+    seeds: int = 10
+    """Seeds per arm (paired across arms): 10 allow exact permutation p-values down to 0.002."""
     classifier: Literal["smallcnn", "resnet18"] = "smallcnn"
-    epochs: int = 30
-    patience: int = 8
+    epochs: int = 60
+    """Budget: at most this many epochs of ceil(N_real_train / batch_size) steps."""
+    patience: int = 15
+    """Stop after this many epochs without a better validation score (but not before ``min_epochs``)."""
+    min_epochs: int = 20
+    """No early stop before this many epochs (capped at ``epochs``)."""
+    select: Literal["auroc", "loss", "balanced_accuracy"] = "auroc"
+    """The validation score that picks the kept weights (pipelines/protocol_check.py measures the choice)."""
     batch_size: int = 32
     lr: float = 1e-3
+    primary: Literal["sens_at_spec", "sens_youden", "auroc", "pauroc", "balanced_accuracy"] = "sens_at_spec"
+    """The metric the verdict uses; default: scarce-class sensitivity at the specificity chosen on validation."""
+    target_specificity: float = Field(0.8, gt=0.0, lt=1.0)
+    """Thresholds are chosen on validation for at least this specificity (per scarce class, one-vs-rest)."""
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    """Family-wise error rate of the verdict (Holm over the primary metric's comparisons)."""
+    classical: Literal["mild", "moderate"] = "mild"
+    """Strength of the classical augmentation (medgan.evaluation.classical.STRENGTHS)."""
     n_synthetic: int | None = None
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)

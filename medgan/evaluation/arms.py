@@ -1,13 +1,24 @@
 """The experimental conditions of ``medgan evaluate`` ("arms"), and which classes a study is about.
 
-``baseline``        the real (scarce) training split only, shuffled batches.
-``oversample``      the real training split with class-balanced batches (each class drawn with equal
-                    probability, with replacement).
-``classical``       real batches through :class:`~medgan.evaluation.classical.ClassicalAugment`, on the fly.
-``gan@R``           real + synthetic images (allocation: :func:`medgan.synthesis.allocation.fill_smallest_first`),
-                    shuffled batches.
-``gan+classical@R`` the ``gan@R`` training set with classical augmentation on every batch (real and synthetic).
-``gan+oversample@R`` the ``gan@R`` training set with class-balanced batches.
+An arm is a training set (real only, or real + synthetic) and up to three conventional measures against class
+imbalance, combined by name with ``+``:
+
+========================  ==============================================================================
+``baseline``              the real (scarce) training split, shuffled batches, plain cross-entropy
+``oversample``            class-balanced batches (each class drawn with equal probability, with replacement)
+``weighted``              class-weighted cross-entropy (weights N / (K n_c))
+``classical``             classical augmentation of every batch (:mod:`medgan.evaluation.classical`)
+``classical+oversample``  both: the strongest conventional option in the recorded study
+``gan@R``                 real + synthetic images (allocation:
+                          :func:`medgan.synthesis.allocation.fill_smallest_first`), shuffled batches
+``gan+oversample@R``,     the ``gan@R`` training set with the named conventional measures
+``gan+weighted@R``,
+``gan+classical@R``,
+``gan+classical+oversample@R``
+========================  ==============================================================================
+
+Conventional arms (no ``gan``) are the candidates for "the best conventional option", chosen on validation
+(:mod:`medgan.evaluation.comparison`).
 """
 
 from __future__ import annotations
@@ -22,11 +33,12 @@ from medgan.errors import EvaluationError
 if TYPE_CHECKING:
     from medgan.data.dataset import RealData
 
-BASE_ARMS = ("baseline", "oversample", "classical", "gan", "gan+classical", "gan+oversample")
-GAN_ARMS = ("gan", "gan+classical", "gan+oversample")
+CONVENTIONAL_ARMS = ("baseline", "oversample", "weighted", "classical", "classical+oversample")
+GAN_ARMS = ("gan", "gan+oversample", "gan+weighted", "gan+classical", "gan+classical+oversample")
+BASE_ARMS = CONVENTIONAL_ARMS + GAN_ARMS
 BUDGET_POLICY = (
-    "Every arm: same classifier, Adam, batch size, epochs and ceil(N_real_train / batch_size) optimisation steps "
-    "per epoch; early stopping on the real validation split (best balanced accuracy, ties: lower loss)"
+    "Every arm: same classifier, Adam, batch size and ceil(N_real_train / batch_size) optimisation steps per epoch, "
+    "whatever the size of its training set; the weights with the best real-validation score are kept"
 )
 
 
@@ -44,11 +56,15 @@ class Arm:
 
     @property
     def classical(self) -> bool:
-        return self.kind in ("classical", "gan+classical")
+        return "classical" in self.kind.split("+")
 
     @property
     def balanced(self) -> bool:
-        return self.kind in ("oversample", "gan+oversample")
+        return "oversample" in self.kind.split("+")
+
+    @property
+    def weighted(self) -> bool:
+        return "weighted" in self.kind.split("+")
 
 
 def _ratio_label(r: float | str) -> str:

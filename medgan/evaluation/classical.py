@@ -8,15 +8,37 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+#: Named strengths (``evaluate.classical``). ``mild`` is the default: a fair competitor must not destroy the small
+#: structures a 28-px lesion consists of (chosen on validation by ``pipelines/protocol_check.py``; docs/results.md).
+STRENGTHS: dict[str, dict] = {
+    "mild": {"rotate_deg": {2: 10.0, 3: 5.0}, "scale": 0.05, "translate": 0.05, "elastic_px": 1.0, "p_elastic": 0.3,
+             "gamma": (0.8, 1.25), "p_gamma": 0.5, "noise_sd": 0.02, "p_noise": 0.3, "p_flip": 0.5},
+    "moderate": {"rotate_deg": {2: 15.0, 3: 10.0}, "scale": 0.1, "translate": 0.08, "elastic_px": 1.5,
+                 "p_elastic": 0.5, "gamma": (0.7, 1.5), "p_gamma": 0.5, "noise_sd": 0.03, "p_noise": 0.5,
+                 "p_flip": 0.5},
+}
+
+
+def classical_augment(strength: str, spatial_dims: int, generator: torch.Generator) -> ClassicalAugment:
+    """A :class:`ClassicalAugment` with the parameters of a named strength (:data:`STRENGTHS`)."""
+    from medgan.errors import ConfigError
+
+    if strength not in STRENGTHS:
+        raise ConfigError(f"unknown classical augmentation strength '{strength}'; use one of {', '.join(STRENGTHS)}")
+    kw = dict(STRENGTHS[strength])
+    kw["rotate_deg"] = kw["rotate_deg"][spatial_dims]
+    return ClassicalAugment(spatial_dims, generator, **kw)
+
 
 class ClassicalAugment:
     """Classical augmentation of whole batches in one resampling pass (2D and 3D).
 
-    Per sample, independently: a left-right flip (p=0.5); an affine transform (rotation up to ±15° in 2D, ±10°
-    about each axis in 3D; isotropic scale 0.9-1.1; translation up to ±8% of the size); with p=0.5 a smooth
-    elastic displacement (random vectors on a 4-point control grid, bicubic/trilinear upsampled, up to ~1.5 px);
-    with p=0.5 a gamma contrast change (gamma in [0.7, 1.5], as ``RandAdjustContrast``); with p=0.5 Gaussian noise
-    (sd 0.03 of the [-1, 1] range, as ``RandGaussianNoise``). The geometric part is one dense displacement field
+    Per sample, independently (defaults = ``moderate``; ``mild`` in :data:`STRENGTHS`): a left-right flip
+    (p=0.5); an affine transform (rotation up to ±15° in 2D, ±10° about each axis in 3D; isotropic scale 0.9-1.1;
+    translation up to ±8% of the size); with p=0.5 a smooth elastic displacement (random vectors on a 4-point
+    control grid, bicubic/trilinear upsampled, up to ~1.5 px); with p=0.5 a gamma contrast change (gamma in
+    [0.7, 1.5], as ``RandAdjustContrast``); with p=0.5 Gaussian noise (sd 0.03 of the [-1, 1] range, as
+    ``RandGaussianNoise``). The geometric part is one dense displacement field
     applied with MONAI's :class:`~monai.networks.blocks.Warp` (border padding), so a batch costs one
     ``grid_sample`` instead of a per-sample transform chain. All randomness comes from ``generator``.
     """

@@ -1,36 +1,27 @@
-"""``medgan evaluate``: does adding synthetic images make a classifier better on the scarce classes?
+"""``medgan evaluate``: does adding synthetic images make a classifier better on the scarce classes than the best
+conventional option?
 
 :func:`evaluate` runs in named stages:
 
 1. :func:`check_request`: the arms (:mod:`medgan.evaluation.arms`) and protocol settings, before any work;
 2. :func:`load_real`: the real dataset with its scarcity, which must have real validation and test images;
-3. :func:`load_pool`: the synthetic pool from a checkpoint or an augment folder, behind the leakage guard
-   (:mod:`medgan.evaluation.pool`);
-4. :func:`run_arms`: every arm x seed trains the same classifier (:mod:`medgan.classify.fit`) and is tested on
-   the real test split;
+3. :func:`load_pool`: the synthetic pool from a checkpoint or an augment folder, behind the leakage guard, with
+   optional sample filtering (:mod:`medgan.evaluation.pool`);
+4. :func:`~medgan.evaluation.study.run_arms`: every arm x seed trains the same classifier and is tested on the
+   real test split at operating points chosen on validation; finished runs are stored and a re-run resumes
+   (:mod:`medgan.evaluation.study`, :mod:`medgan.evaluation.runstore`);
 5. :func:`check_samples`: sample quality (:mod:`medgan.evaluation.quality`) and memorisation
    (:mod:`medgan.evaluation.privacy`) in the feature space of the domain feature network;
-6. the :class:`~medgan.evaluation.report.Report`: statistics (:mod:`medgan.evaluation.statistics`), JSON,
-   Markdown and figures.
+6. the verdict (:mod:`medgan.evaluation.comparison`) and the :class:`~medgan.evaluation.report.Report`.
 
-Same budget, same seeds
------------------------
-Every arm uses the same classifier, Adam (``evaluate.lr``), batch size, number of epochs and *the same number of
-optimisation steps per epoch*, ``ceil(N_real_train / batch_size)``, whatever the size of its training set, so
-that adding synthetic data buys no extra compute. After each epoch the model is scored on the REAL validation
-split; the weights with the best balanced accuracy (ties: lower validation loss) are kept, and training stops
-after ``evaluate.patience`` epochs without improvement. Seed ``s`` sets the weight initialisation (identical
-across arms), the batch-order stream and the augmentation stream. Test images are always real. Per seed, each
-class's synthetic images are a seeded draw without replacement from the pool (with replacement only if the pool
-is too small; the report then says so).
+Test images are always real; nothing is tuned or chosen on them.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +29,13 @@ import torch
 
 from medgan.errors import EvaluationError
 from medgan.evaluation.arms import BUDGET_POLICY, Arm, expand_arms, scarce_classes
+from medgan.evaluation.study import Study, run_arms
 from medgan.synthesis.allocation import fill_smallest_first
 from medgan.synthesis.bank import SyntheticBank
 
 if TYPE_CHECKING:
     from medgan.config import Config, DataConfig, EvalConfig
     from medgan.data.dataset import RealData
-    from medgan.data.preprocess import TensorData
     from medgan.evaluation.report import Report
 
 ALLOCATION_POLICY = (
@@ -52,7 +43,6 @@ ALLOCATION_POLICY = (
     "(water filling: lowest classes raised level until equal, the rest one each, fewest-real classes first); "
     "'balance' tops every class up to the majority count"
 )
-SELECTION = "best real-validation balanced accuracy (ties: lower loss)"
 
 
 def check_request(ev: EvalConfig, checkpoint: Any, synthetic: Any) -> list[Arm]:
@@ -69,6 +59,8 @@ def check_request(ev: EvalConfig, checkpoint: Any, synthetic: Any) -> list[Arm]:
                               "use --seeds 5 (or 10 for permutation p-values below 0.0625)")
     if ev.epochs < 1 or ev.batch_size < 1 or ev.patience < 1:
         raise EvaluationError("evaluate.epochs, evaluate.batch_size and evaluate.patience must be at least 1")
+    if ev.min_epochs < 0:
+        raise EvaluationError(f"evaluate.min_epochs must be >= 0, got {ev.min_epochs}")
     return arms
 
 
@@ -110,94 +102,6 @@ def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, li
     return None, size
 
 
-@dataclass
-class Study:
-    """What every run of :func:`run_arms` shares: real tensors, protocol and the synthetic pool (decoded once)."""
-
-    td: TensorData
-    ev: EvalConfig
-    device: torch.device
-    scarce: list[int]
-    allocs: dict[str, list[int]]
-    pool_x: torch.Tensor | None = None
-    pool_y: torch.Tensor | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.td.y["train"]) / self.ev.batch_size))
-
-    def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int, *, classifier: str, balanced: bool = False,
-            batch_transform: Callable | None = None):
-        """One classifier under the shared protocol, selected on the real validation split."""
-        from medgan.classify.fit import train_classifier
-
-        ev = self.ev
-        return train_classifier(x, y, self.td.x["val"], self.td.y["val"], classifier=classifier,
-                                num_classes=self.td.data.num_classes, seed=seed, epochs=ev.epochs,
-                                patience=ev.patience, batch_size=ev.batch_size, lr=ev.lr,
-                                steps_per_epoch=self.steps_per_epoch, balanced=balanced,
-                                batch_transform=batch_transform, device=self.device)
-
-    def reference_model(self) -> torch.nn.Module:
-        """The domain feature network (:mod:`medgan.classify.features`) on this study's real data."""
-        from medgan.classify.features import reference_classifier
-
-        td, ev = self.td, self.ev
-        return reference_classifier(td.x["train"], td.y["train"], td.x["val"], td.y["val"],
-                                    num_classes=td.data.num_classes, epochs=ev.epochs, patience=ev.patience,
-                                    batch_size=ev.batch_size, lr=ev.lr, steps_per_epoch=self.steps_per_epoch,
-                                    device=self.device)
-
-    def training_set(self, arm: Arm, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """The arm's training images and labels for ``seed``, and the synthetic images added per class."""
-        from medgan.evaluation.pool import draw_for_arm
-
-        x, y = self.td.x["train"], self.td.y["train"]
-        if not arm.synthetic:
-            return x, y, [0] * self.td.data.num_classes
-        assert self.pool_x is not None and self.pool_y is not None
-        sel, msg = draw_for_arm(self.pool_y, self.allocs[arm.name], seed=seed)
-        self.notes += [f"{arm.name} seed {seed}: {m}" for m in msg]
-        return torch.cat([x, self.pool_x[sel]]), torch.cat([y, self.pool_y[sel]]), list(self.allocs[arm.name])
-
-
-def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None],
-             feature_model: torch.nn.Module | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float],
-                                                              torch.nn.Module | None]:
-    """Every arm x seed (seed-major): train, test on the real test split. Returns the runs, seconds per arm and
-    the domain feature network when an ``oversample`` smallcnn run provided it."""
-    from medgan.classify.fit import predict_proba
-    from medgan.evaluation.classical import ClassicalAugment
-    from medgan.evaluation.metrics import classification_metrics
-
-    td, ev = study.td, study.ev
-    names = td.data.class_names
-    runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
-    seconds: dict[str, float] = {a.name: 0.0 for a in arms}
-    seeds = list(range(ev.seeds))
-    for s in seeds:
-        for arm in arms:
-            x, y, n_syn = study.training_set(arm, s)
-            aug = ClassicalAugment(td.data.spatial_dims, torch.Generator().manual_seed(s + 7919)) \
-                if arm.classical else None
-            res = study.fit(x, y, s, classifier=ev.classifier, balanced=arm.balanced, batch_transform=aug)
-            prob = predict_proba(res.model, td.x["test"], study.device).numpy()
-            m = classification_metrics(td.y["test"].numpy(), prob, names, study.scarce)
-            runs[arm.name].append({"seed": s, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                                   "val_balanced_accuracy": res.val_balanced_accuracy, "val_loss": res.val_loss,
-                                   "train_size": int(len(y)), "synthetic_per_class": list(n_syn),
-                                   "seconds": res.seconds, "test": m})
-            seconds[arm.name] += res.seconds
-            say(f"  seed {s} {arm.name:<22} epochs {res.epochs_run:>3} (best {res.best_epoch:>3})  "
-                f"val bal-acc {res.val_balanced_accuracy:.3f}  test bal-acc {m['balanced_accuracy']:.3f}  "
-                f"scarce sens {m['scarce_sensitivity']:.3f}  [{res.seconds:.1f}s]")
-            if arm.kind == "oversample" and s == seeds[0] and ev.classifier == "smallcnn" and feature_model is None:
-                feature_model = res.model  # class-balanced, so its features also separate the scarce classes
-            del res
-    return runs, seconds, feature_model
-
-
 def check_samples(study: Study, feature_model: torch.nn.Module, say: Callable[[str], None]
                   ) -> tuple[dict | None, dict | None, dict[str, Any]]:
     """Sample quality and memorisation of the pool (as asked); returns them and the images for the figures."""
@@ -224,18 +128,39 @@ def check_samples(study: Study, feature_model: torch.nn.Module, say: Callable[[s
     return quality, privacy, images
 
 
+def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: torch.device) -> dict[str, Any]:
+    """What the stored runs depend on (:mod:`medgan.evaluation.runstore`): not the arms or the number of seeds,
+    nor the verdict settings (primary metric, target specificity, alpha), which are recomputed from the runs."""
+    from medgan import __version__
+
+    ev = cfg.evaluate
+    pool_digest = None
+    if pool is not None:
+        h = hashlib.sha256(pool.raw_data.tobytes())
+        h.update(pool.labels.numpy().tobytes())
+        pool_digest = h.hexdigest()
+    return {"medgan_version": __version__, "train_fingerprint": data.fingerprint(),
+            "val_test_sizes": [len(data.splits["val"]), len(data.splits["test"])], "size": cfg.data.size,
+            "pool": pool_digest, "ratios": [str(r) for r in ev.ratios], "device": device.type,
+            **{k: getattr(ev, k) for k in ("classifier", "epochs", "patience", "min_epochs", "select", "batch_size",
+                                          "lr", "classical")}}
+
+
 def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str | Path | SyntheticBank | None = None,
-             out_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Report:
+             out_dir: str | Path | None = None, log: Callable[[str], None] | None = None, progress: bool = False,
+             restart: bool = False) -> Report:
     """Run the downstream study (and, when asked, sample quality and memorisation checks); write the report.
 
     ``checkpoint``: a generator checkpoint (synthetic images are drawn from it, leakage-guarded); ``synthetic``: an
     augment output folder or ``.npz``, or an in-memory :class:`~medgan.synthesis.bank.SyntheticBank` (its
-    provenance is the caller's responsibility: no leakage guard); never both. Without either, only ``baseline``,
-    ``oversample`` and ``classical`` can run. Returns the :class:`~medgan.evaluation.report.Report` (also written
-    to ``out_dir``).
+    provenance is the caller's responsibility: no leakage guard); never both. Without either, only conventional
+    arms can run. With ``out_dir``, finished runs are stored there and a repeated call resumes (``restart``:
+    discard them). ``progress``: a progress bar with ETA over the runs. Returns the
+    :class:`~medgan.evaluation.report.Report` (also written to ``out_dir``).
     """
     from medgan.data.preprocess import prepare
     from medgan.evaluation.pool import filter_pool
+    from medgan.evaluation.runstore import RunStore
     from medgan.runtime import resolve_device
 
     say = log or (lambda s: None)
@@ -267,7 +192,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         say(f"  kept per class {filter_info['kept']} of {filter_info['drawn']}")
     if pool is not None:
         study.pool_x, study.pool_y = pool.images, pool.labels
-    runs, arm_seconds, feature_model = run_arms(study, arms, say, feature_model)
+    study.store = RunStore(out_dir, request_of(cfg, data, pool, device), restart)
+    runs, arm_seconds, feature_model = run_arms(study, arms, say, progress, feature_model)
 
     quality = privacy = None
     images: dict[str, Any] = {}
@@ -283,15 +209,17 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
 def _report(cfg: Config, data: RealData, study: Study, arms: list[Arm], runs: dict[str, list[dict[str, Any]]],
             pool: SyntheticBank | None, filter_info: dict | None, quality: dict | None, privacy: dict | None,
             images: dict[str, Any], timing: dict[str, Any], out_dir: str | Path | None, t_start: float) -> Report:
-    """Statistics over the runs and everything else the report holds; written to ``out_dir`` when given."""
+    """The verdict over the runs and everything else the report holds; written to ``out_dir`` when given."""
     from medgan import __version__
+    from medgan.evaluation.comparison import verdict
     from medgan.evaluation.report import Report
-    from medgan.evaluation.statistics import TEST_NAME, TEST_NOTE, summarise
+    from medgan.evaluation.statistics import CI, TEST_NAME, TEST_NOTE
 
     td, ev, d = study.td, study.ev, cfg.data
-    summary, comparisons, verdicts = summarise(runs, data.class_names, [a.name for a in arms])
+    v = verdict(runs, arms, data.class_names, ev.primary, ev.alpha)
     info = {
         "medgan_version": __version__,
+        "headline": v["headline"],
         "dataset": {"name": data.name, "class_names": list(data.class_names), "spatial_dims": data.spatial_dims,
                     "channels": data.channels, "size": td.size, "train_counts": data.counts("train"),
                     "val_counts": data.counts("val"), "test_counts": data.counts("test"),
@@ -300,16 +228,19 @@ def _report(cfg: Config, data: RealData, study: Study, arms: list[Arm], runs: di
         "synthetic": None if pool is None else {**pool.provenance, "pool_counts": pool.counts,
                                                 "allocation": study.allocs, "filter": filter_info},
         "protocol": {"classifier": ev.classifier, "epochs": ev.epochs, "patience": ev.patience,
-                     "batch_size": ev.batch_size, "lr": ev.lr, "optimizer": "Adam",
+                     "min_epochs": ev.min_epochs, "batch_size": ev.batch_size, "lr": ev.lr, "optimizer": "Adam",
                      "steps_per_epoch": study.steps_per_epoch, "seeds": list(range(ev.seeds)),
-                     "selection": SELECTION, "budget": BUDGET_POLICY, "allocation_policy": ALLOCATION_POLICY,
-                     "test": TEST_NAME, "test_note": TEST_NOTE, "ci": "95% t-interval over seeds",
+                     "selection": f"best real-validation {ev.select}", "budget": BUDGET_POLICY,
+                     "classical": ev.classical, "target_specificity": ev.target_specificity,
+                     "allocation_policy": ALLOCATION_POLICY, "test": TEST_NAME, "test_note": TEST_NOTE, "ci": CI,
                      "device": str(study.device)},
-        "arms": [{"name": a.name, "kind": a.kind, "ratio": a.ratio} for a in arms],
+        "arms": [{"name": a.name, "kind": a.kind, "ratio": a.ratio, "conventional": not a.synthetic} for a in arms],
+        "primary": v["primary"],
+        "best_conventional": v["best_conventional"],
+        "best_gan": v["best_gan"],
         "runs": runs,
-        "summary": summary,
-        "comparisons": comparisons,
-        "verdicts": verdicts,
+        "summary": v["summary"],
+        "comparisons": v["comparisons"],
         "quality": quality,
         "privacy": privacy,
         "notes": study.notes,

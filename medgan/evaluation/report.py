@@ -1,41 +1,38 @@
-"""The evaluation report: JSON (every number), Markdown (tables and verdicts), PNG plots, terminal summary.
+"""The evaluation report: JSON (every number), Markdown (verdict first, then tables), PNG figures, terminal summary.
 
 Files written to ``--out`` (each atomically, via a temporary file and a rename):
 
 ``report.json``              everything :func:`medgan.evaluation.evaluate.evaluate` measured, machine-readable
-``report.md``                arms x metrics with 95% CIs, per-class sensitivity, paired tests, verdicts, quality,
+``report.md``                the verdict in words first; then the operating points, arms x metrics with 95%
+                             intervals, the comparisons (raw and Holm-adjusted p), per-class numbers, quality,
                              memorisation
-``arms.png``                 per-arm bars with 95% CIs (balanced accuracy, scarce-class sensitivity, macro-F1, AUROC)
-``per_class_sensitivity.png`` per-class sensitivity per arm, with 95% CIs
+``arms.png``                 per-arm bars with 95% intervals (the primary metric, AUROC, pAUROC, PPV, balanced acc.)
+``per_class_sensitivity.png`` per-class sensitivity (argmax) per arm, with 95% intervals
 ``real_vs_synthetic.png``    real and synthetic images per class (when synthetic images were evaluated)
 ``nearest_neighbours.png``   the closest synthetic/real-training pairs (when the memorisation check ran)
+``runs/``                    every finished run (resume; :mod:`medgan.evaluation.runstore`)
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from medgan.evaluation.comparison import TABLE_METRICS
+from medgan.evaluation.report_sections import privacy_markdown, quality_markdown
 from medgan.io import atomic_write, json_safe, markdown_table
-
-HEADLINE = (("balanced_accuracy", "balanced acc"), ("scarce_sensitivity", "scarce-class sens"),
-            ("macro_f1", "macro-F1"), ("auroc", "AUROC"), ("accuracy", "accuracy"))
 
 
 def format_ci(s: dict[str, float] | None, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of a :func:`~medgan.evaluation.statistics.mean_ci` result."""
     if not s:
         return "n/a"
     return f"{s['mean']:.{digits}f} [{s['lo']:.{digits}f}, {s['hi']:.{digits}f}]"
 
 
-def _num(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+def _p(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
 
 
 class Report:
@@ -44,18 +41,18 @@ class Report:
     def __init__(self, data: dict[str, Any], images: dict[str, Any] | None = None):
         self.data = data
         self.images = images or {}
-        self.files: list[str] = []
 
     # ------------------------------------------------------------------------------------------- writing
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write JSON, Markdown and PNGs to ``out_dir``; returns the paths."""
+        from medgan.evaluation.figures import write_figures
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = self._plots(out)
+        paths = write_figures(self.data, self.images, out)
         self.data["files"] = [p.name for p in paths] + ["report.md", "report.json"]
         md = out / "report.md"
-        text = self.markdown()
-        atomic_write(md, text)
+        atomic_write(md, self.markdown())
         paths += [md, self.write_json(out)]
         return paths
 
@@ -64,42 +61,46 @@ class Report:
         atomic_write(p, json.dumps(json_safe(self.data), indent=2, allow_nan=False))
         return p
 
-    # -------------------------------------------------------------------------------------------- tables
+    # ----------------------------------------------------------------------------------------- terminal
     def summary_table(self) -> str:
-        """A short fixed-width table for the terminal: one row per arm."""
+        """A short fixed-width table for the terminal: one row per arm, at the validation-chosen operating point."""
         d = self.data
+        key = d["primary"]["key"]
+        conv = d["best_conventional"]
         n = len(d["protocol"]["seeds"])
-        head = f"{'arm':<22} {'balanced acc':>22} {'scarce-class sens':>22} {'d scarce vs base':>17} {'p (t)':>7}"
-        lines = [f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds, mean [95% CI] on the real test "
-                 "split", head, "-" * len(head)]
-        for a in d["summary"]:
-            s = d["summary"][a]
-            comp = d["comparisons"].get(a, {}).get("vs_baseline", {}).get("scarce_sensitivity")
-            delta = f"{comp['diff']:+.3f}" if comp else ""
-            p = f"{comp['p_ttest']:.3g}" if comp else ""
-            lines.append(f"{a:<22} {format_ci(s['balanced_accuracy']):>22} {format_ci(s['scarce_sensitivity']):>22} "
-                         f"{delta:>17} {p:>7}")
+        head = f"{'arm':<30} {'primary':>22} {'AUROC':>22} {'d vs best conv.':>16} {'p (Holm)':>9}"
+        lines = [f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds; primary = {d['primary']['label']}"
+                 f"; mean [95% CI] on the real test split", head, "-" * len(head)]
+        for a, s in d["summary"].items():
+            c = d["comparisons"].get(a, {}).get(conv, {}).get(key)
+            mark = " *" if a == conv else ""
+            diff = f"{c['diff']:+.3f}" if c else ""
+            p_holm = _p(c["p_holm"]) if c else ""
+            lines.append(f"{a + mark:<30} {format_ci(s[key]):>22} {format_ci(s['auroc']):>22} {diff:>16} "
+                         f"{p_holm:>9}")
+        lines.append("* best conventional arm, chosen on validation")
         return "\n".join(lines)
 
     def summary(self, out_dir: str | Path | None = None) -> str:
-        """What the CLI prints: the table, the scarce-class verdicts and where the report is."""
-        lines = [self.summary_table()]
-        lines += [v for v in self.data["verdicts"] if "scarce sensitivity" in v]
+        """What the CLI prints: the verdict, the table and where the report is."""
+        lines = [*self.data["headline"], "", self.summary_table()]
         if out_dir is not None:
             out = Path(out_dir)
             lines.append(f"report: {out / 'report.md'} (every number: {out / 'report.json'}); "
                          f"{self.data['timing']['total_s']:.0f} s")
         return "\n".join(lines)
 
+    # ----------------------------------------------------------------------------------------- markdown
     def markdown(self) -> str:
-        """The Markdown report: set-up, results, paired differences, verdicts, quality, memorisation, figures."""
+        """The Markdown report: verdict, set-up, results, comparisons, per class, quality, memorisation."""
         d = self.data
-        parts = self._md_setup() + self._md_results()
-        q, pv = d.get("quality"), d.get("privacy")
-        if q:
-            parts += self._md_quality(q)
-        if pv:
-            parts += self._md_privacy(pv)
+        parts = [f"# medgan evaluation: {d['dataset']['name']}", "", "## Verdict", ""]
+        parts += [f"- {line}" for line in d["headline"]]
+        parts += self._md_setup() + self._md_results() + self._md_comparisons()
+        if d.get("quality"):
+            parts += quality_markdown(d["quality"])
+        if d.get("privacy"):
+            parts += privacy_markdown(d["privacy"])
         figs = [f for f in d.get("files", []) if f.endswith(".png")]
         if figs:
             parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
@@ -111,9 +112,9 @@ class Report:
 
     def _md_setup(self) -> list[str]:
         d = self.data
-        ds, pr = d["dataset"], d["protocol"]
+        ds, pr, prim = d["dataset"], d["protocol"], d["primary"]
         n = len(pr["seeds"])
-        parts = [f"# medgan evaluation: {ds['name']}", ""]
+        parts = ["", "## Set-up", ""]
         parts.append(
             f"- Dataset `{ds['name']}` ({ds['spatial_dims']}D, {ds['size']} px, classes "
             f"{', '.join(f'{i}={c}' for i, c in enumerate(ds['class_names']))}); training counts {ds['train_counts']}"
@@ -130,170 +131,53 @@ class Report:
                              f"under a {flt['classifier']}: {flt['kept']} of {flt['drawn']} per class")
             for arm, alloc in syn.get("allocation", {}).items():
                 parts.append(f"  - `{arm}` adds {alloc} synthetic images per class")
+            parts.append(f"- Synthetic allocation: {pr['allocation_policy']}.")
+        parts.append(f"- Operating points: per scarce class (one vs rest), the threshold giving validation "
+                     f"specificity >= {pr['target_specificity']} and Youden's J, both chosen on the real validation "
+                     "split and applied unchanged to test; pAUROC over false-positive rates up to "
+                     f"{1 - pr['target_specificity']:.2f} (McClish-standardised).")
+        parts.append(f"- Primary metric: {prim['label']}. Best conventional arm: `{d['best_conventional']}`, chosen "
+                     f"on its mean validation value; GAN arms are compared with it and with `baseline`, "
+                     f"{prim['multiplicity']} (alpha {prim['alpha']}).")
         parts.append(f"- Protocol: {pr['classifier']}, Adam lr {pr['lr']}, batch {pr['batch_size']}, up to "
-                     f"{pr['epochs']} epochs of {pr['steps_per_epoch']} steps (patience {pr['patience']}), "
-                     f"{n} seeds {pr['seeds']}. {pr['budget']}.")
-        parts.append(f"- Synthetic allocation: {pr['allocation_policy']}.")
-        parts.append(f"- Statistics: mean and {pr['ci']}; paired differences tested with the {pr['test']}. "
-                     f"{pr['test_note']}")
+                     f"{pr['epochs']} epochs of {pr['steps_per_epoch']} steps (patience {pr['patience']}, at least "
+                     f"{min(pr['min_epochs'], pr['epochs'])} epochs), weights kept by {pr['selection']}; classical augmentation "
+                     f"`{pr['classical']}`; {n} seeds {pr['seeds']}. {pr['budget']}.")
+        parts.append(f"- Statistics: {pr['ci']}; paired differences tested with the {pr['test']}. {pr['test_note']}")
         return parts
 
     def _md_results(self) -> list[str]:
         d = self.data
         ds = d["dataset"]
         n = len(d["protocol"]["seeds"])
-        parts: list[str] = []
-        parts += ["", f"## Results (mean [95% CI] over {n} seeds, real test split)", ""]
-        rows = [[f"`{a}`"] + [format_ci(s[k]) for k, _ in HEADLINE] for a, s in d["summary"].items()]
-        parts.append(markdown_table(["arm"] + [lab for _, lab in HEADLINE], rows))
-        parts += ["", "## Per-class sensitivity (mean [95% CI])", ""]
+        parts = ["", f"## Results (mean [95% CI] over {n} seeds, real test split)", ""]
+        rows = [[f"`{a}`" + (" (best conventional)" if a == d["best_conventional"] else "")]
+                + [format_ci(s[k]) for k, _ in TABLE_METRICS] for a, s in d["summary"].items()]
+        parts.append(markdown_table(["arm"] + [lab for _, lab in TABLE_METRICS], rows))
+        parts += ["", "Validation value of the primary metric (what the best arms are chosen by): "
+                  + ", ".join(f"`{a}` {s['validation_primary']['mean']:.3f}" for a, s in d["summary"].items()) + "."]
+        parts += ["", "## Per-class sensitivity at argmax (mean [95% CI])", ""]
         rows = [[f"`{a}`"] + [format_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
                 for a, s in d["summary"].items()]
         parts.append(markdown_table(["arm"] + ds["class_names"], rows))
-        parts += ["", "## Per-class specificity and precision (mean)", ""]
-        rows = [[f"`{a}`"] + [f"{s['per_class'][c]['specificity']['mean']:.3f} / "
-                              f"{s['per_class'][c]['precision']['mean']:.3f}" for c in ds["class_names"]]
-                for a, s in d["summary"].items()]
-        parts.append(markdown_table(["arm"] + [f"{c} (spec / prec)" for c in ds["class_names"]], rows))
-        parts += ["", "## Paired differences (arm - reference; 95% CI; paired t-test p; exact permutation p)", ""]
+        return parts
+
+    def _md_comparisons(self) -> list[str]:
+        d = self.data
+        key = d["primary"]["key"]
+        parts = ["", "## Paired comparisons (GAN arm - reference; 95% CI; exact permutation p; Holm-adjusted p for "
+                 "the primary metric)", ""]
         rows = []
         for a, comps in d["comparisons"].items():
             for ref, comp in comps.items():
-                for k, lab in HEADLINE[:4]:
+                for k, lab in TABLE_METRICS:
+                    if k not in comp:
+                        continue
                     c = comp[k]
-                    rows.append([f"`{a}`", ref.replace("vs_", ""), lab, f"{c['diff']:+.3f}",
-                                 f"{c['lo']:+.3f} .. {c['hi']:+.3f}", f"{c['p_ttest']:.3g}", f"{c['p_permutation']:.3g}"])
-        parts.append(markdown_table(["arm", "vs", "metric", "diff", "95% CI", "p (t-test)", "p (permutation)"], rows)
-                     if rows else "_no comparisons (baseline and oversample not run)_")
-        parts += ["", "## Verdicts", ""]
-        parts += [f"- {v}" for v in d["verdicts"]] or ["- (no comparisons)"]
+                    verdict = ("better" if c.get("beats") else "worse" if c.get("worse") else "") if k == key else ""
+                    rows.append([f"`{a}`", f"`{ref}`", lab + (" (primary)" if k == key else ""), f"{c['diff']:+.3f}",
+                                 f"{c['lo']:+.3f} .. {c['hi']:+.3f}", _p(c["p"]),
+                                 _p(c.get("p_holm")) if k == key else "", verdict])
+        parts.append(markdown_table(["arm", "vs", "metric", "diff", "95% CI", "p", "p (Holm)", "verdict"], rows)
+                     if rows else "_no comparisons (no GAN arm, or no reference arm)_")
         return parts
-
-    def _md_quality(self, q: dict[str, Any]) -> list[str]:
-        parts: list[str] = []
-        parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
-                  "distance between the real training and real test images.", ""]
-        parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
-            ["Fréchet distance", _num(q["frechet"]["synthetic_vs_train"]), _num(q["frechet"]["floor_test_vs_train"])],
-            [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
-             f"{_num(q['kid']['synthetic_vs_train']['mean'], 4)} ± {_num(q['kid']['synthetic_vs_train']['sd'], 4)}",
-             f"{_num(q['kid']['floor_test_vs_train']['mean'], 4)} ± {_num(q['kid']['floor_test_vs_train']['sd'], 4)}"],
-        ]))
-        parts.append("")
-        rows = []
-        for c, pc in q["per_class"].items():
-            pr_ = pc["prdc"] or {}
-            fl = pc["prdc_floor_test_vs_train"] or {}
-            rows.append([c, str(pc["n_synthetic"]),
-                         *[f"{_num(pr_.get(m))} ({_num(fl.get(m))})" for m in ("precision", "recall", "density",
-                                                                               "coverage")],
-                         _num(pc["synthetic_accuracy"]),
-                         f"{_num(pc['diversity']['feature']['synthetic'])} / {_num(pc['diversity']['feature']['real'])}"])
-        parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
-                             "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
-        parts.append("")
-        parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
-                     f"{_num(q['synthetic_accuracy'])}.")
-        if q.get("tstr"):
-            t = q["tstr"]
-            parts.append(f"Train on synthetic, test on real: accuracy {_num(t['accuracy'])}, balanced accuracy "
-                         f"{_num(t['balanced_accuracy'])} (train on real: {_num(t['trtr_accuracy'])} / "
-                         f"{_num(t['trtr_balanced_accuracy'])}).")
-        return parts
-
-    def _md_privacy(self, pv: dict[str, Any]) -> list[str]:
-        parts: list[str] = []
-        px = pv["pixel"]
-        parts += ["", "## Memorisation", "", f"Rule: a synthetic sample is {pv['rule']}.", ""]
-        rows = []
-        for space in ("pixel", "feature"):
-            if space in pv:
-                s = pv[space]
-                rows.append([space, _num(s["threshold"]), _num(s["real_loo_nn"]["median"]),
-                             _num(s["synthetic_nn"]["min"]), _num(s["synthetic_nn"]["median"]),
-                             _num(s["fraction_below_threshold"]), _num(s.get("real_flag_rate")),
-                             _num(s["fraction_below_p5"]), _num(s["same_class_nn"])])
-        parts.append(markdown_table(["space", "threshold", "real-real NN median", "synthetic NN min", "synthetic NN median",
-                             "synthetic <= threshold", "real <= threshold (false-alarm ref.)", "synthetic <= p5",
-                             "NN of same class"], rows))
-        parts.append("")
-        parts.append(f"**{pv['flagged']} of {pv['n_synthetic']} synthetic samples "
-                     f"({100 * pv['fraction_flagged']:.1f}%) are flagged as near-copies** (pixel space, "
-                     f"threshold {px['threshold']:.3f}).")
-        return parts
-
-    # -------------------------------------------------------------------------------------------- plots
-    def _plots(self, out: Path) -> list[Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from medgan.viz import save_figure
-
-        d = self.data
-        arms = list(d["summary"])
-        paths = []
-
-        def save(fig, name):
-            paths.append(save_figure(fig, out / name, dpi=110))
-
-        fig, axes = plt.subplots(1, 4, figsize=(4 * 3.2, 3.6), sharey=False)
-        for ax, (k, lab) in zip(axes, HEADLINE[:4], strict=True):
-            m = [d["summary"][a][k]["mean"] for a in arms]
-            err = np.array([[m_ - d["summary"][a][k]["lo"], d["summary"][a][k]["hi"] - m_] for a, m_ in zip(arms, m, strict=True)]).T
-            ax.bar(range(len(arms)), m, yerr=err, capsize=3, color="#4c78a8")
-            ax.set_xticks(range(len(arms)))
-            ax.set_xticklabels(arms, rotation=45, ha="right", fontsize=7)
-            ax.set_title(lab, fontsize=9)
-            ax.set_ylim(0, 1.05)
-        fig.suptitle(f"{d['dataset']['name']}: mean and 95% CI over {len(d['protocol']['seeds'])} seeds", fontsize=9)
-        fig.tight_layout()
-        save(fig, "arms.png")
-
-        classes = d["dataset"]["class_names"]
-        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(arms) * max(1, len(classes)) / 2), 3.6))
-        w = 0.8 / len(classes)
-        for j, c in enumerate(classes):
-            m = [d["summary"][a]["per_class"][c]["sensitivity"]["mean"] for a in arms]
-            lo = [d["summary"][a]["per_class"][c]["sensitivity"]["lo"] for a in arms]
-            hi = [d["summary"][a]["per_class"][c]["sensitivity"]["hi"] for a in arms]
-            err = np.array([np.subtract(m, lo), np.subtract(hi, m)])
-            ax.bar(np.arange(len(arms)) + j * w - 0.4 + w / 2, m, w, yerr=err, capsize=2, label=c)
-        ax.set_xticks(range(len(arms)))
-        ax.set_xticklabels(arms, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel("sensitivity (test)")
-        ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        save(fig, "per_class_sensitivity.png")
-
-        from medgan.viz import save_grid
-
-        if "real_vs_synthetic" in self.images:
-            import torch
-
-            rx, ry, sx, sy = self.images["real_vs_synthetic"]
-            k = len(classes)
-            names = [f"real {c}" for c in classes] + [f"synthetic {c}" for c in classes]
-            x = torch.cat([rx, sx])
-            y = torch.cat([ry, sy + k])
-            paths.append(save_grid(out / "real_vs_synthetic.png", x, y, names, per_class=8,
-                                   title="real training images (top) vs synthetic (bottom)"))
-        if "nearest_pairs" in self.images:
-            import torch
-
-            p = self.images["nearest_pairs"]
-            n = len(p["distance"])
-            if n:
-                per_row = 4  # pairs per row: synthetic, its nearest real training image, next pair, ...
-                x = torch.stack([t for pair in zip(p["synthetic"], p["real"], strict=True) for t in pair])
-                y = torch.arange(2 * n) // (2 * per_row)
-                names = [" ".join(f"{dist:.2f}{'*' if dist <= p['threshold'] else ''}"
-                                  for dist in p["distance"][r * per_row : (r + 1) * per_row])
-                         for r in range(int(y.max()) + 1)]
-                paths.append(save_grid(out / "nearest_neighbours.png", x, y, names, per_class=2 * per_row,
-                                       title=f"closest pairs (synthetic, nearest real training image), left to "
-                                             f"right; row label: pixel distances (* = flagged, threshold "
-                                             f"{p['threshold']:.2f})"))
-        return paths

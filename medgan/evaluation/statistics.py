@@ -1,132 +1,111 @@
-"""Statistics across seeds: means with confidence intervals, paired comparisons of arms, verdicts.
+"""Statistics across seeds: intervals, paired tests and multiplicity control.
 
-* :func:`mean_ci`: mean and two-sided 95% t-interval over seeds.
-* :func:`paired_comparison`: the paired difference of two arms over the same seeds, with a t-interval, the paired
-  t-test (:func:`scipy.stats.ttest_rel`, the primary test) and the exact sign-flip permutation test.
-* :func:`summarise`: every arm's means and intervals, comparisons against baseline and oversample, verdicts.
+* :func:`mean_ci`: the mean over seeds with a 95% **percentile bootstrap** interval
+  (:func:`scipy.stats.bootstrap`). A percentile interval of a mean lies between the smallest and the largest
+  value, so intervals of rates (sensitivity, AUROC) stay inside [0, 1], which a t-interval on 5-10 seeds does not.
+* :func:`paired_comparison`: arm ``a`` minus arm ``b`` over the same seeds: the mean difference, its bootstrap
+  interval, and the **exact paired permutation test** (:func:`scipy.stats.permutation_test`, sign flips of the
+  paired differences; exact enumeration up to 16 seeds). Identical differences on every seed are no evidence at
+  all beyond their sign: the test gives them the p-value their sign pattern earns (e.g. 0.5 for 2 seeds), never
+  0. The paired t-test p is reported beside it for reference, ``None`` when the differences have no variance.
+* :func:`holm`: Holm's step-down adjustment of a family of p-values (controls the family-wise error rate).
 
-Why the t-test is primary: with 5 seeds, a two-sided Wilcoxon signed-rank test (and the exact sign-flip
-permutation test) cannot produce p < 2/2^5 = 0.0625, so it can never reject at the 5% level however large the
-effect; the paired t-test can. The permutation p-value is reported beside it as the assumption-free check; with
-10 seeds its smallest possible value is 2/2^10 ≈ 0.002.
+With ``n`` paired seeds the smallest possible two-sided permutation p is ``2 / 2^n``: 0.0625 for 5 seeds (never
+significant at 0.05), 0.002 for 10. Use 10 seeds or more.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from medgan.errors import EvaluationError
-from medgan.evaluation.metrics import SUMMARY_METRICS
 
-TEST_NAME = "paired t-test (scipy.stats.ttest_rel), two-sided; exact sign-flip permutation test alongside"
-TEST_NOTE = (
-    "A two-sided Wilcoxon signed-rank (or sign-flip permutation) test on n paired seeds cannot give p below "
-    "2/2^n: 0.0625 for 5 seeds, so it can never reach p < 0.05. The paired t-test is therefore the primary "
-    "test; the exact permutation p-value is shown beside it (10 seeds allow permutation p down to 0.002)."
-)
+TEST_NAME = "exact paired permutation test (scipy.stats.permutation_test, sign flips), two-sided"
+TEST_NOTE = ("With n paired seeds the smallest two-sided permutation p-value is 2/2^n: 0.0625 for 5 seeds (never "
+             "below 0.05), 0.002 for 10 seeds. Intervals are 95% percentile-bootstrap intervals of the mean over "
+             "seeds (they stay within the range of the values).")
+CI = "95% percentile bootstrap of the mean over seeds (scipy.stats.bootstrap, 9999 resamples)"
+MAX_EXACT_SEEDS = 16
 
 
 def _require_seeds(n: int) -> None:
     if n < 2:
-        raise EvaluationError(
-            f"a confidence interval needs at least 2 seeds, got {n}; use --seeds 2 or more (5 recommended)"
-        )
+        raise EvaluationError(f"a confidence interval needs at least 2 seeds, got {n}; use --seeds 2 or more "
+                              "(10 recommended)")
 
 
-def mean_ci(values, level: float = 0.95) -> dict[str, float]:
-    """Mean, sample standard deviation and two-sided t confidence interval over seeds."""
+def _bootstrap(values: np.ndarray, level: float, seed: int) -> tuple[float, float]:
     from scipy import stats
 
+    if np.ptp(values) == 0:  # no spread: the interval is the value itself
+        return float(values[0]), float(values[0])
+    res = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=9999, method="percentile",
+                          rng=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    return float(lo), float(hi)
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean, sample standard deviation and a percentile-bootstrap interval of the mean over seeds.
+
+    NaN values (a metric undefined for a seed) are left out; ``n`` says how many remained."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
     _require_seeds(len(v))
-    m = float(v.mean())
-    sd = float(v.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v)))
-    return {"mean": m, "sd": sd, "lo": m - half, "hi": m + half, "n": int(len(v))}
+    lo, hi = _bootstrap(v, level, seed)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)), "lo": lo, "hi": hi, "n": int(len(v))}
 
 
-def sign_flip_p(diffs, max_exact: int = 20, n_random: int = 100_000, seed: int = 0) -> float:
-    """Two-sided sign-flip permutation p-value of the mean paired difference.
+def permutation_p(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
+    """Two-sided p-value of the mean paired difference ``a - b`` under random sign flips (exact up to
+    :data:`MAX_EXACT_SEEDS` pairs, else 99999 seeded random flips)."""
+    from scipy import stats
 
-    Exact (all 2^n sign patterns) for n <= ``max_exact``; otherwise a seeded Monte-Carlo estimate.
-    """
-    d = np.asarray(diffs, dtype=np.float64).reshape(-1)
+    d = a - b
+    if not np.any(d):
+        return 1.0
     n = len(d)
-    obs = abs(d.mean())
-    tol = 1e-12 * max(1.0, obs)
-    if n <= max_exact:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-    else:
-        rs = np.random.RandomState(seed)
-        signs = rs.choice((1.0, -1.0), size=(n_random, n))
-    stats_ = np.abs((signs * d).mean(1))
-    return float(np.mean(stats_ >= obs - tol))
+    res = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+                                 vectorized=True, n_resamples=np.inf if n <= MAX_EXACT_SEEDS else 99999,
+                                 alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(min(1.0, res.pvalue))
 
 
-def paired_comparison(a, b, level: float = 0.95) -> dict[str, float]:
-    """Arm ``a`` minus arm ``b`` over the same seeds: mean difference, t-interval, paired t-test and exact
-    sign-flip permutation p-values."""
+def paired_comparison(a: Sequence[float], b: Sequence[float], level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Arm ``a`` minus arm ``b`` over the same seeds: mean difference, bootstrap interval, exact permutation p
+    (``p``, the one verdicts use) and the paired t-test p (``p_ttest``; ``None`` without variance)."""
     from scipy import stats
 
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError("paired comparison needs the same seeds for both arms")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    _require_seeds(len(a))
     d = a - b
-    ci = mean_ci(d, level)
-    if ci["sd"] == 0.0:  # the t statistic is 0/0 or ±inf: decide by the sign of the (constant) difference
-        p_t = 1.0 if ci["mean"] == 0.0 else 0.0
-    else:
-        p_t = float(stats.ttest_rel(a, b).pvalue)
-    return {"diff": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "sd": ci["sd"], "n": ci["n"],
-            "p_ttest": p_t, "p_permutation": sign_flip_p(d)}
+    lo, hi = _bootstrap(d, level, seed)
+    with warnings.catch_warnings():  # near-identical differences: scipy warns about precision, p is still usable
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_t = None if np.ptp(d) == 0 else float(stats.ttest_rel(a, b).pvalue)
+    return {"diff": float(d.mean()), "lo": lo, "hi": hi, "sd": float(d.std(ddof=1)), "n": int(len(d)),
+            "p": permutation_p(a, b, seed), "p_ttest": p_t}
 
 
-def verdict(arm: str, ref: str, metric: str, comp: dict[str, float], alpha: float = 0.05) -> str:
-    """One plain sentence: did ``arm`` beat ``ref`` on ``metric``? (primary test: paired t-test)."""
-    nums = (f"({comp['diff']:+.3f}, 95% CI {comp['lo']:+.3f}..{comp['hi']:+.3f}, "
-            f"t-test p={comp['p_ttest']:.3g}, permutation p={comp['p_permutation']:.3g}, n={comp['n']} seeds)")
-    label = metric.replace("_", " ")
-    if comp["p_ttest"] < alpha and comp["diff"] > 0:
-        return f"{arm}: significant gain in {label} over {ref} {nums}"
-    if comp["p_ttest"] < alpha and comp["diff"] < 0:
-        return f"{arm}: significantly WORSE {label} than {ref} {nums}"
-    return f"{arm}: no significant gain in {label} over {ref} {nums}"
-
-
-def summarise(runs: dict[str, list[dict[str, Any]]], class_names: list[str],
-              arm_names: list[str]) -> tuple[dict, dict, list[str]]:
-    """Mean and CI per arm and metric, paired comparisons against baseline and oversample, and verdicts."""
-    summary: dict[str, Any] = {}
-    for a in arm_names:
-        tests = [r["test"] for r in runs[a]]
-        summary[a] = {k: mean_ci([t[k] for t in tests]) for k in SUMMARY_METRICS}
-        summary[a]["per_class"] = {
-            c: {q: mean_ci([t["per_class"][c][q] for t in tests]) for q in ("sensitivity", "specificity",
-                                                                                 "precision")}
-            for c in class_names
-        }
-    comparisons: dict[str, Any] = {}
-    verdicts: list[str] = []
-    refs = [r for r in ("baseline", "oversample") if r in runs]
-    for a in arm_names:
-        comparisons[a] = {}
-        for ref in refs:
-            if a in refs and refs.index(a) <= refs.index(ref):  # no baseline-vs-oversample mirror image
-                continue
-            comp = {k: paired_comparison([t["test"][k] for t in runs[a]], [t["test"][k] for t in runs[ref]])
-                    for k in SUMMARY_METRICS}
-            comp["per_class_sensitivity"] = {
-                c: paired_comparison([t["test"]["per_class"][c]["sensitivity"] for t in runs[a]],
-                                       [t["test"]["per_class"][c]["sensitivity"] for t in runs[ref]])
-                for c in class_names
-            }
-            comparisons[a][f"vs_{ref}"] = comp
-            if ref == "baseline" or a.startswith("gan"):
-                for k in ("scarce_sensitivity", "balanced_accuracy"):
-                    verdicts.append(verdict(a, ref, k, comp[k]))
-    return summary, comparisons, verdicts
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (same order as given): the i-th smallest p times ``m - i``, made monotone, at most
+    1. ``NaN`` entries are ignored (and stay ``NaN``)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(len(p), np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(x) if math.isfinite(x) else float("nan") for x in out]

@@ -183,6 +183,13 @@ class SyntheticBank:
         return [len(i) for i in self._by_class]
 
     @property
+    def raw_data(self) -> np.ndarray:
+        """The stored array (uint8 or float16, read-only view): what a digest of the bank's content hashes."""
+        v = self._data.view()
+        v.flags.writeable = False
+        return v
+
+    @property
     def storage(self) -> str:
         return self._data.dtype.name
 

@@ -16,7 +16,7 @@ def run_cli(medgan_cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--arms", "baseline,smote"], "unknown arm 'smote'; choose from: baseline, oversample, classical, gan"),
+    (["--arms", "baseline,smote"], "unknown arm 'smote'; choose from: baseline, oversample, weighted, classical, classical+oversample, gan"),
     (["--classifier", "vgg16"], "unknown classifier 'vgg16'; choose one of: smallcnn, resnet18"),
     (["--ratio", "0.5,-1"], "bad synthetic ratio '-1'"),
     (["--arms", "baseline,gan"], "need synthetic images: pass --checkpoint"),

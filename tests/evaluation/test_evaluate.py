@@ -57,27 +57,99 @@ def test_bad_requests_are_refused_before_training():
 
 
 def test_tiny_study_writes_a_complete_report(tmp_path):
-    cfg = _cfg(**{"evaluate.arms": "baseline,oversample,classical,gan", "evaluate.ratios": "0.5"})
+    cfg = _cfg(**{"evaluate.arms": "baseline,oversample,weighted,classical+oversample,gan+oversample",
+                  "evaluate.ratios": "0.5"})
     rep = evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path)
     d = json.loads((tmp_path / "report.json").read_text())
-    assert [a["name"] for a in d["arms"]] == ["baseline", "oversample", "classical", "gan@0.5"]
-    assert set(d) >= {"dataset", "synthetic", "protocol", "runs", "summary", "comparisons", "verdicts", "timing"}
+    assert [a["name"] for a in d["arms"]] == ["baseline", "oversample", "weighted", "classical+oversample",
+                                              "gan+oversample@0.5"]
+    assert set(d) >= {"headline", "dataset", "synthetic", "protocol", "primary", "best_conventional", "runs",
+                      "summary", "comparisons", "timing"}
     assert d["dataset"]["train_counts"] == [40, 40, 20] and d["dataset"]["scarce_classes"] == ["single_bright"]
-    assert d["synthetic"]["allocation"]["gan@0.5"] == [10, 10, 30]  # 20 to level class 2, then 10 each
-    assert len(d["runs"]["gan@0.5"]) == 2 and d["runs"]["gan@0.5"][0]["train_size"] == 150
+    assert d["synthetic"]["allocation"]["gan+oversample@0.5"] == [10, 10, 30]  # 20 to level class 2, then 10 each
+    run = d["runs"]["gan+oversample@0.5"][0]
+    assert len(d["runs"]["gan+oversample@0.5"]) == 2 and run["train_size"] == 150
+    op = run["test"]["operating_points"]["per_class"]["single_bright"]
+    assert op["at_specificity"]["validation"]["specificity"] >= 0.8  # the threshold is chosen on validation
+    assert run["test"]["scarce_sens_at_spec"] == op["at_specificity"]["sensitivity"]
     assert {r["seed"] for r in d["runs"]["baseline"]} == {0, 1}
-    s = d["summary"]["classical"]["balanced_accuracy"]
-    assert s["lo"] <= s["mean"] <= s["hi"]
-    c = d["comparisons"]["gan@0.5"]["vs_baseline"]["scarce_sensitivity"]
-    assert set(c) >= {"diff", "lo", "hi", "p_ttest", "p_permutation"}
-    assert "vs_oversample" in d["comparisons"]["gan@0.5"] and d["comparisons"]["baseline"] == {}
-    assert any(v.startswith("gan@0.5:") and "scarce sensitivity" in v for v in d["verdicts"])
+    for arm, s in d["summary"].items():
+        for k in ("scarce_sens_at_spec", "auroc", "scarce_ppv_at_spec"):
+            assert 0.0 <= s[k]["lo"] <= s[k]["mean"] <= s[k]["hi"] <= 1.0, (arm, k)
+    # the best conventional arm is one of the real-only arms, picked by its validation value
+    conv = d["best_conventional"]
+    assert conv in ("baseline", "oversample", "weighted", "classical+oversample")
+    best_val = max(d["summary"][a]["validation_primary"]["mean"] for a in ("baseline", "oversample", "weighted",
+                                                                          "classical+oversample"))
+    assert d["summary"][conv]["validation_primary"]["mean"] == best_val
+    c = d["comparisons"]["gan+oversample@0.5"][conv]["scarce_sens_at_spec"]
+    assert set(c) >= {"diff", "lo", "hi", "p", "p_holm", "beats"} and c["p_holm"] >= c["p"]
     assert d["protocol"]["steps_per_epoch"] == 4  # ceil(100 / 32) for every arm
     md = (tmp_path / "report.md").read_text()
-    assert "| arm | balanced acc |" in md and "## Verdicts" in md and "0.0625" in md
+    assert md.splitlines()[2] == "## Verdict" and "Synthetic data" in md.splitlines()[4]
+    assert "| arm | sens @ val spec |" in md and "p (Holm)" in md and "0.0625" in md
     for png in ("arms.png", "per_class_sensitivity.png"):
         assert (tmp_path / png).stat().st_size > 1000
-    assert "baseline" in rep.summary_table()
+    assert "baseline" in rep.summary_table() and rep.summary().startswith("**Synthetic data")
+
+
+def test_killed_evaluation_resumes_and_gives_the_same_report(tmp_path, monkeypatch):
+    from medgan.evaluation import study
+
+    cfg = _cfg(**{"evaluate.arms": "baseline,weighted,gan+oversample", "evaluate.ratios": "0.5"})
+    full = evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "full").data
+    real_run, calls = study.Study.run, []
+
+    def dies_after_three(self, arm, seed):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append((arm.name, seed))
+        return real_run(self, arm, seed)
+
+    monkeypatch.setattr(study.Study, "run", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "part")
+    assert len(list((tmp_path / "part" / "runs").rglob("seed_*.json"))) == 3
+    monkeypatch.setattr(study.Study, "run", lambda self, arm, seed: (calls.append((arm.name, seed)),
+                                                                      real_run(self, arm, seed))[1])
+    resumed = evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "part").data
+    assert len(calls) == 6  # 3 before the kill, only the 3 missing ones after
+    assert resumed["summary"] == full["summary"] and resumed["comparisons"] == full["comparisons"]
+    assert resumed["headline"] == full["headline"]
+
+
+def test_a_changed_request_is_refused_and_restart_recomputes(tmp_path):
+    cfg = _cfg(**{"evaluate.arms": "baseline,oversample"})
+    evaluate(cfg, out_dir=tmp_path)
+    with pytest.raises(EvaluationError, match=r"different evaluation request \(changed: lr\).*--restart"):
+        evaluate(_cfg(**{"evaluate.arms": "baseline,oversample", "evaluate.lr": 0.01}), out_dir=tmp_path)
+    more = evaluate(_cfg(**{"evaluate.arms": "baseline,oversample,weighted"}), out_dir=tmp_path)  # adds an arm
+    assert list(more.data["summary"]) == ["baseline", "oversample", "weighted"]
+    evaluate(_cfg(**{"evaluate.arms": "baseline,oversample", "evaluate.lr": 0.01}), out_dir=tmp_path,
+             restart=True)
+    assert json.loads((tmp_path / "runs" / "request.json").read_text())["request"]["lr"] == 0.01
+    assert not (tmp_path / "runs" / "weighted").exists()  # the old runs went with --restart
+
+
+def test_each_arm_trains_with_its_measures(monkeypatch):
+    """classical+oversample: balanced batches and the classical transform; weighted: the class-weighted loss."""
+    from medgan.evaluation import study
+    from medgan.evaluation.arms import expand_arms
+
+    seen = {}
+
+    def fake_fit(self, x, y, seed, *, classifier, balanced=False, weighted=False, batch_transform=None):
+        seen[(len(x), balanced, weighted, type(batch_transform).__name__)] = True
+        raise StopIteration
+
+    monkeypatch.setattr(study.Study, "fit", fake_fit)
+    st = study.Study(prepare(load_dataset("phantom2d", scarce=SCARCE)), _cfg().evaluate, torch.device("cpu"), [2],
+                     {})
+    for arm in expand_arms(["baseline", "weighted", "classical+oversample", "oversample"], []):
+        with pytest.raises(StopIteration):
+            st.run(arm, 0)
+    assert set(seen) == {(100, False, False, "NoneType"), (100, False, True, "NoneType"),
+                         (100, True, False, "ClassicalAugment"), (100, True, False, "NoneType")}
 
 
 def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):

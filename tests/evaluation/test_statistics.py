@@ -1,8 +1,6 @@
-"""Tests for medgan.evaluation.statistics: confidence intervals, paired tests and verdicts on known numbers."""
+"""Tests for medgan.evaluation.statistics: bootstrap intervals, exact permutation tests and Holm on known numbers."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -11,14 +9,16 @@ from medgan.errors import EvaluationError
 from medgan.evaluation import statistics as S
 
 
-def test_mean_ci_t_interval_on_known_numbers():
-    s = S.mean_ci([1, 2, 3, 4, 5])
-    # sd = sqrt(2.5); t_{0.975, 4} = 2.776445; half width = 2.776445 * sqrt(2.5) / sqrt(5)
-    half = 2.776445105 * math.sqrt(2.5) / math.sqrt(5)
-    assert s["mean"] == pytest.approx(3.0)
-    assert s["sd"] == pytest.approx(math.sqrt(2.5))
-    assert s["lo"] == pytest.approx(3 - half, abs=1e-6)
-    assert s["hi"] == pytest.approx(3 + half, abs=1e-6)
+def test_mean_ci_stays_inside_the_range_of_the_values():
+    # the example from the issue: a t-interval on these rates leaves [0, 1] (0.014 [-0.025, 0.054])
+    v = [0.0, 0.0, 0.0, 0.07, 0.0]
+    s = S.mean_ci(v)
+    assert s["mean"] == pytest.approx(0.014) and s["sd"] == pytest.approx(np.std(v, ddof=1))
+    assert 0.0 <= s["lo"] <= s["mean"] <= s["hi"] <= 0.07
+    full = S.mean_ci([1.0, 1.0, 0.98, 1.0])
+    assert full["hi"] <= 1.0 and full["lo"] >= 0.98
+    assert S.mean_ci([0.5, 0.5])["lo"] == S.mean_ci([0.5, 0.5])["hi"] == 0.5  # no spread, no interval
+    assert S.mean_ci([0.2, float("nan"), 0.4])["n"] == 2  # undefined values are left out, and counted
 
 
 def test_ci_needs_two_seeds():
@@ -26,32 +26,33 @@ def test_ci_needs_two_seeds():
         S.mean_ci([0.7])
 
 
-def test_paired_t_test_and_exact_permutation_on_known_numbers():
+def test_exact_permutation_on_known_numbers():
     b = np.array([0.60, 0.55, 0.70, 0.65, 0.50])
-    a = b + np.array([0.01, 0.02, 0.03, 0.04, 0.05])
-    c = S.paired_comparison(a, b)
-    # t = mean / (sd / sqrt(n)) = 0.03 / (0.0158114 / 2.236068) = 4.2426; two-sided p with 4 df = 0.013236
+    c = S.paired_comparison(b + [0.01, 0.02, 0.03, 0.04, 0.05], b)
     assert c["diff"] == pytest.approx(0.03)
-    assert c["p_ttest"] == pytest.approx(0.013236, abs=2e-6)
-    # all 5 differences positive: only the all-plus and all-minus sign patterns are as extreme -> 2/32
-    assert c["p_permutation"] == pytest.approx(2 / 32)
-    assert c["lo"] > 0
-    # |sum| of sign-flipped {1, 2, 3, 4, -0.5} >= 9.5 only when the flipped magnitudes total 0, 0.5, 10 or 10.5
-    assert S.sign_flip_p([1, 2, 3, 4, -0.5]) == pytest.approx(4 / 32)
+    assert c["p"] == pytest.approx(2 / 32)  # all differences positive: only all-plus and all-minus are as extreme
+    assert c["p_ttest"] == pytest.approx(0.013236, abs=2e-6)  # reported beside it, not used by verdicts
+    assert 0.01 <= c["lo"] <= c["hi"] <= 0.05
+    # |sum| of sign-flipped {1, 2, 3, 4, -0.5} >= 9.5 only for 4 of the 32 patterns
+    assert S.permutation_p(np.array([1, 2, 3, 4, -0.5]), np.zeros(5)) == pytest.approx(4 / 32)
 
 
-def test_paired_comparison_zero_variance_and_verdicts():
+def test_zero_variance_is_not_significant():
     same = S.paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert same["diff"] == 0 and same["p_ttest"] == 1.0
-    noisy = S.paired_comparison([0.5, 0.7, 0.6, 0.8, 0.7], [0.6, 0.6, 0.6, 0.7, 0.7])
-    v = S.verdict("gan@1.0", "baseline", "scarce_sensitivity", noisy)
-    assert v.startswith("gan@1.0: no significant gain in scarce sensitivity over baseline (+0.020, 95% CI")
-    assert "t-test p=" in v and "permutation p=" in v
-    good = S.paired_comparison([0.71, 0.72, 0.74, 0.73, 0.75], [0.60, 0.60, 0.61, 0.62, 0.61])
-    assert "significant gain" in S.verdict("gan@1.0", "baseline", "balanced_accuracy", good)
-    bad = S.paired_comparison([0.60, 0.60, 0.61, 0.62, 0.61], [0.71, 0.72, 0.74, 0.73, 0.75])
-    assert "WORSE" in S.verdict("oversample", "baseline", "balanced_accuracy", bad)
+    assert same["diff"] == 0 and same["p"] == 1.0 and same["p_ttest"] is None
+    # identical non-zero differences on 2 seeds: the t statistic is infinite, the evidence is one sign pattern
+    two = S.paired_comparison([0.6, 0.7], [0.5, 0.6])
+    assert two["p"] == pytest.approx(0.5) and two["p_ttest"] is None
+    ten = S.paired_comparison([1.0] * 10, [0.0] * 10)
+    assert ten["p"] == pytest.approx(2 / 1024)
 
 
-def test_report_note_explains_test_choice():
-    assert "0.0625" in S.TEST_NOTE and "t-test" in S.TEST_NOTE and "0.002" in S.TEST_NOTE
+def test_holm_on_known_p_values():
+    assert S.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert S.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    out = S.holm([0.01, float("nan"), 0.02])
+    assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.02)
+
+
+def test_note_explains_the_smallest_p():
+    assert "0.0625" in S.TEST_NOTE and "0.002" in S.TEST_NOTE and "bootstrap" in S.CI

@@ -1,0 +1,158 @@
+"""Running the arms of an evaluation: every arm x seed trains the same classifier under the same protocol and is
+tested on the real test split at operating points chosen on the real validation split.
+
+Same budget, same seeds: every arm uses the same classifier, Adam (``evaluate.lr``), batch size and *the same
+number of optimisation steps per epoch*, ``ceil(N_real_train / batch_size)``, whatever the size of its training
+set, so adding synthetic data buys no extra compute. After each epoch the model is scored on the REAL validation
+split; the weights with the best validation score (``evaluate.select``) are kept; training stops after
+``evaluate.patience`` epochs without improvement, never before ``evaluate.min_epochs`` (a 78-image validation
+split is too noisy to stop on after two or three epochs). Seed ``s`` sets the weight initialisation (identical
+across arms), the batch order and the augmentation stream. Per seed, each GAN arm's synthetic images are a seeded
+draw from the pool. Each finished run is stored (:mod:`medgan.evaluation.runstore`) with its validation and test
+probabilities; metrics are computed from those.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medgan.evaluation.arms import Arm
+
+if TYPE_CHECKING:
+    from medgan.config import EvalConfig
+    from medgan.data.preprocess import TensorData
+    from medgan.evaluation.runstore import RunStore
+
+
+@dataclass
+class Study:
+    """What every run shares: real tensors, protocol, the synthetic pool (decoded once), stored runs."""
+
+    td: TensorData
+    ev: EvalConfig
+    device: torch.device
+    scarce: list[int]
+    allocs: dict[str, list[int]]
+    store: RunStore | None = None
+    pool_x: torch.Tensor | None = None
+    pool_y: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.td.y["train"]) / self.ev.batch_size))
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int, *, classifier: str, balanced: bool = False,
+            weighted: bool = False, batch_transform: Callable | None = None):
+        """One classifier under the shared protocol, selected on the real validation split."""
+        from medgan.classify.fit import train_classifier
+
+        ev = self.ev
+        return train_classifier(x, y, self.td.x["val"], self.td.y["val"], classifier=classifier,
+                                num_classes=self.td.data.num_classes, seed=seed, epochs=ev.epochs,
+                                patience=ev.patience, min_epochs=ev.min_epochs, select=ev.select,
+                                batch_size=ev.batch_size, lr=ev.lr, steps_per_epoch=self.steps_per_epoch,
+                                balanced=balanced, weighted=weighted, batch_transform=batch_transform,
+                                device=self.device)
+
+    def reference_model(self) -> torch.nn.Module:
+        """The domain feature network: the ``oversample`` arm's seed-0 small CNN (the same call, so an evaluation
+        that ran that arm gets the same model)."""
+        td = self.td
+        return self.fit(td.x["train"], td.y["train"], 0, classifier="smallcnn", balanced=True).model
+
+    def training_set(self, arm: Arm, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
+        """The arm's training images and labels for ``seed``, the synthetic images added per class, and notes
+        (classes whose synthetic images had to be drawn with replacement)."""
+        from medgan.evaluation.pool import draw_for_arm
+
+        x, y = self.td.x["train"], self.td.y["train"]
+        if not arm.synthetic:
+            return x, y, [0] * self.td.data.num_classes, []
+        assert self.pool_x is not None and self.pool_y is not None
+        sel, msg = draw_for_arm(self.pool_y, self.allocs[arm.name], seed=seed)
+        notes = [f"{arm.name} seed {seed}: {m}" for m in msg]
+        return torch.cat([x, self.pool_x[sel]]), torch.cat([y, self.pool_y[sel]]), list(self.allocs[arm.name]), notes
+
+    def run(self, arm: Arm, seed: int) -> tuple[dict[str, Any], torch.nn.Module]:
+        """Train one arm x seed; its record holds the validation and test probabilities."""
+        from medgan.classify.fit import predict_proba
+        from medgan.evaluation.classical import classical_augment
+
+        x, y, n_syn, notes = self.training_set(arm, seed)
+        aug = classical_augment(self.ev.classical, self.td.data.spatial_dims,
+                                torch.Generator().manual_seed(seed + 7919)) if arm.classical else None
+        res = self.fit(x, y, seed, classifier=self.ev.classifier, balanced=arm.balanced, weighted=arm.weighted,
+                       batch_transform=aug)
+        record = {"arm": arm.name, "seed": seed, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+                  "val_balanced_accuracy": res.val_balanced_accuracy, "val_loss": res.val_loss,
+                  "val_auroc": res.val_auroc, "train_size": int(len(y)), "synthetic_per_class": list(n_syn),
+                  "seconds": res.seconds, "notes": notes,
+                  "val_prob": predict_proba(res.model, self.td.x["val"], self.device).tolist(),
+                  "test_prob": predict_proba(res.model, self.td.x["test"], self.device).tolist()}
+        return record, res.model
+
+    def measure(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A run's metrics from its stored probabilities: argmax metrics and operating points on test, the
+        validation counterparts the verdict selects arms by."""
+        import numpy as np
+
+        from medgan.evaluation.metrics import classification_metrics
+        from medgan.evaluation.operating_points import operating_points
+
+        td = self.td
+        names = td.data.class_names
+        vp, tp = np.asarray(record["val_prob"]), np.asarray(record["test_prob"])
+        test = classification_metrics(td.y["test"].numpy(), tp, names, self.scarce)
+        op = operating_points(td.y["val"].numpy(), vp, td.y["test"].numpy(), tp, self.scarce, names,
+                              self.ev.target_specificity)
+        val_keys = {k: op.pop(k) for k in list(op) if k.startswith("val_")}
+        test["operating_points"] = {"target_specificity": op.pop("target_specificity"),
+                                    "per_class": op.pop("per_class")}
+        test.update(op)
+        out = {k: v for k, v in record.items() if k not in ("val_prob", "test_prob")}
+        return {**out, **val_keys, "test": test}
+
+
+def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress: bool,
+             feature_model: torch.nn.Module | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float],
+                                                              torch.nn.Module | None]:
+    """Every arm x seed (stored runs are read back, the others trained and stored). Returns the measured runs,
+    seconds per arm and the domain feature network when the ``oversample`` smallcnn seed-0 run provided it."""
+    from tqdm.auto import tqdm
+
+    ev = study.ev
+    seeds = list(range(ev.seeds))
+    todo = [(a, s) for a in arms for s in seeds]
+    stored = {(a.name, s): study.store.load(a.name, s) if study.store else None for a, s in todo}
+    done = sum(r is not None for r in stored.values())
+    if done:
+        say(f"resuming: {done} of {len(todo)} runs are already in {study.store.dir}")
+    runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
+    seconds = {a.name: 0.0 for a in arms}
+    with tqdm(total=len(todo), initial=done, unit="run", disable=not progress, desc="evaluate") as bar:
+        for arm, s in todo:
+            record = stored[(arm.name, s)]
+            if record is None:
+                record, model = study.run(arm, s)
+                if study.store is not None:
+                    study.store.save(arm.name, s, record)
+                if arm.kind == "oversample" and s == 0 and ev.classifier == "smallcnn" and feature_model is None:
+                    feature_model = model  # class-balanced, so its features also separate the scarce classes
+                bar.update(1)
+                m = study.measure(record)
+                (bar.write if progress else say)(
+                    f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})  "
+                    f"test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec {m['test']['scarce_sens_at_spec']:.3f}"
+                    f"  [{record['seconds']:.1f}s]")
+            else:
+                m = study.measure(record)
+            runs[arm.name].append(m)
+            study.notes += record.get("notes", [])
+            seconds[arm.name] += float(record["seconds"])
+    return runs, seconds, feature_model
