@@ -159,6 +159,11 @@ class EvalConfig(_Section):
     """Family-wise error rate of the verdict (Holm over the primary metric's comparisons)."""
     classical: Literal["mild", "moderate"] = "mild"
     """Strength of the classical augmentation (medgan.evaluation.classical.STRENGTHS)."""
+    group_size: int = Field(0, ge=0)
+    """Seeds of an arm trained together as one stacked network (medgan.classify.group); 0: as many as fit in
+    ``group_memory_gb``; 1: one by one."""
+    group_memory_gb: float = Field(3.0, gt=0)
+    """Memory budget of one group (estimated from the network's activations and weights)."""
     n_synthetic: int | None = None
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)

@@ -100,6 +100,142 @@ def _better(score: dict[str, float], best: dict[str, float] | None, select: str)
     return a < b - 1e-12 if select == "loss" else a > b + 1e-12
 
 
+@dataclass
+class Member:
+    """One run of a group: its seed, training images and labels, and the arm's measures."""
+
+    seed: int
+    x: torch.Tensor
+    y: torch.Tensor
+    balanced: bool = False
+    weighted: bool = False
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The shared fitting protocol (module docstring)."""
+
+    classifier: str
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    steps_per_epoch: int
+    select: str = "balanced_accuracy"
+    min_epochs: int = 0
+
+
+@dataclass
+class _State:
+    """One member's progress: its batch stream, loss weights, best validation score and weights."""
+
+    stream: BatchStream
+    weight: torch.Tensor | None
+    best: dict[str, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    since: int = 0
+    stopped_at: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _build(member: Member, protocol: Protocol, num_classes: int, device: torch.device) -> torch.nn.Module:
+    from medgan.classify.nets import SeededDropout
+    from medgan.runtime import derive_seed
+
+    torch.manual_seed(member.seed)
+    model = build_classifier(protocol.classifier, member.x.ndim - 2, member.x.shape[1], num_classes)
+    for m in model.modules():
+        if isinstance(m, SeededDropout):
+            m.generator = torch.Generator().manual_seed(derive_seed(member.seed, 31))
+    return model.to(device)
+
+
+def fit_group(members: list[Member], protocol: Protocol, val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
+              device: torch.device | str = "cpu", history: bool = False,
+              epoch_hook: Callable[[int, torch.nn.Module], dict[str, Any]] | None = None) -> list[RunResult]:
+    """Train ``members`` (same architecture, any training sets) together, each exactly as if alone
+    (:mod:`medgan.classify.group`); members whose network cannot be stacked, or whose batch size differs (a
+    training set smaller than the batch), train one by one. Returns one :class:`RunResult` per member."""
+    from medgan.classify.group import stack
+
+    if protocol.select not in SELECTION:
+        raise ConfigError(f"unknown selection score '{protocol.select}'; use one of {', '.join(SELECTION)}")
+    device = torch.device(device)
+    sizes = {min(protocol.batch_size, len(m.y)) for m in members}
+    models = [_build(m, protocol, num_classes, device) for m in members]
+    net = models[0] if len(members) == 1 else stack(models)
+    if net is None or len(sizes) > 1:
+        return [r for m in members for r in fit_group([m], protocol, val_x, val_y, num_classes, device, history,
+                                                      epoch_hook)]
+    if epoch_hook is not None and len(members) > 1:
+        raise ValueError("epoch_hook needs a group of one member")
+    return _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook)
+
+
+def _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook) -> list[RunResult]:
+    from medgan.classify.group import unstack
+
+    t0 = time.perf_counter()
+    g = len(members)
+    opt = torch.optim.Adam(net.parameters(), lr=protocol.lr)
+    states = [_State(BatchStream(m.y, protocol.batch_size, torch.Generator().manual_seed(m.seed), m.balanced),
+                     class_weights(m.y, num_classes).to(device) if m.weighted else None) for m in members]
+    val_in = val_x.repeat(1, g, *([1] * (val_x.ndim - 2))) if g > 1 else val_x
+    epoch = 0
+    for epoch in range(1, protocol.epochs + 1):
+        net.train()
+        for _ in range(protocol.steps_per_epoch):
+            xs, ys = [], []
+            for m, st in zip(members, states, strict=True):
+                idx = st.stream.next()
+                xb = m.x[idx]
+                xs.append(m.batch_transform(xb) if m.batch_transform is not None else xb)
+                ys.append(m.y[idx].to(device))
+            logits = net(torch.cat(xs, 1).to(device) if g > 1 else xs[0].to(device)).view(len(ys[0]), g, -1)
+            loss = sum(F.cross_entropy(logits[:, k], ys[k], weight=st.weight) for k, st in enumerate(states))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        probs = _predict_group(net, val_in, g, device)
+        for k, st in enumerate(states):
+            if st.stopped_at is not None:
+                continue
+            score = validation_scores(probs[:, k], val_y)
+            if history:
+                extra = epoch_hook(epoch, net) if epoch_hook else {}
+                st.history.append({"epoch": epoch, **score, **extra})
+            if _better(score, st.best, protocol.select):
+                st.best, st.best_epoch, st.since = score, epoch, 0
+                st.best_state = unstack(net, models[0], k, g) if g > 1 else copy.deepcopy(net.state_dict())
+            else:
+                st.since += 1
+                if st.since >= protocol.patience and epoch >= min(protocol.min_epochs, protocol.epochs):
+                    st.stopped_at = epoch
+        if all(st.stopped_at is not None for st in states):
+            break
+    seconds = (time.perf_counter() - t0) / g
+    out = []
+    for model, st in zip(models, states, strict=True):  # each member's own module, with its best weights
+        model.load_state_dict(st.best_state)
+        model.eval()
+        best = st.best or {"loss": float("nan"), "auroc": float("nan"), "balanced_accuracy": float("nan")}
+        out.append(RunResult(model, st.best_epoch, st.stopped_at or epoch, best["balanced_accuracy"], best["loss"],
+                             seconds, best["auroc"], st.history))
+    return out
+
+
+@torch.no_grad()
+def _predict_group(net: torch.nn.Module, x: torch.Tensor, g: int, device: torch.device,
+                   batch_size: int = 512) -> torch.Tensor:
+    """Class probabilities ``(N, G, K)`` of every member (``x`` already repeated along channels)."""
+    net.eval()
+    out = [F.softmax(net(x[i : i + batch_size].to(device)).float().view(len(x[i : i + batch_size]), g, -1),
+                     -1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
 def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *,
                      classifier: str, num_classes: int, seed: int, epochs: int, patience: int, batch_size: int,
                      lr: float, steps_per_epoch: int, balanced: bool = False, weighted: bool = False,
@@ -107,49 +243,13 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.
                      select: str = "balanced_accuracy", min_epochs: int = 0, history: bool = False,
                      epoch_hook: Callable[[int, torch.nn.Module], dict[str, Any]] | None = None,
                      device: torch.device | str = "cpu") -> RunResult:
-    """Train one classifier under the shared protocol (module docstring) and return its best weights.
+    """Train one classifier under the shared protocol (module docstring) and return its best weights
+    (:func:`fit_group` with one member).
 
     ``balanced``: class-balanced batches; ``weighted``: class-weighted cross-entropy (:func:`class_weights`);
     ``batch_transform``: applied to every training batch (e.g. the evaluation's classical augmentation, with its
     own seeded generator); ``history``: keep every epoch's validation scores, with what ``epoch_hook(epoch,
     model)`` returns (e.g. test scores, for protocol studies)."""
-    if select not in SELECTION:
-        raise ConfigError(f"unknown selection score '{select}'; use one of {', '.join(SELECTION)}")
-    t0 = time.perf_counter()
-    device = torch.device(device)
-    dims = train_x.ndim - 2
-    torch.manual_seed(seed)
-    model = build_classifier(classifier, dims, train_x.shape[1], num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    stream = BatchStream(train_y, batch_size, torch.Generator().manual_seed(seed), balanced)
-    weight = class_weights(train_y, num_classes).to(device) if weighted else None
-    best: dict[str, float] | None = None
-    best_state, best_epoch, since = copy.deepcopy(model.state_dict()), 0, 0
-    epoch = 0
-    hist: list[dict[str, Any]] = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for _ in range(steps_per_epoch):
-            idx = stream.next()
-            xb = train_x[idx]
-            if batch_transform is not None:
-                xb = batch_transform(xb)
-            loss = F.cross_entropy(model(xb.to(device)), train_y[idx].to(device), weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        score = validation_scores(predict_proba(model, val_x, device), val_y)
-        if history:
-            hist.append({"epoch": epoch, **score, **(epoch_hook(epoch, model) if epoch_hook else {})})
-        if _better(score, best, select):
-            best, best_epoch, since = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
-            if since >= patience and epoch >= min_epochs:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    best = best or {"loss": float("nan"), "auroc": float("nan"), "balanced_accuracy": float("nan")}
-    return RunResult(model, best_epoch, epoch, best["balanced_accuracy"], best["loss"], time.perf_counter() - t0,
-                     best["auroc"], hist)
+    protocol = Protocol(classifier, epochs, patience, batch_size, lr, steps_per_epoch, select, min_epochs)
+    member = Member(seed, train_x, train_y, balanced, weighted, batch_transform)
+    return fit_group([member], protocol, val_x, val_y, num_classes, device, history, epoch_hook)[0]

@@ -21,6 +21,27 @@ from medgan.errors import ConfigError
 CLASSIFIERS = ("smallcnn", "resnet18")
 
 
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from its own ``generator`` (set by the fitting loop from the run's seed), so a run's
+    masks do not depend on what else draws from torch's global generator, and the seeds of an arm trained together
+    (:mod:`medgan.classify.group`) draw exactly the masks each would draw alone."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+        self.generator: torch.Generator | None = None
+
+    def mask(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A scaled keep-mask (CPU): 0 with probability ``p``, else ``1 / (1 - p)``."""
+        keep = torch.rand(shape, generator=self.generator) >= self.p
+        return keep.float() / (1.0 - self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * self.mask(tuple(x.shape)).to(x.device, x.dtype)
+
+
 class Classifier(nn.Module):
     """A feature trunk (``(N, C, *spatial)`` -> ``(N, F)``) followed by dropout and a linear head."""
 
@@ -28,7 +49,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.trunk = trunk
         self.feature_dim = feature_dim
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.num_classes = num_classes
+        self.dropout = SeededDropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(feature_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,8 +68,12 @@ def _small_cnn_trunk(spatial_dims: int, in_channels: int, widths: tuple[int, ...
     layers: list[nn.Module] = []
     c_in = in_channels
     for w in widths:
-        layers.append(Convolution(spatial_dims, c_in, w, strides=1, kernel_size=3, act="RELU", norm="BATCH"))
-        layers.append(Convolution(spatial_dims, w, w, strides=2, kernel_size=3, act="RELU", norm="BATCH"))
+        # no bias before batch norm (it would be subtracted again): the standard choice, and a bias with no gradient
+        # is what Adam turns into noise of +-lr per step
+        layers.append(Convolution(spatial_dims, c_in, w, strides=1, kernel_size=3, act="RELU", norm="BATCH",
+                                  bias=False))
+        layers.append(Convolution(spatial_dims, w, w, strides=2, kernel_size=3, act="RELU", norm="BATCH",
+                                  bias=False))
         c_in = w
     layers.append(Pool[Pool.ADAPTIVEAVG, spatial_dims](1))
     return nn.Sequential(*layers)

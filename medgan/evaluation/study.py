@@ -47,24 +47,15 @@ class Study:
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.td.y["train"]) / self.ev.batch_size))
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int, *, classifier: str, balanced: bool = False,
-            weighted: bool = False, batch_transform: Callable | None = None):
-        """One classifier under the shared protocol, selected on the real validation split."""
-        from medgan.classify.fit import train_classifier
-
-        ev = self.ev
-        return train_classifier(x, y, self.td.x["val"], self.td.y["val"], classifier=classifier,
-                                num_classes=self.td.data.num_classes, seed=seed, epochs=ev.epochs,
-                                patience=ev.patience, min_epochs=ev.min_epochs, select=ev.select,
-                                batch_size=ev.batch_size, lr=ev.lr, steps_per_epoch=self.steps_per_epoch,
-                                balanced=balanced, weighted=weighted, batch_transform=batch_transform,
-                                device=self.device)
-
     def reference_model(self) -> torch.nn.Module:
-        """The domain feature network: the ``oversample`` arm's seed-0 small CNN (the same call, so an evaluation
-        that ran that arm gets the same model)."""
+        """The domain feature network: the ``oversample`` arm's seed-0 small CNN (the same protocol and seed, so
+        an evaluation that ran that arm reuses that model)."""
+        from medgan.classify.fit import Member, fit_group
+
         td = self.td
-        return self.fit(td.x["train"], td.y["train"], 0, classifier="smallcnn", balanced=True).model
+        member = Member(0, td.x["train"], td.y["train"], balanced=True)
+        return fit_group([member], self.protocol("smallcnn"), td.x["val"], td.y["val"], td.data.num_classes,
+                         self.device)[0].model
 
     def training_set(self, arm: Arm, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
         """The arm's training images and labels for ``seed``, the synthetic images added per class, and notes
@@ -79,23 +70,50 @@ class Study:
         notes = [f"{arm.name} seed {seed}: {m}" for m in msg]
         return torch.cat([x, self.pool_x[sel]]), torch.cat([y, self.pool_y[sel]]), list(self.allocs[arm.name]), notes
 
-    def run(self, arm: Arm, seed: int) -> tuple[dict[str, Any], torch.nn.Module]:
-        """Train one arm x seed; its record holds the validation and test probabilities."""
-        from medgan.classify.fit import predict_proba
+    def protocol(self, classifier: str | None = None):
+        from medgan.classify.fit import Protocol
+
+        ev = self.ev
+        return Protocol(classifier or ev.classifier, ev.epochs, ev.patience, ev.batch_size, ev.lr,
+                        self.steps_per_epoch, ev.select, ev.min_epochs)
+
+    def group_size(self, n: int) -> int:
+        """Seeds per group: ``evaluate.group_size``, or (0) as many as the memory budget holds."""
+        if self.ev.group_size > 0:
+            return min(n, self.ev.group_size)
+        from medgan.classify.group import group_size
+        from medgan.classify.nets import build_classifier
+
+        td = self.td
+        probe = build_classifier(self.ev.classifier, td.data.spatial_dims, td.data.channels, td.data.num_classes)
+        return group_size(probe, tuple(td.x["train"].shape[1:]), self.ev.batch_size, n,
+                          self.ev.group_memory_gb * 2**30)
+
+    def run_group(self, arm: Arm, seeds: list[int]) -> list[tuple[dict[str, Any], torch.nn.Module]]:
+        """Train the seeds of one arm together (:func:`medgan.classify.fit.fit_group`); one record per seed,
+        holding its validation and test probabilities."""
+        from medgan.classify.fit import Member, fit_group, predict_proba
         from medgan.evaluation.classical import classical_augment
 
-        x, y, n_syn, notes = self.training_set(arm, seed)
-        aug = classical_augment(self.ev.classical, self.td.data.spatial_dims,
-                                torch.Generator().manual_seed(seed + 7919)) if arm.classical else None
-        res = self.fit(x, y, seed, classifier=self.ev.classifier, balanced=arm.balanced, weighted=arm.weighted,
-                       batch_transform=aug)
-        record = {"arm": arm.name, "seed": seed, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                  "val_balanced_accuracy": res.val_balanced_accuracy, "val_loss": res.val_loss,
-                  "val_auroc": res.val_auroc, "train_size": int(len(y)), "synthetic_per_class": list(n_syn),
-                  "seconds": res.seconds, "notes": notes,
-                  "val_prob": predict_proba(res.model, self.td.x["val"], self.device).tolist(),
-                  "test_prob": predict_proba(res.model, self.td.x["test"], self.device).tolist()}
-        return record, res.model
+        members, extra = [], []
+        for s in seeds:
+            x, y, n_syn, notes = self.training_set(arm, s)
+            aug = classical_augment(self.ev.classical, self.td.data.spatial_dims,
+                                    torch.Generator().manual_seed(s + 7919)) if arm.classical else None
+            members.append(Member(s, x, y, arm.balanced, arm.weighted, aug))
+            extra.append((n_syn, notes))
+        td = self.td
+        results = fit_group(members, self.protocol(), td.x["val"], td.y["val"], td.data.num_classes, self.device)
+        out = []
+        for s, m, res, (n_syn, notes) in zip(seeds, members, results, extra, strict=True):
+            record = {"arm": arm.name, "seed": s, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+                      "val_balanced_accuracy": res.val_balanced_accuracy, "val_loss": res.val_loss,
+                      "val_auroc": res.val_auroc, "train_size": int(len(m.y)), "synthetic_per_class": list(n_syn),
+                      "seconds": res.seconds, "group": len(seeds), "notes": notes,
+                      "val_prob": predict_proba(res.model, td.x["val"], self.device).tolist(),
+                      "test_prob": predict_proba(res.model, td.x["test"], self.device).tolist()}
+            out.append((record, res.model))
+        return out
 
     def measure(self, record: dict[str, Any]) -> dict[str, Any]:
         """A run's metrics from its stored probabilities: argmax metrics and operating points on test, the
@@ -122,37 +140,46 @@ class Study:
 def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress: bool,
              feature_model: torch.nn.Module | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float],
                                                               torch.nn.Module | None]:
-    """Every arm x seed (stored runs are read back, the others trained and stored). Returns the measured runs,
-    seconds per arm and the domain feature network when the ``oversample`` smallcnn seed-0 run provided it."""
+    """Every arm x seed: stored runs are read back, the others trained (the seeds of an arm in groups,
+    :meth:`Study.run_group`) and stored. Returns the measured runs, seconds per arm and the domain feature network
+    when the ``oversample`` smallcnn seed-0 run provided it."""
     from tqdm.auto import tqdm
 
     ev = study.ev
     seeds = list(range(ev.seeds))
-    todo = [(a, s) for a in arms for s in seeds]
-    stored = {(a.name, s): study.store.load(a.name, s) if study.store else None for a, s in todo}
+    stored = {(a.name, s): study.store.load(a.name, s) if study.store else None for a in arms for s in seeds}
     done = sum(r is not None for r in stored.values())
     if done:
-        say(f"resuming: {done} of {len(todo)} runs are already in {study.store.dir}")
+        say(f"resuming: {done} of {len(stored)} runs are already in {study.store.dir}")
+    todo = [s for a in arms for s in seeds if stored[(a.name, s)] is None]
+    size = study.group_size(len(seeds)) if todo else 1
+    if todo:
+        say(f"training {len(todo)} runs, the seeds of each arm in groups of up to {size}")
+    write = say
+    with tqdm(total=len(stored), initial=done, unit="run", disable=not progress, desc="evaluate") as bar:
+        if progress:
+            write = bar.write
+        for arm in arms:
+            missing = [s for s in seeds if stored[(arm.name, s)] is None]
+            for i in range(0, len(missing), size):
+                for record, model in study.run_group(arm, missing[i : i + size]):
+                    s = record["seed"]
+                    if study.store is not None:
+                        study.store.save(arm.name, s, record)
+                    stored[(arm.name, s)] = record
+                    if arm.kind == "oversample" and s == 0 and ev.classifier == "smallcnn" and feature_model is None:
+                        feature_model = model  # class-balanced: its features also separate the scarce classes
+                    m = study.measure(record)
+                    write(f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best "
+                          f"{record['best_epoch']:>3})  test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec "
+                          f"{m['test']['scarce_sens_at_spec']:.3f}  [{record['seconds']:.1f}s]")
+                    bar.update(1)
     runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
     seconds = {a.name: 0.0 for a in arms}
-    with tqdm(total=len(todo), initial=done, unit="run", disable=not progress, desc="evaluate") as bar:
-        for arm, s in todo:
+    for arm in arms:
+        for s in seeds:
             record = stored[(arm.name, s)]
-            if record is None:
-                record, model = study.run(arm, s)
-                if study.store is not None:
-                    study.store.save(arm.name, s, record)
-                if arm.kind == "oversample" and s == 0 and ev.classifier == "smallcnn" and feature_model is None:
-                    feature_model = model  # class-balanced, so its features also separate the scarce classes
-                bar.update(1)
-                m = study.measure(record)
-                (bar.write if progress else say)(
-                    f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})  "
-                    f"test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec {m['test']['scarce_sens_at_spec']:.3f}"
-                    f"  [{record['seconds']:.1f}s]")
-            else:
-                m = study.measure(record)
-            runs[arm.name].append(m)
+            runs[arm.name].append(study.measure(record))
             study.notes += record.get("notes", [])
             seconds[arm.name] += float(record["seconds"])
     return runs, seconds, feature_model

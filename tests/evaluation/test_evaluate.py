@@ -96,22 +96,23 @@ def test_tiny_study_writes_a_complete_report(tmp_path):
 def test_killed_evaluation_resumes_and_gives_the_same_report(tmp_path, monkeypatch):
     from medgan.evaluation import study
 
-    cfg = _cfg(**{"evaluate.arms": "baseline,weighted,gan+oversample", "evaluate.ratios": "0.5"})
+    cfg = _cfg(**{"evaluate.arms": "baseline,weighted,gan+oversample", "evaluate.ratios": "0.5",
+                  "evaluate.group_size": 1})
     full = evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "full").data
-    real_run, calls = study.Study.run, []
+    real_run, calls = study.Study.run_group, []
 
-    def dies_after_three(self, arm, seed):
+    def dies_after_three(self, arm, seeds):
         if len(calls) == 3:
             raise KeyboardInterrupt
-        calls.append((arm.name, seed))
-        return real_run(self, arm, seed)
+        calls.append((arm.name, seeds))
+        return real_run(self, arm, seeds)
 
-    monkeypatch.setattr(study.Study, "run", dies_after_three)
+    monkeypatch.setattr(study.Study, "run_group", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "part")
     assert len(list((tmp_path / "part" / "runs").rglob("seed_*.json"))) == 3
-    monkeypatch.setattr(study.Study, "run", lambda self, arm, seed: (calls.append((arm.name, seed)),
-                                                                      real_run(self, arm, seed))[1])
+    monkeypatch.setattr(study.Study, "run_group", lambda self, arm, seeds: (calls.append((arm.name, seeds)),
+                                                                            real_run(self, arm, seeds))[1])
     resumed = evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path / "part").data
     assert len(calls) == 6  # 3 before the kill, only the 3 missing ones after
     assert resumed["summary"] == full["summary"] and resumed["comparisons"] == full["comparisons"]
@@ -132,24 +133,28 @@ def test_a_changed_request_is_refused_and_restart_recomputes(tmp_path):
 
 
 def test_each_arm_trains_with_its_measures(monkeypatch):
-    """classical+oversample: balanced batches and the classical transform; weighted: the class-weighted loss."""
+    """classical+oversample: balanced batches and the classical transform; weighted: the class-weighted loss; the
+    seeds of an arm go to one group."""
+    from medgan.classify import fit
     from medgan.evaluation import study
     from medgan.evaluation.arms import expand_arms
 
-    seen = {}
+    seen = []
 
-    def fake_fit(self, x, y, seed, *, classifier, balanced=False, weighted=False, batch_transform=None):
-        seen[(len(x), balanced, weighted, type(batch_transform).__name__)] = True
+    def fake_fit_group(members, protocol, *args, **kwargs):
+        seen.append([(m.seed, len(m.x), m.balanced, m.weighted, type(m.batch_transform).__name__) for m in members])
         raise StopIteration
 
-    monkeypatch.setattr(study.Study, "fit", fake_fit)
+    monkeypatch.setattr(fit, "fit_group", fake_fit_group)
     st = study.Study(prepare(load_dataset("phantom2d", scarce=SCARCE)), _cfg().evaluate, torch.device("cpu"), [2],
                      {})
     for arm in expand_arms(["baseline", "weighted", "classical+oversample", "oversample"], []):
         with pytest.raises(StopIteration):
-            st.run(arm, 0)
-    assert set(seen) == {(100, False, False, "NoneType"), (100, False, True, "NoneType"),
-                         (100, True, False, "ClassicalAugment"), (100, True, False, "NoneType")}
+            st.run_group(arm, [0, 1])
+    assert seen == [[(0, 100, False, False, "NoneType"), (1, 100, False, False, "NoneType")],
+                    [(0, 100, False, True, "NoneType"), (1, 100, False, True, "NoneType")],
+                    [(0, 100, True, False, "ClassicalAugment"), (1, 100, True, False, "ClassicalAugment")],
+                    [(0, 100, True, False, "NoneType"), (1, 100, True, False, "NoneType")]]
 
 
 def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):
