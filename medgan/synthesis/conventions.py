@@ -132,9 +132,12 @@ def synthetic_meta(like: Mapping[str, Any] | None, affine: np.ndarray, spatial_s
     ``EnsureChannelFirst`` should read the array, which the synthetic image mimics); nothing else of the real file
     is carried over. MONAI's collation keeps the keys real and synthetic samples share.
     """
-    aff = torch.as_tensor(affine, dtype=torch.float64)
-    meta: dict[str, Any] = {"filename_or_obj": name, "affine": aff, "original_affine": aff.clone(),
-                            "spatial_shape": np.asarray(spatial_shape), "space": "RAS", "is_synthetic": True}
+    from monai.utils import SpaceKeys
+
+    # the same types LoadImage gives (MONAI's collation stacks each key across real and synthetic samples)
+    meta: dict[str, Any] = {"filename_or_obj": name, "affine": torch.as_tensor(affine, dtype=torch.float64),
+                            "original_affine": np.asarray(affine, dtype=np.float64),
+                            "spatial_shape": np.asarray(spatial_shape), "space": SpaceKeys.RAS, "is_synthetic": True}
     if like is not None and "original_channel_dim" in like:
         meta["original_channel_dim"] = like["original_channel_dim"]
     return meta

@@ -161,7 +161,10 @@ class RandSyntheticReplace(RandomizableTransform):
         return len(shape) == len(spatial) + 1
 
     def check_real(self, img: Any, label: int) -> None:
-        """Compare a real image with the bank's images of its class; warn once on a layout or range mismatch."""
+        """Compare a real image with the bank's images of its class; warn once on a layout or range mismatch.
+        (A sample of a class the bank lacks is skipped: the next one is compared.)"""
+        if not self.bank.has(label):
+            return
         self._checked = True
         a = img.detach().cpu().float().numpy() if isinstance(img, torch.Tensor) else np.asarray(img, np.float32)
         if a.ndim == len(self.bank.spatial_shape):
