@@ -175,3 +175,31 @@ def test_encode_png_round_trips_every_supported_layout():
             np.testing.assert_array_equal(np.asarray(im).astype(a.dtype), a)
     with pytest.raises(OutputError, match="PNG holds"):
         encode_png(np.zeros((4, 4), np.float32))
+
+
+def test_png_and_nifti_carry_provenance_with_the_full_seed(tmp_path, breast):
+    import json
+
+    for fmt in ("png", "nifti"):
+        augment(breast, tmp_path / fmt, n=2, format=fmt, seed=6992369267411576708 % (2**62), progress=False)
+    rows = read_manifest(tmp_path / "png")
+    with Image.open(tmp_path / "png" / rows[0]["path"]) as im:
+        text = dict(im.text)
+    assert "SYNTHETIC" in text["Description"] and text["Software"].startswith("medgan")
+    rec = json.loads(text["medgan"])
+    assert rec["synthetic"] is True and rec["seed"] == int(rows[0]["seed"]) and rec["class"] == "malignant"
+    assert rec["checkpoint_sha256"] == rows[0]["checkpoint_sha256"] and len(rows[0]["seed"]) >= 15
+    rows = read_manifest(tmp_path / "nifti")
+    img = nib.load(tmp_path / "nifti" / rows[-1]["path"])
+    (ext,) = [e for e in img.header.extensions if e.get_code() == 6]
+    rec = json.loads(ext.get_content())
+    assert rec["seed"] == int(rows[-1]["seed"]) and rec["class"] == "normal, benign"  # not cut to 24 bytes
+    assert rec["checkpoint_sha256"] == rows[-1]["checkpoint_sha256"]
+
+
+def test_augment_json_records_the_grid_and_file_axes(tmp_path, breast):
+    import json
+
+    augment(breast, tmp_path / "o", n=1, format="png", progress=False)
+    info = json.loads((tmp_path / "o" / "augment.json").read_text())
+    assert info["file_axes"] == "natural" and info["grid"]["row_first"] is True and info["grid"]["size"] == 28
