@@ -203,3 +203,16 @@ def test_augment_json_records_the_grid_and_file_axes(tmp_path, breast):
     augment(breast, tmp_path / "o", n=1, format="png", progress=False)
     info = json.loads((tmp_path / "o" / "augment.json").read_text())
     assert info["file_axes"] == "natural" and info["grid"]["row_first"] is True and info["grid"]["size"] == 28
+
+
+@pytest.mark.parametrize("fmt", ["png", "nifti", "dicom"])
+def test_files_from_a_nifti_trained_checkpoint_load_like_the_nifti_data(tmp_path, fmt):
+    """2D data read from NIfTI is (x, y) already: every format loads through LoadImage as the arrays are."""
+    from helpers import real_meta
+    from monai.transforms import LoadImage
+
+    ckpt = make_checkpoint(tmp_path / "nii.pt", {**real_meta("breastmnist"), "source_kind": "nifti"})
+    augment(ckpt, tmp_path / fmt, n=2, format=fmt, progress=False)
+    x, _ = Sampler.from_checkpoint(ckpt).sample(2, out="source")
+    for k, r in enumerate(read_manifest(tmp_path / fmt)):
+        np.testing.assert_array_equal(np.asarray(LoadImage(image_only=True)(str(tmp_path / fmt / r["path"]))), x[k, 0])
