@@ -99,5 +99,5 @@ def save_grid(path: str | Path, images, labels, class_names: list[str], per_clas
     for side in ax.spines.values():
         side.set_visible(False)
     if title:
-        ax.set_title(title, fontsize=11, wrap=True)
+        ax.set_title(title, fontsize=11)
     return save_figure(fig, path, dpi=dpi)
