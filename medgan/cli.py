@@ -1,7 +1,8 @@
 """The ``medgan`` command line: parse, load the config, call one library function.
 
-Nothing heavy is imported at module level, so ``medgan --help`` is instant; each command imports what it
-needs. User errors (:class:`medgan.errors.MedganError`) become one line on stderr and a non-zero exit code.
+Nothing heavy is imported at module level (the typed configuration only, for the defaults ``--help`` shows), so
+``medgan --help`` stays fast; each command imports what it needs. User errors (:class:`medgan.errors.MedganError`)
+become one line on stderr and a non-zero exit code. Shell completion: ``medgan --install-completion``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,33 @@ from pathlib import Path
 import typer
 
 from medgan import __version__
+from medgan.config import Config
 from medgan.errors import MedganError
+
+#: Built-in defaults, shown by --help for options that fall back to the configuration (defaults < YAML < flags).
+_DEFAULTS = Config().model_dump(mode="json")
+
+
+def _default(key: str) -> str:
+    """The built-in default of config key ``section.name``, as --help shows it."""
+    sec, name = key.split(".")
+    v = _DEFAULTS[sec][name]
+    if v is None:
+        return "none"
+    if isinstance(v, list):
+        return ",".join(map(str, v)) or "none"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def opt(key: str, *decls: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 (typer's own word)
+    """An option that overrides config key ``key`` (unset: the YAML's or the built-in value, shown in --help)."""
+    return typer.Option(None, *decls, help=f"{help} (config: {key})", show_default=_default(key))
 
 app = typer.Typer(
     name="medgan",
     help="Conditional DCGANs on MONAI for class-scarce medical imaging: train, augment, evaluate.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -41,7 +62,8 @@ def _root(
 
 # Shared option declarations (so every command spells them the same way).
 DataDirOpt = typer.Option(None, "--data-dir", help="Folder with MedMNIST files (else MEDGAN_DATA_DIR, then the user cache).")
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (defaults < YAML < flags).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (breastmnist, "
+                         "pneumoniamnist, adrenalmnist3d, phantom2d, phantom3d); defaults < config < flags.")
 ScarceOpt = typer.Option(None, "--scarce", help="Keep CLASS=FRACTION or CLASS=N of a class's training images (repeatable).")
 
 
@@ -69,8 +91,9 @@ def info_dataset(
     data_dir: Path | None = DataDirOpt,
     config: Path | None = ConfigOpt,
     scarce: list[str] | None = ScarceOpt,
-    size: int | None = typer.Option(None, "--size", help="Model image size (default: native size when supported)."),
-    split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the stratified split and scarcity."),
+    size: int | None = opt("data.size", "--size", help="Model image size (none: the native size when supported)."),
+    split_seed: int | None = opt("data.split_seed", "--split-seed", help="Seed of the stratified split and "
+                                 "scarcity."),
     grid: Path | None = typer.Option(None, "--grid", help="Write a PNG grid of real examples per class here."),
     per_class: int = typer.Option(8, "--per-class", min=1, help="Examples per class in the grid."),
 ) -> None:
@@ -82,25 +105,44 @@ def info_dataset(
     typer.echo(dataset_report(cfg.data, grid=grid, per_class=per_class))
 
 
+@info_app.command("checkpoint")
+def info_checkpoint(
+    path: Path = typer.Argument(..., help="A checkpoint file, or a run folder (its checkpoints/last.pt)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
+) -> None:
+    """Describe a checkpoint: classes and training counts, image shape and grid, step, training config,
+    training-set fingerprint, file hash, and sample quality when the run recorded it."""
+    from medgan.training.info import checkpoint_info, checkpoint_report
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(checkpoint_info(path), indent=2))
+    else:
+        typer.echo(checkpoint_report(path))
+
+
 # ---------------------------------------------------------------------------------------------- train
 
 
 @app.command("train")
 def train_cmd(
-    dataset: str = typer.Option(None, "--dataset", "-d", help="MedMNIST name, phantom2d/phantom3d, or a path."),
+    dataset: str = opt("data.dataset", "--dataset", "-d", help="MedMNIST name, phantom2d/phantom3d, or a path."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, samples, metrics)."),
     config: Path = ConfigOpt,
-    steps: int = typer.Option(None, "--steps", help="Training steps (train.steps)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Batch size per process (train.batch_size)."),
-    size: int = typer.Option(None, "--size", help="Model image size: 28, 32, 64 (128 in 2D) (data.size)."),
+    steps: int = opt("train.steps", "--steps", help="Training steps (the total, also after --resume)."),
+    batch_size: int = opt("train.batch_size", "--batch-size", help="Batch size per process."),
+    size: int = opt("data.size", "--size", help="Model image size: 28, 32, 64 (128 in 2D); none: the native size."),
     scarce: list[str] = ScarceOpt,
-    seed: int = typer.Option(None, "--seed", help="Seed of weights, noise, batches and augmentation (train.seed)."),
-    loss: str = typer.Option(None, "--loss", help="minimax, bce, hinge, lsgan or energy (train.loss)."),
-    amp: str = typer.Option(None, "--amp", help="off or bf16 autocast (train.amp)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu or cuda[:N] (train.device)."),
+    seed: int = opt("train.seed", "--seed", help="Seed of weights, noise, batches and augmentation."),
+    loss: str = opt("train.loss", "--loss", help="minimax, bce, hinge, lsgan or energy."),
+    amp: str = opt("train.amp", "--amp", help="off or bf16 autocast."),
+    device: str = opt("train.device", "--device", help="auto, cpu or cuda[:N]."),
     data_dir: Path = DataDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (YAML) and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (train.progress: false); only the "
+                               "summary and warnings."),
 ) -> None:
     """Train a class-conditional DCGAN; keeps a run directory with checkpoints, sample grids and metrics."""
     import os
@@ -111,7 +153,7 @@ def train_cmd(
         "data.dataset": dataset, "data.size": size, "data.scarce": scarce or None,
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.loss": loss,
-        "train.amp": amp, "train.device": device,
+        "train.amp": amp, "train.device": device, "train.progress": False if quiet else None,
     })
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)
@@ -130,28 +172,28 @@ def train_cmd(
 def augment_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'medgan train' (or its run folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <class>/<id>.<ext> files + manifest.csv."),
-    n: int = typer.Option(None, "--n", help="Samples PER requested class (augment.n)."),
-    classes: list[str] = typer.Option(None, "--class", help="Generate only this class (name or index; repeatable). "
-                                      "Default: every class."),
-    balance: bool = typer.Option(None, "--balance", help="Instead of --n: top each requested class up to the "
-                                 "majority class count of the checkpoint's training data."),
-    fmt: str = typer.Option(None, "--format", "-f", help="png (2D only), npz (one MedMNIST-layout file), nifti or "
-                            "dicom (augment.format, default png)."),
-    seed: int = typer.Option(None, "--seed", help="Run seed: same checkpoint + arguments + seed = identical files."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Samples per generator batch (augment.batch_size)."),
-    overwrite: bool = typer.Option(None, "--overwrite", help="Replace the synthetic files of a non-empty --out."),
+    n: int = opt("augment.n", "--n", help="Samples PER requested class."),
+    classes: list[str] = typer.Option(None, "--class", help="Generate only this class: name, index or the folder "
+                                      "name augment writes (normal_benign); repeatable. Default: every class."),
+    balance: bool = opt("augment.balance", "--balance", help="Instead of --n: top each requested class up to the "
+                        "majority class count of the checkpoint's training data."),
+    fmt: str = opt("augment.format", "--format", "-f", help="png (2D only), npz (one MedMNIST-layout file), nifti "
+                   "or dicom."),
+    seed: int = opt("augment.seed", "--seed", help="Run seed: same checkpoint + arguments + seed = identical files."),
+    batch_size: int = opt("augment.batch_size", "--batch-size", help="Samples per generator batch."),
+    overwrite: bool = opt("augment.overwrite", "--overwrite", help="Replace the synthetic files of a non-empty --out."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw generator instead of its EMA weights."),
-    device: str = typer.Option(None, "--device", help="cpu (default), cuda[:N] or auto (augment.device); "
-                               "byte-identical repeats are promised on CPU."),
-    amp: str = typer.Option(None, "--amp", help="Generator precision: off (fp32, default) or bf16 (faster on "
-                            "AMX/AVX512-BF16 CPUs, images within ~1% of fp32; augment.amp)."),
-    workers: int = typer.Option(None, "--workers", help="Generator threads (augment.workers; 0: one per core, "
-                                "at most 4). Outputs do not depend on it."),
+    device: str = opt("augment.device", "--device", help="cpu, cuda[:N] or auto; byte-identical repeats are "
+                      "promised on CPU."),
+    amp: str = opt("augment.amp", "--amp", help="Generator precision: off (fp32) or bf16 (faster on AMX/AVX512-BF16 "
+                   "CPUs, images within ~1% of fp32)."),
+    workers: int = opt("augment.workers", "--workers", help="Generator threads (0: one per core, at most 4). "
+                       "Outputs do not depend on it."),
     config: Path = ConfigOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    reject_near_copies: bool = typer.Option(None, "--reject-near-copies", help="Redraw samples that are near-copies "
-                                            "of the generator's training images (rebuilt from the checkpoint's "
-                                            "dataset; see medgan.evaluation.privacy); redraws go to the manifest."),
+    reject_near_copies: bool = opt("augment.reject_near_copies", "--reject-near-copies", help="Redraw samples "
+                                   "that are near-copies of the generator's training images (rebuilt from the "
+                                   "checkpoint's dataset; see medgan.evaluation.privacy); redraws go to the manifest."),
 ) -> None:
     """Write labelled synthetic samples from a checkpoint, with a provenance manifest.
 
@@ -174,35 +216,36 @@ def augment_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    dataset: str = typer.Option(None, "--dataset", "-d", help="The dataset the classifiers learn (data.dataset)."),
+    dataset: str = opt("data.dataset", "--dataset", "-d", help="The dataset the classifiers learn."),
     scarce: list[str] = ScarceOpt,
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Generator checkpoint to draw synthetic images from "
                                     "(must have been trained on this exact training split)."),
     synthetic: Path = typer.Option(None, "--synthetic", help="A 'medgan augment' output folder or .npz instead of "
                                    "--checkpoint."),
-    arms: str = typer.Option(None, "--arms", help="Comma-separated arms (evaluate.arms): baseline, oversample, weighted, "
-                             "classical, classical+oversample, gan, gan+oversample, gan+weighted, gan+classical, "
-                             "gan+classical+oversample."),
-    ratio: str = typer.Option(None, "--ratio", help="Synthetic:real ratios of the GAN arms, e.g. 0.5,1.0 or balance."),
-    seeds: int = typer.Option(None, "--seeds", help="Seeds per arm (>= 2; evaluate.seeds, default 10)."),
-    primary: str = typer.Option(None, "--primary", help="The verdict's metric (evaluate.primary): sens_at_spec "
-                                "(default), sens_youden, auroc, pauroc, balanced_accuracy."),
-    target_specificity: float = typer.Option(None, "--target-specificity", help="Validation specificity the "
-                                             "threshold is chosen for (evaluate.target_specificity, default 0.8)."),
-    classifier: str = typer.Option(None, "--classifier", help="smallcnn or resnet18 (evaluate.classifier)."),
-    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per run (evaluate.epochs)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Classifier batch size (evaluate.batch_size)."),
-    size: int = typer.Option(None, "--size", help="Image size (default: the generator's / native) (data.size)."),
+    arms: str = opt("evaluate.arms", "--arms", help="Comma-separated arms: baseline, oversample, weighted, classical, "
+                    "classical+oversample, gan, gan+oversample, gan+weighted, gan+classical, "
+                    "gan+classical+oversample."),
+    ratio: str = opt("evaluate.ratios", "--ratio", help="Synthetic:real ratios of the GAN arms, e.g. 0.5,1.0 or "
+                     "balance."),
+    seeds: int = opt("evaluate.seeds", "--seeds", help="Seeds per arm (>= 2)."),
+    primary: str = opt("evaluate.primary", "--primary", help="The verdict's metric: sens_at_spec, sens_youden, "
+                       "auroc, pauroc or balanced_accuracy."),
+    target_specificity: float = opt("evaluate.target_specificity", "--target-specificity", help="Validation "
+                                    "specificity the scarce-class threshold is chosen for."),
+    classifier: str = opt("evaluate.classifier", "--classifier", help="smallcnn or resnet18."),
+    epochs: int = opt("evaluate.epochs", "--epochs", help="Maximum epochs per run."),
+    batch_size: int = opt("evaluate.batch_size", "--batch-size", help="Classifier batch size."),
+    size: int = opt("data.size", "--size", help="Image size (none: the generator's / the native size)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: report.json, report.md, PNG plots."),
     config: Path = ConfigOpt,
     data_dir: Path = DataDirOpt,
-    filter_confidence: float = typer.Option(None, "--filter-confidence", help="Sample filtering: keep synthetic "
-                                            "images a real-data classifier gives >= this probability of their class "
-                                            "(evaluate.filter_confidence; 0: off)."),
+    filter_confidence: float = opt("evaluate.filter_confidence", "--filter-confidence", help="Sample filtering: keep "
+                                   "synthetic images a real-data classifier gives >= this probability of their "
+                                   "class (0: off)."),
     no_quality: bool = typer.Option(False, "--no-quality", help="Skip the sample-quality measures."),
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the memorisation check."),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads (evaluate.threads; 0: torch default)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu or cuda[:N] (evaluate.device)."),
+    threads: int = opt("evaluate.threads", "--threads", help="torch CPU threads (0: torch default)."),
+    device: str = opt("evaluate.device", "--device", help="auto, cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-run lines; only the summary."),
     restart: bool = typer.Option(False, "--restart", help="Discard the runs a previous evaluation left in --out "
                                  "(by default they are reused and only missing runs are trained)."),
@@ -225,6 +268,25 @@ def evaluate_cmd(
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
                       log=None if quiet else typer.echo, progress=not quiet)
     typer.echo(report.summary(out))
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'medgan train' (or its run folder)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="torchscript (a .pt module G(z, y)), onnx (a .onnx model "
+                            "G(z, y)) or bundle (a MONAI Bundle folder)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (torchscript, onnx) or folder (bundle)."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Export the raw generator instead of its EMA weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Export the generator for use outside medgan: TorchScript, ONNX, or a MONAI Bundle (configs/metadata.json
+    with class names and intensity mapping, configs/inference.json, models/)."""
+    from medgan.synthesis.bundle import export_generator
+
+    typer.echo(export_generator(checkpoint, out, fmt, use_ema=not no_ema, overwrite=overwrite).summary())
 
 
 def main() -> None:

@@ -237,15 +237,40 @@ def _dotted(overrides: dict[str, Any]) -> dict:
     return out
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configurations shipped with medgan (``medgan/configs/*.yaml``, the repository's ``configs/``), by name."""
+    from importlib.resources import files
+
+    root = files("medgan") / "configs"
+    try:
+        return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``--config`` value -> a YAML file: an existing file, else a packaged config by name (``breastmnist`` or
+    ``breastmnist.yaml``), so the quickstart works from any folder. One-line error naming both when neither."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    shipped = packaged_configs()
+    name = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if name in shipped and (p.parent == Path(".") or p.parent.name == "configs"):
+        return shipped[name]
+    raise ConfigError(f"config file not found: {p}; pass an existing YAML file or a packaged config name "
+                      f"({', '.join(sorted(shipped)) or 'none installed'})")
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Resolve the configuration: defaults < YAML ``path`` < ``overrides`` (dotted keys, ``None`` = unset)."""
+    """Resolve the configuration: defaults < YAML ``path`` < ``overrides`` (dotted keys, ``None`` = unset).
+
+    ``path`` is a YAML file or the name of a packaged config (:func:`packaged_configs`)."""
     import yaml
 
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}; pass an existing YAML file to --config")
+        p = resolve_config_path(path)
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

@@ -30,13 +30,29 @@ def _tile(img: np.ndarray) -> np.ndarray:
     return np.moveaxis(img[:3], 0, -1)
 
 
+#: Tiles are upscaled (nearest neighbour) by at least this factor, and to at least MIN_TILE pixels.
+MIN_UPSCALE = 4
+MIN_TILE = 112
+
+
+def upscale_factor(tile_size: int) -> int:
+    """The integer factor a tile of ``tile_size`` pixels is enlarged by in a grid (at least :data:`MIN_UPSCALE`)."""
+    return max(MIN_UPSCALE, -(-MIN_TILE // max(1, int(tile_size))))
+
+
 def grid_array(images: torch.Tensor | np.ndarray, labels, class_names: list[str], per_class: int = 8,
-               pad: int = 2) -> np.ndarray:
-    """A uint8 ``(H, W, 3)`` grid: one row per class, up to ``per_class`` images each."""
+               pad: int = 2, scale: int = 1) -> np.ndarray:
+    """A uint8 ``(H, W, 3)`` grid: one row per class, up to ``per_class`` images each, each tile enlarged
+    ``scale`` times (nearest neighbour)."""
     x = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
     y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
-    tiles = [[_tile(x[i]) for i in np.flatnonzero(y == c)[:per_class]] for c in range(len(class_names))]
-    th, tw = _tile(x[0]).shape[:2] if len(x) else (8, 8)
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        t = _tile(a)
+        return t.repeat(scale, 0).repeat(scale, 1) if scale > 1 else t
+
+    tiles = [[tile(x[i]) for i in np.flatnonzero(y == c)[:per_class]] for c in range(len(class_names))]
+    th, tw = tile(x[0]).shape[:2] if len(x) else (8, 8)
     rows, cols = len(class_names), per_class
     out = np.ones((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), dtype=np.float32) * 0.2
     for r, row in enumerate(tiles):
@@ -47,12 +63,13 @@ def grid_array(images: torch.Tensor | np.ndarray, labels, class_names: list[str]
 
 
 def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
-    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it. The saved area is the
+    figure's tight bounding box (``bbox_inches="tight"``), so no title, label or legend is cut off."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08))
     finally:
         plt.close(fig)
     return path
@@ -60,22 +77,27 @@ def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
 
 def save_grid(path: str | Path, images, labels, class_names: list[str], per_class: int = 8,
               title: str | None = None) -> Path:
-    """Write a per-class grid with class names on the left (matplotlib), atomically."""
+    """Write a per-class grid, atomically: tiles enlarged at least 4x (:func:`upscale_factor`), one row per
+    class labelled with its index and name, the title above; nothing is clipped (tight bounding box)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arr = grid_array(images, labels, class_names, per_class)
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else np.asarray(images)
+    scale = upscale_factor(int(x.shape[-1])) if len(x) else MIN_UPSCALE
+    arr = grid_array(images, labels, class_names, per_class, pad=2 * scale, scale=scale)
     h, w = arr.shape[:2]
-    scale = max(1.0, 480 / w)
-    fig, ax = plt.subplots(figsize=(w * scale / 100 + 1.6, h * scale / 100 + (0.4 if title else 0.1)), dpi=100)
+    dpi = 100
+    fig = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))  # the grid at one image pixel per screen pixel; labels outside the axes
     ax.imshow(arr, interpolation="nearest")
     rows = len(class_names)
     ax.set_yticks([(i + 0.5) * h / rows for i in range(rows)])
-    ax.set_yticklabels([f"{i}: {n}" for i, n in enumerate(class_names)], fontsize=8)
+    ax.set_yticklabels([f"{i}: {n}" for i, n in enumerate(class_names)], fontsize=11)
     ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
     if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+        ax.set_title(title, fontsize=11)
+    return save_figure(fig, path, dpi=dpi)

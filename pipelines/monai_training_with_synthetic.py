@@ -1,21 +1,25 @@
-"""A MONAI training pipeline that uses medgan's synthetic images through ``RandSyntheticReplaced``.
+"""A stock MONAI training pipeline that uses medgan's synthetic images: one transform line, one dataset line.
 
 BreastMNIST (malignant is the scarce class: 147 of 546 training images). The real images are written as PNG
-files to a temporary folder, so the pipeline reads files like any MONAI pipeline does; the synthetic images come
-from a ``medgan augment --format png`` folder (``--synthetic``) or are generated here from ``--checkpoint``.
+class folders (``train/malignant/*.png``, ``train/normal_benign/*.png``) to a temporary folder and read the way
+any MONAI pipeline reads them: ``LoadImaged`` with its default reader. medgan adds two lines, nothing else:
 
-The minority class is oversampled to the majority count, and ``RandSyntheticReplaced`` swaps each minority
-sample for a synthetic malignant image with probability ``--prob``, so the repeated copies become new images.
-The synthetic images go through the same intensity transform as the real ones (``value_range="source"``:
-they enter the chain in the 0..255 range, right after loading).
+* ``add_synthetic_slots(items, target)`` appends slots for the scarce class until it reaches ``--target``
+  (``balance``: the majority count; or a share such as ``0.4``);
+* ``RandSyntheticReplaced(..., class_names=folder names)`` right after ``EnsureChannelFirstd`` fills every slot
+  with a synthetic malignant image (fresh each epoch) and, with ``--prob``, also swaps real samples. Its defaults
+  match the real images at that point (LoadImage's layout, the 0..255 source range), so synthetic images go
+  through ``ScaleIntensityd`` and the random augmentations like real ones.
 
-    medgan train --dataset breastmnist --out runs/breast
-    medgan augment --checkpoint runs/breast/checkpoints/last.pt --n 500 --class malignant --out synth/breast
+    medgan train --dataset breastmnist --config breastmnist --out runs/breast
+    medgan augment --checkpoint runs/breast --n 500 --class malignant --out synth/breast
     python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --epochs 5
-    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --prob 0   # the real-only baseline
+    python pipelines/monai_training_with_synthetic.py --checkpoint runs/breast --epochs 5   # bank from the generator
+    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --target none  # real-only baseline
 
-Runs in a couple of minutes on a CPU. Data: BreastMNIST (Al-Dhabyani et al. 2020; MedMNIST, Yang et al. 2023,
-CC BY 4.0), found via --data-dir or MEDGAN_DATA_DIR.
+Runs in a couple of minutes on a CPU. It is an example of use, not an evaluation (use ``medgan evaluate``).
+Data: BreastMNIST (Al-Dhabyani et al. 2020; MedMNIST, Yang et al. 2023, CC BY 4.0), found via --data-dir or
+MEDGAN_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -35,31 +39,27 @@ from PIL import Image
 
 from medgan.data.sources import load_dataset
 from medgan.synthesis.bank import SyntheticBank
-from medgan.synthesis.export import augment
+from medgan.synthesis.mixing import add_synthetic_slots
 from medgan.synthesis.transforms import RandSyntheticReplaced
 
 
-def write_pngs(images: np.ndarray, labels: np.ndarray, folder: Path) -> list[dict]:
-    """Real (N, 1, H, W) uint8 images -> PNG files; returns MONAI items {"image": path, "label": int}."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_class_folders(images: np.ndarray, labels: np.ndarray, class_names: list[str], root: Path,
+                        limit: int | None = None) -> list[dict]:
+    """Real (N, 1, H, W) uint8 images -> ``root/<class folder>/<i>.png``; returns MONAI items (``label``: the index
+    of the class folder in sorted order, as a folder-reading MONAI recipe numbers them)."""
+    from medgan.data.classes import folder_names
+
+    folders = folder_names(class_names)
+    order = sorted(folders)
     items = []
     for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-        path = folder / f"{i:05d}.png"
+        if limit is not None and i >= limit:
+            break
+        path = root / folders[int(y)] / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0]).save(path)
-        items.append({"image": str(path), "label": int(y)})
+        items.append({"image": str(path), "label": order.index(folders[int(y)])})
     return items
-
-
-def balance_by_repeating(items: list[dict], seed: int) -> list[dict]:
-    """Repeat the items of smaller classes until every class has the majority count."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([d["label"] for d in items])
-    top = np.bincount(labels).max()
-    out = list(items)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        out += [items[i] for i in rng.choice(idx, top - len(idx), replace=True)]
-    return out
 
 
 def main() -> None:
@@ -67,7 +67,9 @@ def main() -> None:
     ap.add_argument("--synthetic", type=Path, help="folder written by 'medgan augment --format png'")
     ap.add_argument("--checkpoint", type=Path, help="generate the synthetic images from this checkpoint instead")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--prob", type=float, default=0.5, help="replacement probability for minority samples")
+    ap.add_argument("--target", default="balance", help="bring the scarce class to: balance, a share (0.4) or none")
+    ap.add_argument("--prob", type=float, default=0.0, help="also swap real malignant samples with this probability")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (quick runs)")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=0)
@@ -79,41 +81,44 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    """Write the real PNGs under ``tmp``, build the bank and the transforms, train and report test AUROC."""
+    """Write the real PNG class folders under ``tmp``, build the bank and the chain, train, report test AUROC."""
     set_determinism(args.seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     real = load_dataset("breastmnist", data_dir=args.data_dir)
-    minority = int(np.argmin(real.counts("train")))
-    train_items = write_pngs(real.splits["train"].images, real.splits["train"].labels, tmp / "train")
-    test_items = write_pngs(real.splits["test"].images, real.splits["test"].labels, tmp / "test")
+    train_items = write_class_folders(real.splits["train"].images, real.splits["train"].labels, real.class_names,
+                                      tmp / "train", args.limit)
+    test_items = write_class_folders(real.splits["test"].images, real.splits["test"].labels, real.class_names,
+                                     tmp / "test", args.limit)
+    names = sorted(p.name for p in (tmp / "train").iterdir())  # the pipeline's classes: its folder names
+    scarce = names.index("malignant")
 
-    synthetic = args.synthetic
-    if synthetic is None:
-        synthetic = tmp / "synthetic"
-        augment(args.checkpoint, synthetic, n=500, classes=[minority], format="png", seed=args.seed)
-    bank = SyntheticBank.from_folder(synthetic)
-    print(f"real train counts {real.counts('train')}; synthetic bank {bank}")
+    if args.synthetic is not None:
+        bank = SyntheticBank.from_folder(args.synthetic)
+    else:
+        bank = SyntheticBank.from_checkpoint(args.checkpoint, n_per_class=500, classes=["malignant"], seed=args.seed)
+    print(f"real train counts {dict(zip(names, np.bincount([d['label'] for d in train_items]).tolist(), strict=True))}"
+          f"; synthetic bank {bank}")
 
-    # PIL's reader would give (W, H) by default; reverse_indexing=False keeps (H, W) like the bank's images
-    load = [LoadImaged(keys="image", reader="PILReader", reverse_indexing=False, image_only=True),
-            EnsureChannelFirstd(keys="image", channel_dim="no_channel")]
+    if args.target != "none":  # medgan line 1: slots that bring the scarce class to the target
+        train_items = add_synthetic_slots(train_items, args.target if args.target == "balance" else float(args.target))
     train_tf = Compose([
-        *load,
-        RandSyntheticReplaced(keys="image", label_key="label", bank=bank, prob=args.prob,
-                              classes=[minority], value_range="source"),
+        LoadImaged(keys="image"),
+        EnsureChannelFirstd(keys="image"),
+        # medgan line 2: fills the slots (and swaps real malignant samples with --prob)
+        RandSyntheticReplaced(keys="image", bank=bank, class_names=names, prob=args.prob, classes=["malignant"]),
         ScaleIntensityd(keys="image"),
-        RandFlipd(keys="image", prob=0.5, spatial_axis=1),
+        RandFlipd(keys="image", prob=0.5, spatial_axis=0),
         EnsureTyped(keys="image", dtype=torch.float32),
     ])
-    test_tf = Compose([*load, ScaleIntensityd(keys="image"), EnsureTyped(keys="image", dtype=torch.float32)])
+    test_tf = Compose([LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"), ScaleIntensityd(keys="image"),
+                       EnsureTyped(keys="image", dtype=torch.float32)])
     train_tf.set_random_state(args.seed)
 
-    train_loader = DataLoader(Dataset(balance_by_repeating(train_items, args.seed), train_tf), batch_size=64,
-                              shuffle=True, num_workers=args.workers)
+    train_loader = DataLoader(Dataset(train_items, train_tf), batch_size=64, shuffle=True, num_workers=args.workers)
     test_loader = DataLoader(Dataset(test_items, test_tf), batch_size=256, num_workers=args.workers)
 
-    model = DenseNet(spatial_dims=2, in_channels=1, out_channels=real.num_classes, init_features=16,
+    model = DenseNet(spatial_dims=2, in_channels=1, out_channels=len(names), init_features=16,
                      growth_rate=8, block_config=(4, 4, 4))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -133,8 +138,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         with torch.no_grad():
             probs, ys = [], []
             for batch in test_loader:
-                probs.append(torch.softmax(model(batch["image"]), 1)[:, minority])
-                ys.append((batch["label"] == minority).long())
+                probs.append(torch.softmax(model(batch["image"]), 1)[:, scarce])
+                ys.append((batch["label"] == scarce).long())
         auc(torch.cat(probs), torch.cat(ys))
         print(f"epoch {epoch}: loss {total / n_seen:.4f}, synthetic {n_syn}/{n_seen} samples, "
               f"test AUROC (malignant vs rest) {auc.aggregate():.3f}")

@@ -91,6 +91,9 @@ class RealData:
     spacing: tuple[float, ...] | None = None
     modality: str | None = None
     licence: str | None = None
+    source_kind: str | None = None
+    """What the images were read from: ``image`` (PNG/JPEG), ``dicom``, ``nifti`` or ``array`` (.npz, phantoms);
+    decides how medgan's arrays map onto MONAI's layout (:mod:`medgan.data.grid`)."""
     scarcity: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,6 +105,12 @@ class RealData:
     def native_size(self) -> int:
         """The largest spatial extent of the training images."""
         return max(max(s) for s in self.splits["train"].shapes())
+
+    def native_shape(self) -> list[int]:
+        """The median spatial shape of the training images (the extent the model grid resamples)."""
+        tr = self.splits["train"].images
+        shapes = np.asarray([tr.shape[2:]] if isinstance(tr, np.ndarray) else [a.shape[1:] for a in tr])
+        return [int(v) for v in np.median(shapes, axis=0)] if len(shapes) else []
 
     def counts(self, split: str = "train") -> list[int]:
         return np.bincount(self.splits[split].labels, minlength=self.num_classes).tolist()
@@ -123,6 +132,8 @@ class RealData:
             "intensity": self.intensity.to_dict(),
             "spacing": list(self.spacing) if self.spacing else None,
             "modality": self.modality,
+            "source_kind": self.source_kind or "array",
+            "native_shape": self.native_shape(),
             "scarcity": self.scarcity,
             "train_counts": self.counts("train"),
             "train_fingerprint": self.fingerprint(),

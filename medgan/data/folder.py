@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medgan.data.dataset import SPLITS, Intensity, RealData, Split
+from medgan.data.grid import kind_of_reader
 from medgan.data.readers import READABLE, Item, Readers, kind_of, one_line, visible
 from medgan.errors import DatasetError
 
@@ -78,6 +79,8 @@ def _assemble(name: str, source: str, root: Path, items: list[Item], labels: lis
         if not np.allclose(sp, sp[0], rtol=1e-3):
             extra["spacing_varies"] = True
     modalities = sorted({it.modality for it in items if it.modality})
+    kinds = [kind_of_reader(it.kind) for it in train_items if it.kind]
+    source_kind = max(sorted(set(kinds)), key=kinds.count) if kinds else None
     if split_note:
         extra["split"] = split_note
     data = RealData(
@@ -90,6 +93,7 @@ def _assemble(name: str, source: str, root: Path, items: list[Item], labels: lis
         intensity=Intensity.of(out["train"].images),
         spacing=spacing,
         modality="+".join(modalities) if modalities else None,
+        source_kind=source_kind,
         extra=extra,
     )
     return data

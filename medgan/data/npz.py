@@ -80,6 +80,7 @@ def load_npz(path: str | Path, name: str | None = None, info: dict | None = None
         spatial_dims=int(dims),
         channels=int(splits["train"].images.shape[1]),
         splits=splits,
+        source_kind="array",
         intensity=Intensity.of(splits["train"].images),
         licence=info.get("license") if info else None,
         extra={"path": str(path)},

@@ -56,6 +56,7 @@ def make_phantom(dims: int, size: int = 28, seed: int = 1234) -> RealData:
         spatial_dims=dims,
         channels=1,
         splits=splits,
+        source_kind="array",
         intensity=Intensity(0.0, 255.0, "uint8"),
         licence="generated (no licence needed)",
     )

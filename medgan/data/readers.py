@@ -41,6 +41,8 @@ class Item:
     path: str
     spacing: tuple[float, ...] | None = None
     modality: str | None = None
+    kind: str | None = None
+    """The reader kind (``pil``, ``nifti``, ``dicom``, ``series``)."""
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -121,7 +123,9 @@ class Readers:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                return getattr(self, f"_{kind}")(path)
+                item = getattr(self, f"_{kind}")(path)
+                item.kind = kind
+                return item
             except DatasetError:
                 raise
             except Exception as e:  # every reader failure is a problem with this file

@@ -191,7 +191,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         pool, filter_info = filter_pool(pool, feature_model, ev.filter_confidence, device, allocs)
         say(f"  kept per class {filter_info['kept']} of {filter_info['drawn']}")
     if pool is not None:
-        study.pool_x, study.pool_y = pool.images, pool.labels
+        study.pool_x, study.pool_y = pool.array_images, pool.labels
     study.store = RunStore(out_dir, request_of(cfg, data, pool, device), restart)
     runs, arm_seconds, feature_model = run_arms(study, arms, say, progress, feature_model)
 

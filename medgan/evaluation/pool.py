@@ -138,7 +138,7 @@ def filter_pool(pool: SyntheticBank, model: torch.nn.Module, threshold: float, d
 
     class_names = pool.class_names
     y = pool.labels
-    prob = predict_proba(model, pool.images, device)
+    prob = predict_proba(model, pool.array_images, device)
     p_own = prob.gather(1, y.view(-1, 1)).squeeze(1)
     keep = p_own >= threshold
     n = len(class_names)

@@ -4,6 +4,11 @@ Images are kept in model space ([-1, 1]) but stored compactly: as ``uint8`` (256
 training data) or ``float16``, in plain numpy arrays, so a bank pickles small and cheaply into DataLoader workers.
 It backs the MONAI transforms (:mod:`medgan.synthesis.transforms`) and dataset mixing
 (:mod:`medgan.synthesis.mixing`).
+
+Layout: the bank stores images in medgan's array order (the model grid, :mod:`medgan.data.grid`) and hands them
+out in ``layout="monai"`` by default: the axis order MONAI's ``LoadImage`` (default arguments) gives a file of the
+training data's kind, so a synthetic image lines up with a real one loaded in any MONAI pipeline. ``layout="array"``
+gives medgan's own order (what ``medgan train``/``evaluate`` and MedMNIST ``.npz`` arrays use).
 """
 
 from __future__ import annotations
@@ -17,12 +22,21 @@ import numpy as np
 import torch
 
 from medgan.data.classes import class_index
+from medgan.data.grid import Grid, model_grid
 from medgan.errors import DatasetError, MedganError
 
 if TYPE_CHECKING:
     from medgan.synthesis.sampler import Sampler
 
 STORAGES = ("uint8", "float16")
+LAYOUTS = ("monai", "array")
+
+
+def _check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise MedganError(f"layout must be 'monai' (as MONAI's LoadImage gives the training files) or 'array' "
+                          f"(medgan's / the .npz arrays' order), got {layout!r}")
+    return layout
 
 
 def _encode(x: np.ndarray, storage: str) -> np.ndarray:
@@ -42,11 +56,14 @@ class SyntheticBank:
     """A pool of synthetic images with labels, class names, the source intensity mapping and provenance.
 
     Build it with :meth:`from_checkpoint`, :meth:`from_folder` (an ``augment`` output folder or a MedMNIST-layout
-    ``.npz``) or :meth:`from_tensors`. :meth:`draw` returns one image of a class as a float tensor in [-1, 1].
+    ``.npz``) or :meth:`from_tensors`. :meth:`draw` returns one image of a class as a float tensor in [-1, 1], in
+    the bank's ``layout`` (``"monai"`` by default: as MONAI's ``LoadImage`` lays out the training data's files).
+    ``grid`` (:class:`~medgan.data.grid.Grid`) is the model grid: size, spacing, axis order.
     """
 
     def __init__(self, data: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                 intensity: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None) -> None:
+                 intensity: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                 grid: Grid | None = None, layout: str = "monai") -> None:
         data = np.ascontiguousarray(data)
         if data.dtype not in (np.uint8, np.float16):
             raise MedganError(f"bank storage must be uint8 or float16, got {data.dtype}")
@@ -63,36 +80,63 @@ class SyntheticBank:
         self.intensity = dict(intensity) if intensity else None
         self.provenance = dict(provenance or {})
         self._by_class = [np.flatnonzero(labels == c) for c in range(len(self.class_names))]
+        dims = data.ndim - 2
+        self.grid = grid if grid is not None else Grid(dims, int(data.shape[-1]), None, "array", False)
+        self.layout = _check_layout(layout)
+
+    def with_layout(self, layout: str) -> SyntheticBank:
+        """The same images (shared, not copied) handed out in another ``layout``."""
+        return SyntheticBank(self._data, self._labels, self.class_names, self.intensity, self.provenance, self.grid,
+                             layout)
+
+    def affine(self) -> np.ndarray:
+        """The model grid's affine (diagonal, its spacing in mm; 1 where unknown) in the bank's layout."""
+        if self.layout == "monai":
+            return self.grid.monai_affine()
+        aff = np.eye(4)
+        for k, v in enumerate(self.grid.spacing or ()):
+            aff[k, k] = float(v)
+        return aff
+
+    def _out(self, x: np.ndarray) -> torch.Tensor:
+        """Decoded images (array layout) -> a float tensor in the bank's layout."""
+        t = torch.from_numpy(_decode(x))
+        return self.grid.to_monai(t).contiguous() if self.layout == "monai" else t
 
     # -------------------------------------------------------------------------------------- builders
 
     @classmethod
     def from_tensors(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | Sequence[int],
                      class_names: Sequence[str], storage: str = "uint8", intensity: dict[str, Any] | None = None,
-                     provenance: dict[str, Any] | None = None) -> SyntheticBank:
-        """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y``."""
+                     provenance: dict[str, Any] | None = None, grid: Grid | None = None,
+                     layout: str = "monai") -> SyntheticBank:
+        """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y``.
+
+        ``x`` is in medgan's array layout of ``grid``; without a ``grid`` the images are handed out as given."""
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         a = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
         yy = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        return cls(_encode(a, storage), yy, class_names, intensity, provenance)
+        return cls(_encode(a, storage), yy, class_names, intensity, provenance, grid, layout)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, n_per_class: int, seed: int = 0,
                         classes: Sequence[int | str] | None = None, use_ema: bool = True, storage: str = "uint8",
-                        batch_size: int = 256, filter_fn=None, device: str = "cpu") -> SyntheticBank:
-        """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator."""
+                        batch_size: int = 256, filter_fn=None, device: str = "cpu",
+                        layout: str = "monai") -> SyntheticBank:
+        """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator (or its
+        run folder)."""
         from medgan.synthesis.sampler import Sampler
 
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         s = Sampler.from_checkpoint(path, use_ema=use_ema, device=device)
-        return cls.from_sampler(s, n_per_class, seed, classes, storage, batch_size, filter_fn)
+        return cls.from_sampler(s, n_per_class, seed, classes, storage, batch_size, filter_fn, layout=layout)
 
     @classmethod
     def from_sampler(cls, s: Sampler, n_per_class: int, seed: int = 0, classes: Sequence[int | str] | None = None,
                      storage: str = "uint8", batch_size: int = 256, filter_fn=None,
-                     provenance: dict[str, Any] | None = None) -> SyntheticBank:
+                     provenance: dict[str, Any] | None = None, layout: str = "monai") -> SyntheticBank:
         """Sample ``n_per_class`` images per class from an already loaded :class:`Sampler`; ``provenance``
         replaces the default record (checkpoint, hash, step, seed)."""
         if storage not in STORAGES:
@@ -110,19 +154,22 @@ class SyntheticBank:
         prov = provenance if provenance is not None else {
             "source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
             "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name")}
-        return cls(data, labels, s.class_names, s.meta.get("intensity"), prov)
+        return cls(data, labels, s.class_names, s.meta.get("intensity"), prov, model_grid(s.meta), layout)
 
     @classmethod
-    def from_folder(cls, path: str | Path, storage: str = "uint8") -> SyntheticBank:
+    def from_folder(cls, path: str | Path, storage: str = "uint8", layout: str = "monai") -> SyntheticBank:
         """From a ``medgan augment`` output folder (its manifest and files, any format) or an ``.npz``.
 
         Source values are mapped to [-1, 1] with the intensity range recorded in the folder's ``augment.json``
-        (``.npz`` without one: uint8 means 0..255, otherwise the data's own min..max).
+        (``.npz`` without one: uint8 means 0..255, otherwise the data's own min..max). Files are read back into
+        medgan's array layout with the geometry ``augment.json`` records (2D ``.npz`` arrays without one count as
+        images, 3D ones as volumes).
         """
         from medgan.data.dataset import Intensity
+        from medgan.data.grid import row_first
         from medgan.data.preprocess import to_model_tensor
         from medgan.synthesis.export import INFO, read_manifest
-        from medgan.synthesis.writers import NPZ_NAME
+        from medgan.synthesis.writers import NPZ_NAME, file_axes_swapped
 
         p = Path(path)
         if not p.exists():
@@ -139,8 +186,10 @@ class SyntheticBank:
             rows = read_manifest(folder)
             if not info:
                 raise DatasetError(f"{folder} lacks {INFO}; it is not a complete 'medgan augment' output folder")
-            images = np.stack([_read_file(folder / r["path"], int(info["spatial_dims"])) for r in rows]) if rows \
-                else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
+            # files written before augment.json recorded "file_axes" hold medgan's array order as is
+            swap = info.get("file_axes") == "natural" and file_axes_swapped(info["format"], model_grid(info).row_first)
+            images = np.stack([_read_file(folder / r["path"], int(info["spatial_dims"]), swap) for r in rows]) \
+                if rows else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
             labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
             names = None
             prov_rows = len(rows)
@@ -153,7 +202,11 @@ class SyntheticBank:
                                                                               "seed", "dataset") if k in info}}
         if prov_rows is not None:
             prov["manifest_rows"] = prov_rows
-        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov)
+        if "size" in info or "grid" in info:
+            grid = model_grid(info)
+        else:
+            grid = Grid(dims, int(images.shape[-1]), None, "array", row_first("array", dims))
+        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov, grid, layout)
 
     # ---------------------------------------------------------------------------------------- access
 
@@ -195,8 +248,21 @@ class SyntheticBank:
 
     @property
     def images(self) -> torch.Tensor:
-        """All images as a float32 tensor ``(N, C, *spatial)`` in [-1, 1] (decoded on each access)."""
+        """All images as a float32 tensor ``(N, C, *spatial)`` in [-1, 1], in the bank's layout (decoded on each
+        access)."""
+        return self._out(self._data)
+
+    @property
+    def array_images(self) -> torch.Tensor:
+        """All images in medgan's array layout (what training and evaluation tensors use), whatever ``layout``."""
         return torch.from_numpy(_decode(self._data))
+
+    def mean_image(self, label: int | str | None = None, limit: int = 256) -> torch.Tensor:
+        """The mean of (at most ``limit``) images of class ``label`` (``None``: of all), in the bank's layout."""
+        idx = np.arange(len(self)) if label is None else self._by_class[self.class_index(label)]
+        if len(idx) == 0:
+            return torch.zeros(self.shape)
+        return self._out(self._data[idx[:limit]]).mean(0)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -215,8 +281,8 @@ class SyntheticBank:
         return self._by_class[self.class_index(label)]
 
     def get(self, i: int) -> torch.Tensor:
-        """Image ``i`` as a float tensor ``(C, *spatial)`` in [-1, 1]."""
-        return torch.from_numpy(_decode(self._data[int(i)]))
+        """Image ``i`` as a float tensor ``(C, *spatial)`` in [-1, 1], in the bank's layout."""
+        return self._out(self._data[int(i)])
 
     def pick(self, label: int, rng: np.random.RandomState | np.random.Generator | None = None) -> int:
         """A random position among the images of class ``label``."""
@@ -243,7 +309,8 @@ class SyntheticBank:
     def subset(self, idx: np.ndarray | Sequence[int]) -> SyntheticBank:
         """A bank of the images at positions ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
-        return SyntheticBank(self._data[idx], self._labels[idx], self.class_names, self.intensity, self.provenance)
+        return SyntheticBank(self._data[idx], self._labels[idx], self.class_names, self.intensity, self.provenance,
+                             self.grid, self.layout)
 
 
 def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
@@ -262,8 +329,9 @@ def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, lis
     return images, labels, names
 
 
-def _read_file(path: Path, spatial_dims: int) -> np.ndarray:
-    """One file written by an augment writer -> ``(C, *spatial)`` in source values."""
+def _read_file(path: Path, spatial_dims: int, swap: bool = False) -> np.ndarray:
+    """One file written by an augment writer -> ``(C, *spatial)`` in source values, in medgan's array layout
+    (``swap``: the file holds the first two spatial axes swapped, see :func:`~medgan.synthesis.writers.file_axes_swapped`)."""
     name = path.name.lower()
     if not path.is_file():
         raise DatasetError(f"{path} is listed in the manifest but missing; re-run medgan augment")
@@ -288,4 +356,5 @@ def _read_file(path: Path, spatial_dims: int) -> np.ndarray:
             a = np.moveaxis(a, 0, 2)
     else:
         raise DatasetError(f"{path}: unknown synthetic file type; expected .png, .nii.gz or .dcm")
-    return a[None] if a.ndim == spatial_dims else np.moveaxis(a, -1, 0)
+    a = a[None] if a.ndim == spatial_dims else np.moveaxis(a, -1, 0)
+    return np.ascontiguousarray(a.swapaxes(1, 2)) if swap else a

@@ -227,6 +227,7 @@ class _Job:
     def prepare(cls, checkpoint: str | Path, o: AugmentConfig, filter_fn: Callable | None) -> _Job:
         """Check the settings, load the checkpoint once, plan the counts, build the near-copy filter if asked."""
         from medgan import __version__
+        from medgan.data.grid import model_grid
         from medgan.synthesis.allocation import per_class_request
         from medgan.synthesis.sampler import Sampler
 
@@ -245,11 +246,13 @@ class _Job:
 
             filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta})
         meta = sampler.meta
+        grid = model_grid(meta)
         prov = Provenance(
             checkpoint_sha256=sampler.checkpoint_sha256, generator_step=sampler.step, medgan_version=__version__,
             seed=int(o.seed), class_names=list(sampler.class_names), spatial_dims=int(meta["spatial_dims"]),
-            channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]), spacing=meta.get("spacing"),
-            modality=meta.get("modality"),
+            channels=int(meta["channels"]), dtype=str(meta["intensity"]["dtype"]),
+            spacing=list(grid.spacing) if grid.spacing else None, modality=meta.get("modality"),
+            row_first=grid.row_first,
             run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
                                 **({"amp": sampler.amp} if sampler.amp != "off" else {})}),
         )
@@ -266,7 +269,14 @@ class _Job:
             "counts": self.counts_by_name(), "spatial_dims": prov.spatial_dims, "channels": prov.channels,
             "size": int(meta["size"]), "intensity": meta["intensity"], "spacing": prov.spacing,
             "modality": prov.modality, "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
+            "grid": _grid(meta).to_dict(), "file_axes": "natural",
         }
+
+
+def _grid(meta: dict[str, Any]):
+    from medgan.data.grid import model_grid
+
+    return model_grid(meta)
 
 
 def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None) -> tuple[int, int, list[str]]:

@@ -7,6 +7,11 @@
   class, so the class balance of the real data is kept);
 * ``ratio="balance"``: per class, enough synthetic items to top the class up to the majority class count.
 
+``add_synthetic_slots(items, target)`` is the MONAI-pipeline way to fight scarcity: it appends, per scarce class,
+copies of real items flagged ``synthesize=True`` until each class reaches its target count or share;
+:class:`~medgan.synthesis.transforms.RandSyntheticReplaced` placed after ``LoadImaged`` fills every slot with a
+synthetic image of its class (fresh each epoch), so the slots go through the same chain as real samples.
+
 Synthetic items are drawn from the bank's images of that class without replacement while the pool lasts (then
 the pool is reshuffled and reused), with a seeded generator. The synthetic source is a
 :class:`~medgan.synthesis.bank.SyntheticBank` (images as float tensors in [-1, 1], or in the source range with
@@ -26,7 +31,7 @@ import torch
 from medgan.errors import MedganError
 from medgan.synthesis.allocation import proportional
 from medgan.synthesis.bank import SyntheticBank
-from medgan.synthesis.transforms import label_index
+from medgan.synthesis.conventions import label_index
 
 
 def _real_items(real: Any) -> list[dict]:
@@ -102,6 +107,77 @@ def mix_real_synthetic(real: list[dict] | tuple[Any, Any], bank: SyntheticBank |
                 out.append({"image": img, "label": c, "is_synthetic": True})
             else:
                 out.append({**bank[int(i)], "label": c, "is_synthetic": True})
+    return out
+
+
+def _canon(label: Any) -> int | str:
+    return label.strip() if isinstance(label, str) else label_index(label)
+
+
+def _slot_counts(counts: dict[Any, int], target: Any, class_names: Sequence[str] | None) -> dict[Any, int]:
+    """Slots per class key for ``target``: ``"balance"``, a share for every class, or ``{class: share}``."""
+    from medgan.data.classes import class_index
+
+    if isinstance(target, str):
+        if target != "balance":
+            raise MedganError(f"target must be 'balance', a share in (0, 1) or {{class: share}}, got {target!r}")
+        top = max(counts.values(), default=0)
+        return {k: top - n for k, n in counts.items()}
+    if isinstance(target, (int, float)):
+        shares = {k: float(target) for k in counts}
+    elif isinstance(target, dict):
+        shares = {}
+        for c, v in target.items():
+            key = c if c in counts else None
+            if key is None and class_names is not None:
+                i = class_index(c, class_names)
+                key = i if i in counts else class_names[i] if class_names[i] in counts else None
+            if key is None:
+                raise MedganError(f"target names class {c!r}, which no item has (labels: {sorted(map(str, counts))})")
+            shares[key] = float(v)
+    else:
+        raise MedganError(f"target must be 'balance', a share in (0, 1) or {{class: share}}, got {target!r}")
+    if any(not 0 < v < 1 for v in shares.values()) or (len(shares) > 1 and sum(shares.values()) >= 1):
+        raise MedganError(f"target shares must lie in (0, 1) and add up to less than 1, got {shares}")
+    n, extra = sum(counts.values()), 0
+    for _ in range(10_000):  # the fixed point n_k + a_k >= share_k * (n + sum a): converges as sum(shares) < 1
+        add = {k: max(0, int(np.ceil(v * (n + extra) - counts[k] - 1e-9))) for k, v in shares.items()}
+        if sum(add.values()) == extra:
+            break
+        extra = sum(add.values())
+    return {k: add.get(k, 0) for k in counts}
+
+
+def add_synthetic_slots(items: Sequence[dict], target: float | str | dict = "balance", label_key: str = "label",
+                        class_names: Sequence[str] | None = None, seed: int = 0,
+                        synthesize_key: str = "synthesize") -> list[dict]:
+    """``items`` plus synthetic slots that bring each class to ``target``.
+
+    A slot is a copy of a real item of its class (a seeded round robin over them) with ``synthesize=True``;
+    :class:`~medgan.synthesis.transforms.RandSyntheticReplaced` (which pops the flag) replaces it by a synthetic
+    image of the class, so put that transform in the chain (after ``LoadImaged``/``EnsureChannelFirstd``).
+
+    Args:
+        items: MONAI data dicts with a class label (index or name) under ``label_key``.
+        target: ``"balance"`` (every class up to the majority count), a share (every class at least that share
+            of the result), or ``{class: share}`` (names need ``class_names`` when labels are indices).
+        class_names: the pipeline's class names in label order (to read class names in ``target``).
+        seed: which real items the slots copy.
+    """
+    real = [dict(r) for r in items]
+    if any(label_key not in r for r in real):
+        raise MedganError(f"every item needs a {label_key!r} key")
+    keys = [_canon(r[label_key]) for r in real]
+    counts: dict[Any, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    rng = np.random.default_rng(seed)
+    out = list(real)
+    for k, extra in _slot_counts(counts, target, class_names).items():
+        if extra <= 0:
+            continue
+        pos = rng.permutation([i for i, kk in enumerate(keys) if kk == k])
+        out.extend({**real[int(pos[j % len(pos)])], synthesize_key: True} for j in range(extra))
     return out
 
 

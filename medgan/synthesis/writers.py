@@ -4,13 +4,19 @@ Every writer receives batches of images already mapped back to the training data
 (``(B, C, *spatial)`` numpy) and writes them below the output folder:
 
 * ``png``: ``<class>/<id>.png``, 2D only, gray (8 or 16 bit) or RGB; encoded by :func:`encode_png` (no
-  timestamps or other ancillary chunks; any PNG reader, Pillow and MONAI included, reads them).
+  timestamps; ``tEXt`` chunks say the image is synthetic, with checkpoint hash, class and seed).
 * ``npz``: one ``synthetic.npz`` in MedMNIST layout, ``train_images`` ``(N, H, W)`` / ``(N, H, W, 3)`` /
   ``(N, D, H, W)`` and ``train_labels`` ``(N, 1)``, plus ``class_names``; streamed into the zip entry batch by
   batch so memory stays flat. ``medgan --dataset synth/x/synthetic.npz`` and MedMNIST loaders read it back.
-* ``nifti``: ``<class>/<id>.nii.gz``: training spacing in the affine when known, ``descrip`` says synthetic,
-  gzip without a timestamp.
+* ``nifti``: ``<class>/<id>.nii.gz``: the model grid's spacing in the affine when known, ``descrip`` says
+  synthetic, a JSON header extension (comment code) holds the provenance with the full seed; gzip without a
+  timestamp.
 * ``dicom``: ``<class>/<id>.dcm``: one new Secondary Capture object per sample (:mod:`medgan.synthesis.dicom`).
+
+Orientation: per-file formats are written in their natural axis order (PNG and DICOM rows are y, NIfTI axes are
+x, y, z), so that MONAI's ``LoadImage`` with default arguments reads a synthetic file in the same orientation as
+a file of the training data (:mod:`medgan.data.grid`); :func:`file_axes_swapped` says when that means swapping
+the first two axes of medgan's array. NPZ keeps medgan's array order (MedMNIST layout).
 
 Files are written under a hidden temporary name and renamed into place; the manifest (see
 :mod:`medgan.synthesis.export`) is written last. :func:`medgan.synthesis.export.writer_for` picks the writer of a
@@ -21,17 +27,18 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
-import re
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medgan.data.classes import folder_name, folder_names
 from medgan.errors import OutputError
 from medgan.io import write_bytes_fast
 
@@ -59,23 +66,27 @@ class Provenance:
     run_tag: str = ""
     """A string identifying the run's request (classes and counts); part of the DICOM series UID entropy."""
     extra: dict[str, Any] = field(default_factory=dict)
+    row_first: bool | None = None
+    """Whether medgan's arrays hold (y, x, ...) (:attr:`medgan.data.grid.Grid.row_first`); ``None``: write the
+    arrays in their own order in every format (files then need not load in the training data's orientation)."""
+
+    def record(self, label: int, seed: int) -> dict[str, Any]:
+        """The per-file provenance record (PNG text chunk, NIfTI header extension)."""
+        return {"synthetic": True, "generator": f"medgan {self.medgan_version}", "class": self.class_names[label],
+                "label": int(label), "seed": int(seed), "checkpoint_sha256": self.checkpoint_sha256,
+                "generator_step": int(self.generator_step)}
 
 
-def sanitize_name(name: str) -> str:
-    """A class name usable as a folder name on every file system: ``'normal, benign'`` -> ``'normal_benign'``."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._-")
-    return s[:80] or "class"
+def file_axes_swapped(fmt: str, row_first: bool | None) -> bool:
+    """Whether a file of format ``fmt`` holds medgan's array with its first two spatial axes swapped: PNG and
+    DICOM store rows (y) first, NIfTI x first, NPZ medgan's order."""
+    if row_first is None or fmt == "npz":
+        return False
+    return (not row_first) if fmt in ("png", "dicom") else bool(row_first)
 
 
-def class_dirs(class_names: list[str]) -> list[str]:
-    """One distinct, sanitized folder name per class (collisions get the class index appended)."""
-    out: list[str] = []
-    for i, n in enumerate(class_names):
-        s = sanitize_name(n)
-        if s.lower() in (o.lower() for o in out):
-            s = f"{s}_{i}"
-        out.append(s)
-    return out
+sanitize_name = folder_name  # the folder name of a class (medgan.data.classes, where the resolver reads it back)
+class_dirs = folder_names
 
 
 def channels_last(a: np.ndarray) -> np.ndarray:
@@ -97,6 +108,11 @@ class Writer:
         self.width = max(6, len(str(max(self.total - 1, 0))))
         self._made: set[int] = set()  # class folders already created
         self.check(prov)
+        self.swap = file_axes_swapped(self.fmt, prov.row_first)
+        if self.swap and prov.spacing and len(prov.spacing) >= 2:  # the spacing follows the axes
+            sp = list(prov.spacing)
+            sp[0], sp[1] = sp[1], sp[0]
+            self.prov = replace(prov, spacing=sp)
 
     # -- capability ---------------------------------------------------------------------------------
 
@@ -120,6 +136,8 @@ class Writer:
         """Write samples ``x`` (``(B, C, *spatial)``, source dtype); ``row`` is the run-order index of x[0]."""
         paths = []
         root = os.fspath(self.out_dir)
+        if self.swap:
+            x = x.swapaxes(2, 3)
         for k, (label, idx, seed) in enumerate(zip(np.asarray(y).tolist(), np.asarray(index).tolist(),
                                                    np.asarray(seeds).tolist(), strict=True)):
             rel = self.relpath(label, idx)
@@ -160,7 +178,9 @@ class PngWriter(Writer):
                               "use --format nifti, npz or dicom")
 
     def encode(self, a: np.ndarray, label: int, index: int, seed: int, row: int) -> bytes:
-        return encode_png(channels_last(a))
+        text = {"Software": f"medgan {self.prov.medgan_version}", "Description": SYNTHETIC_NOTE,
+                "medgan": json.dumps(self.prov.record(label, seed), separators=(",", ":"))}
+        return encode_png(channels_last(a), text=text)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -170,8 +190,9 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def encode_png(img: np.ndarray, level: int = 1) -> bytes:
-    """A minimal PNG (IHDR, one IDAT, IEND) of ``(H, W)`` uint8/uint16 gray or ``(H, W, 3)`` uint8 RGB.
+def encode_png(img: np.ndarray, level: int = 1, text: dict[str, str] | None = None) -> bytes:
+    """A minimal PNG (IHDR, ``tEXt`` chunks for ``text``, one IDAT, IEND) of ``(H, W)`` uint8/uint16 gray or
+    ``(H, W, 3)`` uint8 RGB.
 
     Rows use filter type 0 and the stream is zlib level ``level``: for small images this is several times
     cheaper than going through Pillow's plugin machinery, and the bytes depend only on the pixels (no
@@ -190,7 +211,9 @@ def encode_png(img: np.ndarray, level: int = 1) -> bytes:
     raw[:, 0] = 0  # filter type "none" on every row
     raw[:, 1:] = rows
     ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
-    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr),
+    texts = [_png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1", "replace"))
+             for k, v in (text or {}).items()]
+    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr), *texts,
                      _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)), _png_chunk(b"IEND", b"")))
 
 
@@ -284,7 +307,7 @@ class NpzWriter(Writer):
 
 
 def nifti_affine(spacing: list[float] | None, spatial_dims: int) -> np.ndarray:
-    """A diagonal affine with the training spacing (mm) on the spatial axes, identity when unknown."""
+    """A diagonal affine with the model grid's spacing (mm) on the spatial axes, identity when unknown."""
     aff = np.eye(4)
     if spacing:
         sp = [float(s) for s in list(spacing)[:spatial_dims]]
@@ -317,7 +340,9 @@ class NiftiWriter(Writer):
         hdr.set_xyzt_units("mm")
         hdr["descrip"] = f"SYNTHETIC medgan {self.prov.medgan_version} {self.prov.class_names[label]}"[:79].encode(
             "ascii", "replace")
-        hdr["aux_file"] = f"seed {seed}"[:23].encode()
+        hdr["aux_file"] = b"medgan synthetic"  # 24 bytes hold no 64-bit seed: the extension below holds it
+        rec = json.dumps(self.prov.record(label, seed), separators=(",", ":")).encode()
+        hdr.extensions.append(nib.nifti1.Nifti1Extension(6, rec))  # 6: NIFTI_ECODE_COMMENT
         hdr.set_qform(img.affine, code=1)
         hdr.set_sform(img.affine, code=1)
         return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)

@@ -9,6 +9,7 @@ other than the first two run on rank 0 only. A hook sees the run through :class:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +150,27 @@ class WriteLog(Hook):
                  r["d_real"], r["d_fake"], r["images_per_s"])
 
 
+class Curves(Hook):
+    """``curves.png``, refreshed at the log points (matplotlib: 0.3-0.8 s a refresh on a busy 2-core CPU,
+    docs/training.md). A refresh is skipped when the previous one cost more than ``budget`` of the training time
+    since it, so plotting stays a small share of a run with frequent log points; the last step always plots."""
+
+    def __init__(self, every: int, budget: float = 0.05) -> None:
+        super().__init__(every)
+        self.budget = float(budget)
+        self.cost = 0.0
+        self.since = 0.0
+
+    def __call__(self, state: RunState) -> None:
+        self.since += state.chunk_seconds
+        if not state.final and self.cost > self.budget * self.since:
+            return
+        t0 = time.perf_counter()
+        monitor.plot_curves(state.metrics.read(), state.out / "curves.png",
+                            title=f"{state.title}: {state.cfg.train.loss} loss")
+        self.cost, self.since = time.perf_counter() - t0, 0.0
+
+
 class SampleGrid(Hook):
     """``samples/step_N.png``: a per-class grid from fixed noise (EMA generator)."""
 
@@ -180,5 +202,5 @@ def default_hooks(cfg: Config) -> list[Hook]:
     """The hooks of a run, in the order they run at a step where several are due."""
     t = cfg.train
     return [NonFiniteGuard(t.log_every, t.checkpoint_every), CollectStats(t.log_every),
-            CollapseCheck(t.collapse_every), WriteLog(t.log_every), SampleGrid(t.sample_every),
+            CollapseCheck(t.collapse_every), WriteLog(t.log_every), Curves(t.log_every), SampleGrid(t.sample_every),
             SaveCheckpoint(t.checkpoint_every)]

@@ -58,11 +58,16 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     samples: Path | None = None
     seconds: float = 0.0
+    start_step: int = 0
+    """The step the run started from (> 0 after ``--resume``)."""
 
     def summary(self) -> str:
-        """What the CLI prints: steps and speed, the last losses, where the checkpoint, samples and metrics are."""
+        """What the CLI prints: the steps run by this call and their speed, the last losses, where the checkpoint,
+        samples and metrics are."""
         m = self.metrics
-        lines = [f"trained {self.step} steps in {self.seconds:.0f} s ({self.images_per_s:.1f} images/s)"]
+        ran = self.step - self.start_step
+        span = f" ({self.start_step} -> {self.step})" if self.start_step else ""
+        lines = [f"trained {ran} steps{span} in {self.seconds:.0f} s ({self.images_per_s:.1f} images/s)"]
         if m:
             nan = float("nan")
             lines.append(f"last losses: D {m.get('loss_d', nan):.4f}, G {m.get('loss_g', nan):.4f}; "
@@ -230,15 +235,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
             if state.tb is not None:
                 state.tb.close()
 
-        # The end: curves, the result.
+        # The end: the result (curves.png is refreshed at the log points, the last one included).
         if dist.is_main:
-            monitor.plot_curves(state.metrics.read(), out / "curves.png", title=f"{data.name}: {t.loss} loss")
             if start >= t.steps:
                 log.info("nothing to do: the checkpoint is at step %d, train.steps is %d", start, t.steps)
         overall = state.train_images / state.train_seconds if state.train_seconds > 0 else 0.0
         return TrainResult(out_dir=out, checkpoint=out / "checkpoints" / "last.pt", step=state.step,
                            images_per_s=overall, metrics=state.record, samples=state.sample_path,
-                           seconds=state.train_seconds)
+                           seconds=state.train_seconds, start_step=start)
     finally:
         if handler is not None:
             log.removeHandler(handler)

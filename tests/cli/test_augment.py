@@ -95,3 +95,9 @@ def test_cli_amp_and_workers(tmp_path, breast, run_cli):
 
     assert json.loads((out / "augment.json").read_text())["amp"] == "bf16"
     assert len(read_manifest(out)) == 10
+
+
+def test_class_accepts_the_folder_name_augment_writes(tmp_path, breast, run_cli):
+    r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", "--n", "2", "--class", "normal_benign", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [row["class_name"] for row in read_manifest(tmp_path / "o")] == ["normal, benign"] * 2

@@ -53,6 +53,25 @@ def test_train_then_resume_via_cli(tmp_path, run_cli, tiny_yaml):
     code, out, err = run_cli(["train", "--out", out_dir, "--resume", "--steps", "4"])
     assert code == 0, err
     assert load_checkpoint(out_dir / "checkpoints" / "last.pt")["step"] == 4
+    assert out.startswith("trained 2 steps (2 -> 4) in "), out  # the steps this call ran, not the total
+
+
+def test_quiet_train_prints_only_the_summary(tmp_path, run_cli, tiny_yaml):
+    code, out, err = run_cli(["train", "--dataset", "phantom2d", "--out", tmp_path / "r", "--config", tiny_yaml,
+                              "--steps", "2", "--quiet"])
+    assert code == 0 and out.startswith("trained 2 steps in") and "step/s" not in err and "it/s" not in err
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]["progress"] is False
+
+
+def test_packaged_config_by_name_from_any_folder(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    code, out, err = run_cli(["train", "--dataset", "breastmnist", "--out", "r", "--config", "breastmnist",
+                              "--dry-run"])
+    assert code == 0, err
+    assert yaml.safe_load(out)["model"]["base_channels"] == 32  # configs/breastmnist.yaml's value
+    code, out, err = run_cli(["train", "--out", "r", "--config", "nosuchconfig", "--dry-run"])
+    _one_line_error(code, err, expect_code=2)
+    assert "breastmnist" in err and "pneumoniamnist" in err
 
 
 def test_existing_run_without_resume(tmp_path, run_cli, tiny_yaml):

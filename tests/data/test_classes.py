@@ -29,3 +29,13 @@ def test_class_indices_keep_order_and_drop_repeats():
     assert class_indices(None, NAMES) == [0, 1]
     assert class_indices(["normal, benign", 0, "1"], NAMES) == [1, 0]
     assert class_indices("malignant", NAMES) == [0]
+
+
+def test_folder_names_resolve_as_classes():
+    from medgan.data.classes import folder_name, folder_names
+
+    names = ["malignant", "normal, benign"]
+    assert folder_name("normal, benign") == "normal_benign" and folder_names(names) == ["malignant", "normal_benign"]
+    assert class_index("normal_benign", names) == 1 and class_index("NORMAL_BENIGN", names) == 1
+    assert folder_names(["a b", "a_b"]) == ["a_b", "a_b_1"]
+    assert class_index("a_b_1", ["a b", "a_b"]) == 1

@@ -134,3 +134,23 @@ def test_csv_with_missing_columns_or_files(tmp_path):
     (tmp_path / "split.csv").write_text("path,label,split\nimg/a/0.png,a,train\nimg/b/0.png,b,holdout\n")
     one_line_error(load_dataset, str(tmp_path / "split.csv"), match="must be train, val or test")
     assert root.exists()
+
+
+def test_source_kind_and_native_shape_are_recorded(tmp_path):
+    """The checkpoint learns what the images were read from (it decides MONAI's layout) and their native extent."""
+    import nibabel as nib
+
+    from medgan.data.folder import load_folder
+
+    for c in ("a", "b"):
+        for i in range(3):
+            write_png(tmp_path / "png" / c / f"{i}.png", value=10 * i, shape=(20, 30))
+    meta = load_folder(tmp_path / "png").meta()
+    assert meta["source_kind"] == "image" and meta["native_shape"] == [20, 30]
+
+    for c in ("a", "b"):
+        (tmp_path / "nii" / c).mkdir(parents=True)
+        for i in range(2):
+            nib.save(nib.Nifti1Image(np.zeros((8, 9, 10), np.int16), np.eye(4)), tmp_path / "nii" / c / f"{i}.nii.gz")
+    meta = load_folder(tmp_path / "nii").meta()
+    assert meta["source_kind"] == "nifti" and meta["native_shape"] == [8, 9, 10]

@@ -19,7 +19,12 @@ def test_bank_from_checkpoint_matches_sampler(bank, breast):
     assert len(bank) == 40 and bank.counts == [20, 20] and bank.class_names == ["malignant", "normal, benign"]
     x, y = Sampler.from_checkpoint(breast).sample(20, seed=1)
     assert torch.equal(bank.labels, y)
-    assert (bank.images - x).abs().max() <= 1 / 127.5  # uint8 storage: within one quantisation step
+    assert (bank.array_images - x).abs().max() <= 1 / 127.5  # uint8 storage: within one quantisation step
+    # handed out as MONAI's LoadImage lays out BreastMNIST images saved as PNG: (x, y), the arrays transposed
+    assert bank.layout == "monai" and torch.equal(bank.images, bank.array_images.transpose(-1, -2))
+    assert torch.equal(bank.with_layout("array").images, bank.array_images)
+    assert torch.equal(bank.get(3), bank.images[3]) and torch.equal(bank.with_layout("array").get(3),
+                                                                    bank.array_images[3])
     assert bank.provenance["checkpoint_sha256"] and bank.intensity["dtype"] == "uint8"
     img = bank.draw("malignant", np.random.RandomState(0))
     assert img.shape == (1, 28, 28) and img.dtype == torch.float32 and -1 <= img.min() <= img.max() <= 1
@@ -44,6 +49,30 @@ def test_bank_from_augment_folder(tmp_path, breast, fmt):
     assert torch.equal(b.images, ref.images) and torch.equal(b.labels, ref.labels)
     if fmt == "npz":
         assert torch.equal(SyntheticBank.from_folder(tmp_path / fmt / "synthetic.npz").images, ref.images)
+
+
+def test_bank_layout_follows_the_training_files(tmp_path, breast, adrenal_ct):
+    """2D MedMNIST arrays are images (rows first): MONAI layout swaps; 3D arrays are (x, y, z) volumes: it does not.
+    The affine carries the model grid's spacing in the bank's layout."""
+    b2 = SyntheticBank.from_checkpoint(breast, 2, seed=0)
+    assert b2.grid.row_first and b2.grid.source_kind == "array"
+    b3 = SyntheticBank.from_checkpoint(adrenal_ct, 2, seed=0)
+    assert not b3.grid.row_first and torch.equal(b3.images, b3.array_images)
+    np.testing.assert_allclose(np.diag(b3.affine())[:3], [1.0, 1.5, 2.0])
+    assert b3.mean_image("1").shape == (1, 28, 28, 28)
+    with pytest.raises(MedganError, match="layout must be"):
+        b2.with_layout("xy")
+
+
+def test_grid_spacing_scales_with_the_model_size():
+    from medgan.data.grid import model_grid
+
+    meta = {"spatial_dims": 2, "size": 64, "spacing": [0.5, 0.8], "native_shape": [512, 256], "source_kind": "image"}
+    g = model_grid(meta)
+    assert g.spacing == (4.0, 3.2) and g.row_first  # (rows, columns) spacing at 64 x 64
+    assert g.monai_spacing() == (3.2, 4.0)  # MONAI's (x, y) order
+    assert not model_grid({**meta, "source_kind": "nifti"}).row_first
+    assert model_grid({"spatial_dims": 3, "size": 28}).spacing is None
 
 
 def test_bank_errors(tmp_path):

@@ -131,9 +131,9 @@ def test_end_to_end_with_a_trained_phantom_checkpoint(tmp_path):
         rows = read_manifest(out.out_dir)
         assert all(r["generator_step"] == "3" for r in rows)
         bank = SyntheticBank.from_folder(out.out_dir)
-        np.testing.assert_array_equal(np.rint((bank.images.numpy() + 1) * 127.5).astype(np.uint8), x)
+        np.testing.assert_array_equal(np.rint((bank.array_images.numpy() + 1) * 127.5).astype(np.uint8), x)
         assert torch.equal(bank.labels, y)
-    t = RandSyntheticReplaced("image", "label", bank, prob=1.0).set_random_state(0)
+    t = RandSyntheticReplaced("image", "label", bank, prob=1.0, value_range="model").set_random_state(0)
     d = t({"image": torch.zeros(1, 28, 28), "label": 2})
     assert d["is_synthetic"] and any(torch.equal(d["image"], b) for b in bank.images[bank.labels == 2])
 

@@ -83,3 +83,59 @@ def test_manifest_items_and_datasets(breast, tmp_path):
     augment(ckpt, tmp_path / "n", n=2, format="npz", progress=False)
     with pytest.raises(MedganError, match="SyntheticBank.from_folder"):
         manifest_items(tmp_path / "n")
+
+
+# ------------------------------------------------------------------------------------------- synthetic slots
+
+
+def _labelled(n0=4, n1=12):
+    return [{"image": f"img{i}.png", "label": 0 if i < n0 else 1} for i in range(n0 + n1)]
+
+
+def test_slots_balance_every_class_to_the_majority_count():
+    from medgan.synthesis.mixing import add_synthetic_slots
+
+    items = add_synthetic_slots(_labelled(), "balance", seed=1)
+    slots = [d for d in items if d.get("synthesize")]
+    assert len(items) == 24 and len(slots) == 8 and all(d["label"] == 0 for d in slots)
+    assert {d["image"] for d in slots} <= {f"img{i}.png" for i in range(4)}  # copies of the class's real items
+    assert add_synthetic_slots(_labelled(), "balance", seed=1) == items  # seeded
+
+
+def test_slots_reach_a_target_share():
+    from medgan.synthesis.mixing import add_synthetic_slots
+
+    items = add_synthetic_slots(_labelled(), 0.4)
+    n0 = sum(d["label"] == 0 for d in items)
+    assert n0 / len(items) >= 0.4 and (n0 - 1) / (len(items) - 1) < 0.4  # the smallest count that reaches it
+    names = ["minority", "majority"]
+    by_name = add_synthetic_slots(_labelled(), {"minority": 0.5}, class_names=names)
+    assert sum(d["label"] == 0 for d in by_name) == 12 and len(by_name) == 24
+    for bad in ("most", 1.5, {"minority": 0.6, "majority": 0.5}):
+        with pytest.raises(MedganError, match="target"):
+            add_synthetic_slots(_labelled(), bad, class_names=names)
+
+
+def test_slots_filled_in_a_dataloader_with_workers():
+    """The scarce-class recipe: slots + RandSyntheticReplaced in the chain, a real DataLoader with a worker."""
+    from monai.data import DataLoader, MetaTensor
+    from monai.transforms import Compose, EnsureTyped, Lambdad, RandFlipd
+
+    from medgan.synthesis.mixing import add_synthetic_slots
+    from medgan.synthesis.transforms import RandSyntheticReplaced
+
+    bank = _bank()
+    real = [{"image": MetaTensor(torch.full((1, 8, 8), 7.0)), "label": 0 if i < 4 else 1} for i in range(16)]
+    items = add_synthetic_slots(real, "balance")
+    tf = Compose([EnsureTyped("image"),
+                  RandSyntheticReplaced("image", bank=bank, class_names=["minority", "majority"], prob=0.0,
+                                        check=False),
+                  Lambdad("image", lambda x: x / 255.0), RandFlipd("image", prob=0.5)])
+    loader = DataLoader(Dataset(items, transform=tf), batch_size=8, num_workers=1, shuffle=True)
+    labels, flags = [], []
+    for batch in loader:
+        labels.append(batch["label"])
+        flags.append(batch["is_synthetic"])
+    labels, flags = torch.cat(labels), torch.cat(flags)
+    assert int((labels == 0).sum()) == int((labels == 1).sum()) == 12  # balanced
+    assert int(flags.sum()) == 8 and (labels[flags] == 0).all()  # the 8 added samples are synthetic minority ones

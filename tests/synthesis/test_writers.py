@@ -25,11 +25,12 @@ def _expected(ckpt):
     return x, y.numpy()
 
 
-def _native_read(path, spatial_dims):
-    """Read one written file with its own library -> (C, *spatial)."""
+def _native_read(path, spatial_dims, fmt, row_first):
+    """Read one written file with its own library -> (C, *spatial) in medgan's array order."""
     from medgan.synthesis.bank import _read_file
+    from medgan.synthesis.writers import file_axes_swapped
 
-    return _read_file(path, spatial_dims)
+    return _read_file(path, spatial_dims, file_axes_swapped(fmt, row_first))
 
 
 @pytest.mark.parametrize("fmt", ["png", "nifti", "dicom"])
@@ -44,10 +45,11 @@ def test_2d_files_read_back(tmp_path, breast, fmt):
     for k, r in enumerate(rows):
         p = tmp_path / fmt / r["path"]
         assert int(r["label"]) == y[k] and r["class_name"] == ["malignant", "normal, benign"][y[k]]
-        np.testing.assert_array_equal(_native_read(p, 2), x[k])
-        # MONAI LoadImage: PIL and pydicom readers give (W, H) by default (reverse indexing), NIfTI as stored
+        np.testing.assert_array_equal(_native_read(p, 2, fmt, True), x[k])
+        # MONAI LoadImage (default arguments) reads every format as (x, y): BreastMNIST's (rows, columns) arrays
+        # come back transposed, as a real BreastMNIST image saved as PNG would
         m = np.asarray(LoadImage(image_only=True)(str(p)))
-        np.testing.assert_array_equal(m, x[k, 0] if fmt == "nifti" else x[k, 0].T)
+        np.testing.assert_array_equal(m, x[k, 0].T)
     if fmt == "png":
         with Image.open(tmp_path / fmt / rows[0]["path"]) as im:
             assert im.mode == "L" and im.size == (28, 28)
@@ -74,12 +76,13 @@ def test_3d_files_read_back(tmp_path, adrenal_ct, fmt):
         return
     for k, r in enumerate(rows):
         p = tmp_path / fmt / r["path"]
-        np.testing.assert_array_equal(_native_read(p, 3), x[k])
+        np.testing.assert_array_equal(_native_read(p, 3, fmt, False), x[k])
         m = np.asarray(LoadImage(image_only=True)(str(p)))
-        if fmt == "nifti":
+        if fmt == "nifti":  # 3D arrays are (x, y, z) volumes: NIfTI holds them as they are
             np.testing.assert_array_equal(m, x[k, 0])
-        else:  # same values; MONAI's PydicomReader orders the axes of a multi-frame object its own way
-            np.testing.assert_array_equal(m, np.transpose(x[k, 0], (0, 2, 1)))
+        else:  # DICOM frames are z, rows y, columns x; MONAI's PydicomReader returns a multi-frame file as
+            # (rows, frames, columns) = (y, z, x)
+            np.testing.assert_array_equal(m, np.transpose(x[k, 0], (1, 2, 0)))
     first = tmp_path / fmt / rows[0]["path"]
     if fmt == "nifti":
         assert nib.load(first).header.get_zooms() == (1.0, 1.5, 2.0)  # training spacing kept
@@ -87,7 +90,8 @@ def test_3d_files_read_back(tmp_path, adrenal_ct, fmt):
         ds = pydicom.dcmread(first)
         assert ds.SOPClassUID == pydicom.uid.MultiFrameGrayscaleByteSecondaryCaptureImageStorage
         assert int(ds.NumberOfFrames) == 28 and ds.Modality == "CT"
-        assert [float(v) for v in ds.PixelSpacing] == [1.0, 1.5] and float(ds.SpacingBetweenSlices) == 2.0
+        # PixelSpacing is (between rows, between columns) = (y, x)
+        assert [float(v) for v in ds.PixelSpacing] == [1.5, 1.0] and float(ds.SpacingBetweenSlices) == 2.0
 
 
 def test_npz_2d_reads_back_with_medgan_loader(tmp_path, breast):
@@ -138,7 +142,7 @@ def test_rgb_png_and_dicom(tmp_path, breast):
         augment(ckpt, tmp_path / fmt, n=1, format=fmt, progress=False)
         rows = read_manifest(tmp_path / fmt)
         p = tmp_path / fmt / rows[0]["path"]
-        np.testing.assert_array_equal(_native_read(p, 2), x[0])
+        np.testing.assert_array_equal(_native_read(p, 2, fmt, True), x[0])
     assert Image.open(tmp_path / "png" / rows[0]["path"].replace(".dcm", ".png")).mode == "RGB"
     assert pydicom.dcmread(p).PhotometricInterpretation == "RGB"
 
@@ -171,3 +175,44 @@ def test_encode_png_round_trips_every_supported_layout():
             np.testing.assert_array_equal(np.asarray(im).astype(a.dtype), a)
     with pytest.raises(OutputError, match="PNG holds"):
         encode_png(np.zeros((4, 4), np.float32))
+
+
+def test_png_and_nifti_carry_provenance_with_the_full_seed(tmp_path, breast):
+    import json
+
+    for fmt in ("png", "nifti"):
+        augment(breast, tmp_path / fmt, n=2, format=fmt, seed=6992369267411576708 % (2**62), progress=False)
+    rows = read_manifest(tmp_path / "png")
+    with Image.open(tmp_path / "png" / rows[0]["path"]) as im:
+        text = dict(im.text)
+    assert "SYNTHETIC" in text["Description"] and text["Software"].startswith("medgan")
+    rec = json.loads(text["medgan"])
+    assert rec["synthetic"] is True and rec["seed"] == int(rows[0]["seed"]) and rec["class"] == "malignant"
+    assert rec["checkpoint_sha256"] == rows[0]["checkpoint_sha256"] and len(rows[0]["seed"]) >= 15
+    rows = read_manifest(tmp_path / "nifti")
+    img = nib.load(tmp_path / "nifti" / rows[-1]["path"])
+    (ext,) = [e for e in img.header.extensions if e.get_code() == 6]
+    rec = json.loads(ext.get_content())
+    assert rec["seed"] == int(rows[-1]["seed"]) and rec["class"] == "normal, benign"  # not cut to 24 bytes
+    assert rec["checkpoint_sha256"] == rows[-1]["checkpoint_sha256"]
+
+
+def test_augment_json_records_the_grid_and_file_axes(tmp_path, breast):
+    import json
+
+    augment(breast, tmp_path / "o", n=1, format="png", progress=False)
+    info = json.loads((tmp_path / "o" / "augment.json").read_text())
+    assert info["file_axes"] == "natural" and info["grid"]["row_first"] is True and info["grid"]["size"] == 28
+
+
+@pytest.mark.parametrize("fmt", ["png", "nifti", "dicom"])
+def test_files_from_a_nifti_trained_checkpoint_load_like_the_nifti_data(tmp_path, fmt):
+    """2D data read from NIfTI is (x, y) already: every format loads through LoadImage as the arrays are."""
+    from helpers import real_meta
+    from monai.transforms import LoadImage
+
+    ckpt = make_checkpoint(tmp_path / "nii.pt", {**real_meta("breastmnist"), "source_kind": "nifti"})
+    augment(ckpt, tmp_path / fmt, n=2, format=fmt, progress=False)
+    x, _ = Sampler.from_checkpoint(ckpt).sample(2, out="source")
+    for k, r in enumerate(read_manifest(tmp_path / fmt)):
+        np.testing.assert_array_equal(np.asarray(LoadImage(image_only=True)(str(tmp_path / fmt / r["path"]))), x[k, 0])

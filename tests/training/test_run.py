@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,46 @@ def test_resume_refuses_other_data_or_model(tmp_path):
         train(tiny_cfg(data__scarce=["2=0.5"], train__steps=4), tmp_path / "run", resume=True)
     with pytest.raises(CheckpointError, match="model.base_channels"):
         train(tiny_cfg(model__base_channels=8, train__steps=4), tmp_path / "run", resume=True)
+
+
+def test_curves_refresh_at_every_log_point(tmp_path, monkeypatch):
+    """curves.png is redrawn at the log points during training, not only at the end."""
+    from helpers import tiny_cfg
+
+    from medgan.training import monitor
+    from medgan.training.run import train
+
+    steps = []
+
+    def spy(records, path, title=None):  # instant, so the cost budget never skips a refresh
+        steps.append(records[-1]["step"] if records else None)
+
+    monkeypatch.setattr(monitor, "plot_curves", spy)
+    train(tiny_cfg(train__steps=6, train__log_every=2), tmp_path / "run")
+    assert steps == [2, 4, 6]
+
+
+def test_curves_are_skipped_when_they_would_cost_too_much(monkeypatch):
+    from medgan.training import monitor
+    from medgan.training.hooks import Curves
+
+    calls = []
+    monkeypatch.setattr(monitor, "plot_curves", lambda *a, **k: calls.append(1))
+
+    class State:
+        chunk_seconds, final, title, out = 1.0, False, "t", Path("unused")
+        metrics = type("M", (), {"read": staticmethod(list)})()
+        cfg = type("C", (), {"train": type("T", (), {"loss": "bce"})()})()
+
+    h = Curves(every=10, budget=0.05)
+    h(State())
+    h.cost = 2.0  # pretend one refresh took 2 s: at 5% it waits for 40 s of training
+    for _ in range(39):
+        h(State())
+    assert len(calls) == 1
+    h(State())
+    assert len(calls) == 2
+    State.final = True
+    h.cost = 100.0
+    h(State())
+    assert len(calls) == 3  # the last step always plots

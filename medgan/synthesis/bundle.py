@@ -1,0 +1,228 @@
+"""``medgan export``: the generator of a checkpoint for use outside medgan.
+
+* ``torchscript``: one ``.pt`` file, ``torch.jit.load(path)(z, y)`` -> images;
+* ``onnx``: one ``.onnx`` file with inputs ``z`` (float32, ``(B, latent_dim)``) and ``y`` (int64, ``(B,)``) and
+  output ``image``; the batch axis is dynamic (needs the ``onnx`` package: ``pip install 'medgan[export]'``);
+* ``bundle``: a MONAI Bundle folder in the standard layout::
+
+      configs/metadata.json    class names, intensity mapping, layout and spacing, latent size, inputs/outputs
+      configs/inference.json   a monai.bundle config: network (TorchScript), network_def (medgan's module),
+                               latents, labels and images for num_samples of class_index
+      models/model.ts          the TorchScript module
+      models/model.pt          the generator's state dict (for network_def)
+      docs/README.md
+
+Every export computes ``G(z, y)``: ``z`` standard-normal latents, ``y`` class indices (``metadata.json`` names
+them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` lays out the training data's files
+(``layout="monai"``, as :class:`~medgan.synthesis.bank.SyntheticBank`), or in medgan's array order
+(``layout="array"``). Map to the training data's values with ``(x + 1) / 2 * (max - min) + min``
+(``metadata.json`` -> ``intensity``). medgan's own per-sample seeds give the latents:
+``medgan.synthesis.seeds.latents_for_seeds``, so ``Sampler`` and an export agree sample for sample.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medgan.errors import MedganError, OutputError
+
+EXPORT_FORMATS = ("torchscript", "onnx", "bundle")
+ONNX_OPSET = 17
+
+
+class ExportedGenerator(torch.nn.Module):
+    """``G(z, y)`` with the output in the chosen layout (the first two spatial axes swapped for ``monai`` when the
+    training data's arrays are row-first)."""
+
+    def __init__(self, generator: torch.nn.Module, swap: bool) -> None:
+        super().__init__()
+        self.generator = generator
+        self.swap = bool(swap)
+        self.spatial_dims = int(generator.spatial_dims)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = self.generator(z, y)
+        return x.transpose(2, 3) if self.swap else x
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    class_names: list[str]
+    shape: tuple[int, ...]
+    latent_dim: int
+
+    def summary(self) -> str:
+        kind = {"torchscript": "TorchScript module", "onnx": "ONNX model", "bundle": "MONAI Bundle"}[self.format]
+        return (f"wrote {kind} G(z, y) to {self.path}: z (B, {self.latent_dim}) float32, y (B,) int64 class index "
+                f"({', '.join(f'{i}={n!r}' for i, n in enumerate(self.class_names))}) -> images "
+                f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]")
+
+
+def _prepare_out(out: Path, overwrite: bool, folder: bool) -> None:
+    if out.exists():
+        if not overwrite:
+            raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+        if out.is_dir() and not folder:
+            raise OutputError(f"{out} is a folder; pass a file path for this format")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def exported_module(sampler, layout: str = "monai") -> tuple[ExportedGenerator, tuple[torch.Tensor, torch.Tensor]]:
+    """The module to export (eval mode, CPU, fp32) and example inputs."""
+    from medgan.data.grid import model_grid
+
+    if layout not in ("monai", "array"):
+        raise MedganError(f"layout must be 'monai' or 'array', got {layout!r}")
+    grid = model_grid(sampler.meta)
+    module = ExportedGenerator(sampler.generator.float().cpu().eval(), layout == "monai" and grid.row_first).eval()
+    n = max(2, sampler.num_classes)
+    example = (torch.zeros(n, sampler.latent_dim), torch.arange(n, dtype=torch.long) % sampler.num_classes)
+    return module, example
+
+
+def _torchscript(module: torch.nn.Module, example, path: Path) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+    traced.save(str(path))
+
+
+def _onnx(module: torch.nn.Module, example, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise MedganError("ONNX export needs the 'onnx' package: pip install 'medgan[export]' (onnx, onnxruntime)") \
+            from None
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(path), dynamo=False, input_names=["z", "y"], output_names=["image"],
+                          dynamic_axes={"z": {0: "batch"}, "y": {0: "batch"}, "image": {0: "batch"}},
+                          opset_version=ONNX_OPSET)
+
+
+def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
+    """``configs/metadata.json``: MONAI's bundle metadata fields plus the class names and the intensity mapping."""
+    import monai
+    import numpy as np
+
+    from medgan import __version__
+    from medgan.data.grid import model_grid
+
+    meta, grid = sampler.meta, model_grid(sampler.meta)
+    inten = meta["intensity"]
+    shape = list(sampler.shape)
+    spacing = list(grid.monai_spacing()) if layout == "monai" else list(grid.spacing or [1.0] * grid.spatial_dims)
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": f"exported by medgan {__version__} from checkpoint step {sampler.step}"},
+        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__, "optional_packages_version": {"medgan": __version__},
+        "name": f"medgan conditional generator ({meta.get('name')})",
+        "task": "class-conditional synthesis of labelled images",
+        "description": ("DCGAN generator G(z, y) trained by medgan. z: standard-normal latents; y: class index; "
+                        "output in [-1, 1]. SYNTHETIC images: not real patient data."),
+        "authors": "medgan", "copyright": "see the training data's licence",
+        "data_source": meta.get("name"), "data_type": meta.get("source_kind") or "array",
+        "class_names": list(sampler.class_names),
+        "intensity": {"model_range": [-1.0, 1.0], "source_min": inten["min"], "source_max": inten["max"],
+                      "source_dtype": inten["dtype"],
+                      "to_source": "x_source = (x + 1) / 2 * (source_max - source_min) + source_min"},
+        "layout": layout, "spacing": spacing, "modality": meta.get("modality"),
+        "checkpoint_sha256": sampler.checkpoint_sha256, "generator_step": sampler.step, "ema": sampler.used_ema,
+        "latents": "standard normal; medgan.synthesis.seeds.latents_for_seeds(seeds, latent_dim) reproduces medgan's",
+        "network_data_format": {
+            "inputs": {
+                "z": {"type": "vector", "format": "latent", "num_channels": sampler.latent_dim,
+                      "spatial_shape": [], "dtype": "float32", "value_range": [], "is_patch_data": False},
+                "y": {"type": "vector", "format": "class index", "num_channels": 1, "spatial_shape": [],
+                      "dtype": "int64", "value_range": [0, sampler.num_classes - 1], "is_patch_data": False},
+            },
+            "outputs": {
+                "pred": {"type": "image", "format": "magnitude", "num_channels": shape[0],
+                         "spatial_shape": shape[1:], "dtype": "float32", "value_range": [-1, 1],
+                         "is_patch_data": False, "channel_def": {str(c): "intensity" for c in range(shape[0])}},
+            },
+        },
+    }
+
+
+def bundle_inference(sampler, layout: str) -> dict[str, Any]:
+    """``configs/inference.json``: a monai.bundle config that loads the network and generates ``num_samples``
+    images of class ``class_index`` (``images`` in [-1, 1], ``source_images`` in the training data's range)."""
+    inten = sampler.meta["intensity"]
+    cfg = sampler.config.get("model") or {}
+    return {
+        "imports": ["$import torch"],
+        "bundle_root": ".",
+        "device": "$torch.device('cpu')",
+        "network_def": {
+            "_target_": "medgan.models.generator.ConditionalGenerator",
+            "spatial_dims": int(sampler.meta["spatial_dims"]), "out_channels": int(sampler.meta["channels"]),
+            "size": int(sampler.meta["size"]), "num_classes": sampler.num_classes,
+            "latent_dim": int(cfg.get("latent_dim", sampler.latent_dim)),
+            "base_channels": int(cfg.get("base_channels", 64)), "embed_dim": int(cfg.get("embed_dim", 32)),
+        },
+        "layout": layout,
+        "network": "$torch.jit.load(@bundle_root + '/models/model.ts', map_location=@device).eval()",
+        "num_samples": 8,
+        "class_index": 0,
+        "seed": 0,
+        "rng": "$torch.Generator().manual_seed(@seed)",
+        "z": f"$torch.randn(@num_samples, {sampler.latent_dim}, generator=@rng).to(@device)",
+        "y": "$torch.full((@num_samples,), @class_index, dtype=torch.long, device=@device)",
+        "images": "$@network(@z, @y).detach()",
+        "source_images": f"$(@images.clamp(-1, 1) + 1) * 0.5 * ({inten['max']} - {inten['min']}) + {inten['min']}",
+    }
+
+
+def _bundle(sampler, module, example, out: Path, layout: str) -> None:
+    (out / "configs").mkdir(parents=True)
+    (out / "models").mkdir()
+    (out / "docs").mkdir()
+    _torchscript(module, example, out / "models" / "model.ts")
+    torch.save(sampler.generator.state_dict(), out / "models" / "model.pt")
+    (out / "configs" / "metadata.json").write_text(json.dumps(bundle_metadata(sampler, layout), indent=2) + "\n")
+    (out / "configs" / "inference.json").write_text(json.dumps(bundle_inference(sampler, layout), indent=2) + "\n")
+    (out / "docs" / "README.md").write_text(
+        "# medgan conditional generator\n\nSYNTHETIC images, not real patient data. `configs/metadata.json` names "
+        "the classes and the intensity mapping.\n\n```python\nfrom monai.bundle import ConfigParser\n"
+        "p = ConfigParser()\np.read_config('configs/inference.json')\np['bundle_root'] = '.'\n"
+        "p['class_index'] = 0\nimages = p.get_parsed_content('images')  # (8, C, *spatial) in [-1, 1]\n```\n"
+        "`network` is the TorchScript module (no medgan needed); `network_def` builds medgan's own module for "
+        "`models/model.pt`.\n")
+
+
+def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_ema: bool = True,  # noqa: A002
+                     layout: str = "monai", overwrite: bool = False) -> ExportResult:
+    """Export the generator of ``checkpoint`` (file or run folder) to ``out`` as ``format`` (see the module
+    docstring)."""
+    from medgan.synthesis.sampler import Sampler
+
+    fmt = str(format).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise MedganError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
+    module, example = exported_module(sampler, layout)
+    out = Path(out)
+    _prepare_out(out, overwrite, folder=fmt == "bundle")
+    if fmt == "torchscript":
+        _torchscript(module, example, out)
+    elif fmt == "onnx":
+        _onnx(module, example, out)
+    else:
+        _bundle(sampler, module, example, out, layout)
+    return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim)
