@@ -161,9 +161,9 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
         except BaseException as e:
             outdir.discard(stage)
             if is_disk_error(e):
-                raise OutputError(f"{e.strerror} while writing {e.filename or out} ({job.written} of {job.total} "
-                                  f"samples written); {out} is as it was (the partial output was removed): free "
-                                  "space, lower --n or choose another --out") from None
+                raise OutputError(f"{e.strerror} while writing to {out} ({job.written} of {job.total} samples "
+                                  f"written); {out} is as it was (the partial output was removed): free space, "
+                                  "lower --n or choose another --out") from None
             raise
     return AugmentResult(
         out_dir=out, manifest=out / MANIFEST, format=job.fmt, counts=job.counts_by_name(), n_samples=row,
