@@ -11,6 +11,8 @@ Run directory::
     out/curves.png                    losses and D outputs at the end
     out/train.log                     the text log (warnings such as the mode-collapse alarm)
     out/tensorboard/                  when train.tensorboard is on
+    out/.medgan-run                   marks the folder as a medgan run (written first)
+    out/.medgan.lock                  the folder's lock, while a command runs in it
 
 The folder is locked for the run (:class:`medgan.locks.FolderLock`: a second ``medgan train`` or ``augment``
 into it is refused while the first runs) and marked as a run folder (``.medgan-run``) before anything else is
