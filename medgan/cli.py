@@ -290,30 +290,46 @@ def export_cmd(
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line on stderr, no traceback."""
+    """Console-script entry point: user errors become one line on stderr, no traceback.
+
+    Exit codes: 0 success, 1 user error, 2 usage or configuration error, 130 interrupted (Ctrl-C).
+    """
     import os
 
     # OpenMP threads that spin while waiting make training ~10x slower on a shared or busy CPU; sleeping costs
     # little when the CPU is idle. Only effective before torch is imported (it is not yet); a user value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode typer turns Ctrl-C into Exit(130) and *returns* the code (as it does for an
+        # explicit typer.Exit), so the return value is the exit status.
+        rv = app(standalone_mode=False)
     except MedganError as e:
         typer.echo(f"medgan: error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        typer.echo("medgan: interrupted", err=True)
-        sys.exit(130)
+        rv = 130
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        rv = e.exit_code
     except typer.Abort:
         typer.echo("medgan: aborted", err=True)
+        sys.exit(1)
+    except OSError as e:
+        from medgan.io import is_disk_error
+
+        if not is_disk_error(e):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        typer.echo(f"medgan: error: {e.strerror}{where}; free space or choose a writable location", err=True)
         sys.exit(1)
     except Exception as e:  # click's usage errors (typer may vendor click, so duck-type them)
         if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
         raise
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        if rv == 130:
+            typer.echo("medgan: interrupted", err=True)
+        sys.exit(rv)
 
 
 if __name__ == "__main__":

@@ -43,14 +43,14 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    latent_dim: int = 100
-    base_channels: int = 64
+    latent_dim: int = Field(100, ge=1)
+    base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
-    embed_dim: int = 32
+    embed_dim: int = Field(32, ge=1)
     """Size of the generator's label embedding (concatenated to z)."""
     spectral_norm: bool = True
     minibatch_std: bool = True
-    dropout: float = 0.0
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class DiffAugmentConfig(_Section):
@@ -58,53 +58,53 @@ class DiffAugmentConfig(_Section):
         default_factory=lambda: ["translation", "cutout", "brightness", "contrast"]
     )
     enabled: bool = True
-    p: float = 1.0
+    p: float = Field(1.0, ge=0.0, le=1.0)
     """Probability of augmenting each sample (the starting value when adaptive)."""
     adaptive: bool = False
     """ADA-style: adjust p so that the sign of D's output on real data stays near ``target``."""
-    target: float = 0.6
-    adjust_every: int = 4
-    adjust_speed: float = 0.05
+    target: float = Field(0.6, ge=0.0, le=1.0)
+    adjust_every: int = Field(4, ge=1)
+    adjust_speed: float = Field(0.05, ge=0.0)
 
 
 class TrainConfig(_Section):
-    steps: int = 2000
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr_g: float = Field(2e-4, gt=0.0)
+    lr_d: float = Field(2e-4, gt=0.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
     loss: Literal["minimax", "bce", "hinge", "lsgan", "energy"] = "bce"
-    energy_margin: float = 1.0
-    d_steps: int = 1
-    label_smoothing: float = 0.0
+    energy_margin: float = Field(1.0, gt=0.0)
+    d_steps: int = Field(1, ge=1)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     """One-sided: real targets become 1 - label_smoothing."""
-    feature_matching: float = 0.0
+    feature_matching: float = Field(0.0, ge=0.0)
     """Weight of the feature-matching term in G's loss (0: off)."""
-    r1_gamma: float = 0.0
+    r1_gamma: float = Field(0.0, ge=0.0)
     """Weight of the R1 gradient penalty on real data (0: off)."""
-    r1_every: int = 16
+    r1_every: int = Field(16, ge=1)
     """Lazy R1: apply the penalty every this many D updates (scaled up by the same factor)."""
     diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
-    ema_decay: float = 0.999
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
-    ema_start: int = 0
+    ema_start: int = Field(0, ge=0)
     balanced: Literal["auto", "on", "off"] = "auto"
     """Class-balanced batches; ``auto`` turns them on when the largest class is >1.5x the smallest."""
     amp: Literal["off", "bf16"] = "off"
     channels_last: bool | Literal["auto"] = "auto"
     """Channels-last (3D: channels-last-3d) memory format for weights and data; ``auto``: on for bf16 and for 3D
     on CPU, off for 2D float32 (docs/results.md measures both layouts)."""
-    threads: int = 0
+    threads: int = Field(0, ge=0)
     """torch intra-op threads (0: leave torch's default)."""
     device: str = "auto"
     seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 1000
-    collapse_every: int = 500
+    log_every: int = Field(50, ge=0)
+    sample_every: int = Field(500, ge=0)
+    checkpoint_every: int = Field(1000, ge=0)
+    collapse_every: int = Field(500, ge=0)
     """How often the within-class diversity (mode-collapse alarm) is measured (0: off)."""
-    collapse_threshold: float = 0.5
+    collapse_threshold: float = Field(0.5, ge=0.0)
     """Alarm when a class's generated diversity falls below this fraction of the real data's."""
     tensorboard: bool = False
     progress: bool = True
@@ -115,7 +115,7 @@ class AugmentConfig(_Section):
     classes: list[str] = Field(default_factory=list)
     balance: bool = False
     format: Literal["png", "npz", "nifti", "dicom"] = "png"
-    batch_size: int = 256
+    batch_size: int = Field(256, ge=1)
     seed: int = 0
     use_ema: bool = True
     reject_near_copies: bool = False
@@ -288,4 +288,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"invalid value for '{loc}': {err['msg']}") from None
+        got = f" (got {err['input']!r})" if not isinstance(err.get("input"), (dict, list)) else ""
+        raise ConfigError(f"invalid value for '{loc}': {err['msg']}{got}") from None

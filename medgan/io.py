@@ -10,10 +10,13 @@ Nothing here imports from the rest of medgan (beyond :mod:`medgan.errors`), so a
 * :func:`json_safe` / :func:`write_json`: the one JSON policy of medgan: NaN and infinities become ``null``,
   numpy and torch scalars and arrays become plain numbers and lists.
 * :func:`markdown_table`: a GitHub-flavoured Markdown table.
+* :func:`is_disk_error` / :func:`ensure_writable_dir`: a full, over-quota or read-only disk is the user's to fix:
+  callers turn it into one line (:class:`medgan.errors.OutputError`) instead of a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -23,6 +26,11 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from medgan.errors import OutputError
+
+#: ``errno`` values that say the disk cannot take a write: full, over quota, read-only.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,9 +66,11 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[IO[bytes]], 
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # name the file in messages (a failed write() names none)
         raise
     return path
 
@@ -84,6 +94,27 @@ def write_bytes_fast(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """Whether ``e`` is an ``OSError`` meaning the disk is full, over quota or read-only."""
+    return isinstance(e, OSError) and e.errno in DISK_ERRNOS
+
+
+def ensure_writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the folder ``path`` if needed and prove a file can be created in it; else :class:`OutputError`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file; pass a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".medgan-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write to {path} ({e.strerror or type(e).__name__}); choose a writable "
+                          f"{flag}") from None
+    return path
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

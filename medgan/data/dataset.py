@@ -13,8 +13,44 @@ from typing import Any
 
 import numpy as np
 
+from medgan.errors import DatasetError
+
 SPLITS = ("train", "val", "test")
 
+
+def check_pixels(images: np.ndarray | list[np.ndarray], where: str, names: list[str] | None = None,
+                 prefix: str = "image") -> None:
+    """Refuse images medgan cannot learn from: complex or non-numeric values, NaN or infinity.
+
+    ``names`` name each image in the message (file paths), else ``prefix[i]`` (e.g. ``train_images[3]``).
+    Float arrays are scanned in chunks, so the check needs little memory beyond the images themselves.
+    """
+    arrs = images if isinstance(images, list) else [images]
+    if not len(arrs):
+        return
+    dt = np.dtype(arrs[0].dtype) if isinstance(images, list) else images.dtype
+    kinds = {np.dtype(a.dtype).kind for a in arrs} if isinstance(images, list) else {dt.kind}
+    if kinds & {"c"}:
+        raise DatasetError(f"{where}: complex-valued images ({dt.name}) are not supported; medgan learns real "
+                           "intensities: store the magnitude (np.abs) or the real part instead")
+    if kinds - set("biuf"):
+        raise DatasetError(f"{where}: images of dtype {dt} are not numeric; store integer or float intensities")
+    if "f" not in kinds:
+        return
+    bad: list[int] = []
+    if isinstance(images, list):
+        bad = [i for i, a in enumerate(images) if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    else:
+        n = len(images)
+        chunk = max(1, (1 << 24) // max(1, int(np.prod(images.shape[1:]))))
+        for i in range(0, n, chunk):
+            ok = np.isfinite(images[i : i + chunk].reshape(min(chunk, n - i), -1)).all(axis=1)
+            bad += (np.flatnonzero(~ok) + i).tolist()
+    if bad:
+        which = [names[i] if names else f"{prefix}[{i}]" for i in bad[:3]]
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise DatasetError(f"{where}: {len(bad)} image(s) hold NaN or infinite values ({', '.join(which)}{more}); "
+                           "fix or remove them before training")
 
 
 @dataclass(frozen=True)
@@ -110,7 +146,7 @@ class RealData:
         """The median spatial shape of the training images (the extent the model grid resamples)."""
         tr = self.splits["train"].images
         shapes = np.asarray([tr.shape[2:]] if isinstance(tr, np.ndarray) else [a.shape[1:] for a in tr])
-        return [int(v) for v in np.median(shapes, axis=0)] if len(shapes) else []
+        return [int(round(v)) for v in np.median(shapes, axis=0)] if len(shapes) else []
 
     def counts(self, split: str = "train") -> list[int]:
         return np.bincount(self.splits[split].labels, minlength=self.num_classes).tolist()

@@ -82,7 +82,7 @@ def _num(v: float) -> str:
 def describe(data: RealData, size: int | None = None) -> str:
     """A multi-line summary: source, classes with counts per split, shape, dtype and intensity, spacing,
     modality, licence, the model size it would be trained at, and the scarcity record when present."""
-    from medgan.data.preprocess import choose_size
+    from medgan.data.preprocess import choose_size, model_spacing
 
     where = data.extra.get("path") or data.extra.get("root")
     source = {"medmnist": "MedMNIST", "npz": "npz file", "phantom": "built-in phantom (procedural)",
@@ -119,6 +119,10 @@ def describe(data: RealData, size: int | None = None) -> str:
         f"model size   {model} ({_shape((data.channels,) + (model,) * data.spatial_dims)} tensors in [-1, 1]"
         + ("" if size else "; --size to change") + ")"
     )
+    grid = model_spacing(data, model)
+    if grid:
+        lines.append(f"grid spacing {' x '.join(_num(s) for s in grid)} mm at the model size (source extent / "
+                     f"{model}; synthetic files carry it)")
     if data.scarcity:
         sc = data.scarcity
         rules = ", ".join(
@@ -168,6 +172,12 @@ def dataset_report(cfg: DataConfig, grid: str | Path | None = None, per_class: i
                         scarce=cfg.scarce or None)
     text = describe(data, cfg.size)
     if grid is not None:
-        out = write_grid(data, grid, cfg.size, per_class)
+        try:
+            out = write_grid(data, grid, cfg.size, per_class)
+        except OSError as e:
+            from medgan.errors import OutputError
+
+            raise OutputError(f"cannot write the grid {grid} ({e.strerror or type(e).__name__}); choose a writable "
+                              "path for --grid") from None
         text += f"\ngrid         {out}"
     return text

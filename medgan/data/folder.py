@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.data.dataset import SPLITS, Intensity, RealData, Split
+from medgan.data.dataset import SPLITS, Intensity, RealData, Split, check_pixels
 from medgan.data.grid import kind_of_reader
 from medgan.data.readers import READABLE, Item, Readers, kind_of, one_line, visible
 from medgan.errors import DatasetError
@@ -49,6 +49,7 @@ def _assemble(name: str, source: str, root: Path, items: list[Item], labels: lis
             f"images with mixed channel counts in {root}: {a.path} has {a.array.shape[0]} channel(s) but {b.path} "
             f"has {b.array.shape[0]}; convert them to one kind (all gray or all RGB)"
         )
+    check_pixels([it.array for it in items], str(root), names=[it.path for it in items])
     dtype = np.result_type(*{it.array.dtype for it in items})
     arrays = [it.array.astype(dtype, copy=False) for it in items]
     lab = np.asarray(labels, dtype=np.int64)
@@ -166,18 +167,30 @@ def load_folder(path: str | Path) -> RealData:
 # -------------------------------------------------------------------------------------------------- csv
 
 
-def _class_names_from_labels(raw: list[str], names_col: list[str] | None) -> tuple[list[str], list[int]]:
-    """Sorted unique names, or integer labels in numeric order (named by a ``class_name`` column if present)."""
+def _class_names_from_labels(raw: list[str], names_col: list[str] | None, path: Path) -> tuple[list[str], list[int]]:
+    """Sorted unique names, or integer labels in numeric order (named by a ``class_name`` column if present).
+
+    A label named two ways (``1,benign`` and ``1,malignant``) or two labels with one name are refused: either
+    would silently merge or split classes."""
     if all(re.fullmatch(r"[+-]?\d+", v) for v in raw):
         values = sorted({int(v) for v in raw})
         index = {v: i for i, v in enumerate(values)}
         names = [str(v) for v in values]
         if names_col is not None:
-            by_value: dict[int, str] = {}
-            for v, n in zip(raw, names_col, strict=True):
-                if n:
-                    by_value.setdefault(int(v), n)
-            names = [by_value.get(v, str(v)) for v in values]
+            by_value: dict[int, tuple[str, int]] = {}
+            for row, (v, n) in enumerate(zip(raw, names_col, strict=True), start=2):
+                if not n:
+                    continue
+                first = by_value.setdefault(int(v), (n, row))
+                if first[0] != n:
+                    raise DatasetError(f"manifest {path}: label {v} is named '{first[0]}' (row {first[1]}) and '{n}' "
+                                       f"(row {row}); give each label one class_name")
+            names = [by_value[v][0] if v in by_value else str(v) for v in values]
+            seen: dict[str, int] = {}
+            for v, n in zip(values, names, strict=True):
+                if seen.setdefault(n.lower(), v) != v:
+                    raise DatasetError(f"manifest {path}: labels {seen[n.lower()]} and {v} are both named '{n}'; "
+                                       "give each class its own class_name (or one label)")
         return names, [index[int(v)] for v in raw]
     names = sorted(set(raw))
     return names, [names.index(v) for v in raw]
@@ -233,7 +246,7 @@ def load_csv(path: str | Path) -> RealData:
             "(relative paths are read from the CSV's folder)"
         )
     names_col = [cell(r, "class_name") for r in body] if "class_name" in col else None
-    class_names, labels = _class_names_from_labels(raw_labels, names_col)
+    class_names, labels = _class_names_from_labels(raw_labels, names_col, path)
     readers = Readers()
     items = []
     for n, f in enumerate(files, start=2):

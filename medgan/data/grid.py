@@ -104,13 +104,18 @@ class Grid:
 def grid_spacing(meta: dict[str, Any]) -> tuple[float, ...] | None:
     """The spacing of the model grid: the training spacing times native extent / model size on each axis.
 
-    A checkpoint without ``native_shape`` (written before it was recorded) gives the training spacing as is.
+    Checkpoints record it as ``spacing`` (computed at training time by
+    :func:`medgan.data.preprocess.model_spacing`, with the source's own as ``source_spacing``); for checkpoints
+    written before that, it is computed here from the training spacing and ``native_shape`` (or, without
+    ``native_shape``, the training spacing is taken as is).
     """
     sp = meta.get("spacing")
     if not sp:
         return None
     dims = int(meta["spatial_dims"])
     sp = [float(v) for v in list(sp)[:dims]]
+    if "source_spacing" in meta:  # already the model grid's
+        return tuple(round(s, 6) for s in sp)
     native = meta.get("native_shape")
     size = meta.get("size")
     if native and size and len(native) >= dims:

@@ -90,6 +90,18 @@ def from_model_tensor(x: torch.Tensor | np.ndarray, intensity: Intensity) -> np.
     return a.astype(dt)
 
 
+def model_spacing(data: RealData, size: int) -> list[float] | None:
+    """The physical spacing of the model grid: source extent / model size per axis (mm), or ``None`` when the
+    data has no spacing. A 128x128 CT at 0.661 mm trained at size 32 is 2.644 mm per pixel on the model grid;
+    a 64x64x6 series at 2 mm resized to 32^3 is 4 x 4 x 0.375 mm. Synthetic files carry this spacing."""
+    if not data.spacing:
+        return None
+    shape = data.native_shape()
+    if len(data.spacing) != len(shape):
+        return None
+    return [round(float(sp) * n / size, 6) for sp, n in zip(data.spacing, shape, strict=True)]
+
+
 @dataclass
 class TensorData:
     """Model-ready tensors of every split plus the metadata that travels with a checkpoint."""
@@ -103,6 +115,13 @@ class TensorData:
     def shape(self) -> tuple[int, ...]:
         """``(C, *spatial)`` of one model image."""
         return (self.data.channels,) + (self.size,) * self.data.spatial_dims
+
+    def meta(self) -> dict:
+        """What a checkpoint records about its data: :meth:`RealData.meta` with the model ``size``; ``spacing`` is
+        the model grid's (:func:`model_spacing`), ``source_spacing`` the training images' own."""
+        meta = self.data.meta()
+        return {**meta, "size": self.size, "spacing": model_spacing(self.data, self.size),
+                "source_spacing": meta["spacing"]}
 
 
 def prepare(data: RealData, size: int | None = None) -> TensorData:

@@ -2,7 +2,9 @@
 
 Read with MONAI's image readers (``PILReader``, ``NibabelReader``, ``PydicomReader``):
 
-* PNG/JPEG/BMP/TIFF: 2D, gray or RGB (RGBA and palette images become RGB, gray+alpha becomes gray);
+* PNG/JPEG/BMP/TIFF: 2D, gray or RGB (RGBA and palette images become RGB, gray+alpha becomes gray); 16-bit
+  gray PNGs keep their values through Pillow, and 16-bit colour PNGs (48-bit RGB, 64-bit RGBA, 32-bit gray+alpha),
+  which Pillow reduces to 8 bits, are decoded by :func:`read_png16` with their 16-bit values (alpha dropped);
 * NIfTI ``.nii``/``.nii.gz``: 3D volumes (or 2D images; trailing singleton axes are dropped). A 4D image is
   rejected with a hint to split it into 3D volumes;
 * DICOM (``.dcm``, or any extension-less file with the ``DICM`` preamble): a single file is one 2D image (a
@@ -19,7 +21,9 @@ big-endian NIfTI data and would cost a tensor round-trip per file.
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +139,9 @@ class Readers:
                 ) from None
 
     def _pil(self, path: Path) -> Item:
+        wide = read_png16(path) if path.name.lower().endswith(".png") else None
+        if wide is not None:
+            return Item(wide, str(path))
         img = self.pil.read(str(path))
         try:
             arr, _ = self.pil.get_data(img)
@@ -246,6 +253,73 @@ class Readers:
                 step = float(np.median(diffs)) if len(diffs) else None
             spacing = spacing + (step or _slice_spacing_tag(first) or 1.0,)
         return Item(vol[None], str(folder), spacing, _modality(first))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo PNG's per-row filters (None, Sub, Up, Average, Paeth) on ``(h, 1 + stride)`` filtered bytes."""
+    h, stride = rows.shape[0], rows.shape[1] - 1
+    out = np.zeros((h, stride), dtype=np.int32)
+    prev = np.zeros(stride, dtype=np.int32)
+    for y in range(h):
+        ft, line = int(rows[y, 0]), rows[y, 1:].astype(np.int32)
+        if ft == 0:
+            cur = line
+        elif ft == 1:  # Sub: running sums per byte position within a pixel
+            cur = np.empty_like(line)
+            for k in range(bpp):
+                cur[k::bpp] = np.cumsum(line[k::bpp]) & 0xFF
+        elif ft == 2:
+            cur = (line + prev) & 0xFF
+        elif ft in (3, 4):  # Average, Paeth: sequential along the row, one pixel at a time
+            cur = line.copy()
+            left = np.zeros(bpp, dtype=np.int32)
+            upleft = np.zeros(bpp, dtype=np.int32)
+            for x in range(0, stride, bpp):
+                up = prev[x : x + bpp]
+                if ft == 3:
+                    pred = (left + up) >> 1
+                else:
+                    p = left + up - upleft
+                    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+                    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+                cur[x : x + bpp] = (line[x : x + bpp] + pred) & 0xFF
+                left, upleft = cur[x : x + bpp], up
+        else:
+            raise DatasetError(f"unknown PNG filter type {ft}")
+        out[y] = prev = cur
+    return out.astype(np.uint8)
+
+
+def read_png16(path: Path) -> np.ndarray | None:
+    """A 16-bit colour PNG as ``(C, H, W)`` uint16 (RGB: 3 channels, gray+alpha: 1; alpha dropped), or ``None``
+    for any other file (those are read by Pillow, which keeps 8-bit and 16-bit gray values as they are)."""
+    with open(path, "rb") as f:
+        head = f.read(29)
+        if len(head) < 29 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+            return None
+        w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+        if depth != 16 or color not in (2, 4, 6):
+            return None
+        if interlace:
+            raise DatasetError(f"{path} is an interlaced 16-bit colour PNG; save it without interlacing (or as "
+                               "NIfTI) to keep its 16-bit values")
+        data = head + f.read()
+    pos, idat = 8, []
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + n])
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    ch = {2: 3, 4: 2, 6: 4}[color]
+    rows = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)[: h * (1 + 2 * ch * w)]
+    pix = _unfilter(rows.reshape(h, 1 + 2 * ch * w), 2 * ch).view(">u2").reshape(h, w, ch).astype(np.uint16)
+    keep = 3 if color in (2, 6) else 1
+    return np.ascontiguousarray(np.moveaxis(pix[..., :keep], -1, 0))
 
 
 def _pil_mode(img):

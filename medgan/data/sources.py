@@ -22,16 +22,22 @@ from medgan.errors import DatasetError
 
 
 def validate(data: RealData) -> RealData:
-    """Checks every source must pass: ≥2 classes with training images, consistent labels."""
+    """Checks every source must pass: labels within the classes, ≥2 classes, training images of every class."""
+    for s, sp in data.splits.items():  # before anything counts per class (bincount)
+        if len(sp) and (sp.labels.min() < 0 or sp.labels.max() >= data.num_classes):
+            raise DatasetError(f"dataset '{data.name}': {s} labels outside 0..{data.num_classes - 1}")
     counts = data.counts("train")
     if data.num_classes < 2 or sum(c > 0 for c in counts) < 2:
         raise DatasetError(
             f"dataset '{data.name}' has a single class ({data.class_names[0] if data.class_names else '?'}); "
             "a class-conditional GAN and its evaluation need at least two classes"
         )
-    for s, sp in data.splits.items():
-        if len(sp) and (sp.labels.min() < 0 or sp.labels.max() >= data.num_classes):
-            raise DatasetError(f"dataset '{data.name}': {s} labels outside 0..{data.num_classes - 1}")
+    empty = [n for n, c in zip(data.class_names, counts, strict=True) if c == 0]
+    if empty:
+        raise DatasetError(
+            f"dataset '{data.name}': class(es) {', '.join(repr(n) for n in empty)} have no training images (only "
+            "validation/test ones); a generator cannot learn a class it never sees: add training images of it"
+        )
     return data
 
 

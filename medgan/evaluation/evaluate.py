@@ -167,6 +167,10 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     ev = cfg.evaluate
     t_start = time.perf_counter()
     arms = check_request(ev, checkpoint, synthetic)
+    if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
+        from medgan.io import ensure_writable_dir
+
+        ensure_writable_dir(out_dir)
     if ev.threads > 0:
         torch.set_num_threads(ev.threads)
     device = resolve_device(ev.device, option="evaluate.device")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medgan.errors import MedganError
+from medgan.errors import ConfigError, MedganError
 
 
 def _check_balance(ratio: str) -> None:
@@ -83,7 +83,15 @@ def proportional(real_counts: Sequence[int], ratio: float | str) -> list[int]:
 def per_class_request(requested: Sequence[int], n: int | None, balance: bool,
                       train_counts: Sequence[int] | None, class_names: Sequence[str]) -> dict[int, int]:
     """``medgan augment``: ``n`` samples for each requested class index, or (``balance``) what tops each requested
-    class up to the majority class count of the generator's training data (classes already there get none)."""
+    class up to the majority class count of the generator's training data (classes already there get none).
+
+    A class without training images is refused: the generator never saw it, its samples would be noise under a
+    real class's label."""
+    if train_counts and len(train_counts) == len(class_names):
+        unseen = [class_names[c] for c in requested if int(train_counts[c]) == 0]
+        if unseen:
+            raise MedganError(f"class(es) {', '.join(repr(n) for n in unseen)} had no training images, so the "
+                              "generator never learned them; request only trained classes with --class")
     if balance:
         if n is not None:
             raise MedganError("--n and --balance exclude each other: --n N samples per class, or --balance to top "
@@ -102,5 +110,5 @@ def per_class_request(requested: Sequence[int], n: int | None, balance: bool,
     if n is None:
         raise MedganError("say how many samples to generate: --n N (per class) or --balance")
     if isinstance(n, bool) or int(n) != n or int(n) <= 0:
-        raise MedganError(f"--n must be a positive number of samples per class, got {n}")
+        raise ConfigError(f"--n must be a positive number of samples per class, got {n}")
     return {c: int(n) for c in requested}

@@ -141,6 +141,8 @@ class SyntheticBank:
         replaces the default record (checkpoint, hash, step, seed)."""
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if isinstance(n_per_class, bool) or not isinstance(n_per_class, int | np.integer) or n_per_class < 1:
+            raise MedganError(f"n_per_class must be a positive number of images per class, got {n_per_class!r}")
         idx = s.resolve_classes(classes)
         total = int(n_per_class) * len(idx)
         data = np.empty((total, *s.shape), dtype=np.uint8 if storage == "uint8" else np.float16)
@@ -188,8 +190,9 @@ class SyntheticBank:
                 raise DatasetError(f"{folder} lacks {INFO}; it is not a complete 'medgan augment' output folder")
             # files written before augment.json recorded "file_axes" hold medgan's array order as is
             swap = info.get("file_axes") == "natural" and file_axes_swapped(info["format"], model_grid(info).row_first)
-            images = np.stack([_read_file(folder / r["path"], int(info["spatial_dims"]), swap) for r in rows]) \
-                if rows else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
+            images = np.stack([_read_file(_inside(folder, r.get("path"), n), int(info["spatial_dims"]), swap)
+                               for n, r in enumerate(rows, start=2)]) if rows \
+                else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
             labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
             names = None
             prov_rows = len(rows)
@@ -327,6 +330,17 @@ def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, lis
     except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {path} as .npz ({type(e).__name__}); is the file complete?") from None
     return images, labels, names
+
+
+def _inside(folder: Path, rel: str | None, row: int) -> Path:
+    """``folder / rel`` for a manifest path that stays inside ``folder`` (no absolute path, no ``..`` out of it,
+    no symlink pointing elsewhere); a manifest may not make medgan read files outside its folder."""
+    root = folder.resolve()
+    p = (folder / (rel or "")).resolve()
+    if not rel or Path(rel).is_absolute() or root not in p.parents:
+        raise DatasetError(f"{folder / 'manifest.csv'} row {row}: path {rel!r} points outside {folder}; synthetic "
+                           "files must lie inside their augment folder (re-run medgan augment)")
+    return folder / rel
 
 
 def _read_file(path: Path, spatial_dims: int, swap: bool = False) -> np.ndarray:

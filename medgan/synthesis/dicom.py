@@ -1,12 +1,20 @@
 """DICOM output of ``medgan augment``: ``<class>/<id>.dcm``, one new Secondary Capture object per sample.
 
 Each sample becomes one new Secondary Capture object (2D: SC Image Storage; 3D: one
-multi-frame SC object per volume, frames along the first spatial axis). Fresh UIDs under pydicom's root,
-ImageType ``DERIVED\\SECONDARY``, ConversionType ``SYN``, patient placeholder ``SYNTHETIC``; no attribute of
+multi-frame SC object per volume, frames along the last spatial axis). Fresh UIDs under pydicom's root,
+ImageType ``DERIVED\\SECONDARY``, ConversionType ``SYN``, patient placeholder ``SYNTHETIC^``; no attribute of
 any input file is copied (only the training modality, when it is a valid DICOM modality code). A volume
 ``(C, X, Y, Z)`` becomes Z frames of X rows by Y columns (``pixel_array`` is ``(Z, X, Y)``), the layout
-medgan's own DICOM loader reads back as ``(C, X, Y, Z)``; the training spacing goes to PixelSpacing (also
-NominalScannedPixelSpacing) and SpacingBetweenSlices / SliceLocationVector.
+medgan's own DICOM loader reads back as ``(C, X, Y, Z)``; the spacing of the model grid (source extent / model
+size, see :func:`medgan.data.preprocess.model_spacing`) goes to PixelSpacing and SpacingBetweenSlices /
+SliceLocationVector. NominalScannedPixelSpacing (the spacing of scanned film) is not written: it is not
+allowed with ConversionType SYN in multi-frame objects and means nothing for a synthetic image.
+
+Objects pass dicom3tools' ``dciodvfy`` without errors (``tests/reliability/test_dicom_conformance.py``). Its
+remaining warnings are deliberate: Laterality is present but empty (Type 2C: the generator does not know the
+side), StudyDate/StudyTime are empty (Type 2: a date would make two identical runs differ, and repeats are
+promised byte-identical), and a volume's SpacingBetweenSlices is outside the multi-frame SC IOD (common readers,
+medgan's included, take the slice spacing from it).
 
 UIDs are derived from (checkpoint SHA-256, run seed, requested classes and counts, sample class, index and
 seed) so that repeat runs are byte-identical: two runs with the same checkpoint, arguments and seed write the
@@ -121,7 +129,7 @@ class DicomWriter(Writer):
         ds.SOPInstanceUID = sop_uid
         ds.ImageType = ["DERIVED", "SECONDARY"]
         # Patient: a synthetic placeholder only, never data from an input
-        ds.PatientName = "SYNTHETIC"
+        ds.PatientName = "SYNTHETIC^"  # family name only (a name without '^' is the retired PN form)
         ds.PatientID = "SYNTHETIC"
         ds.PatientBirthDate = ""
         ds.PatientSex = ""
@@ -132,13 +140,14 @@ class DicomWriter(Writer):
         ds.StudyDate = ""
         ds.StudyTime = ""
         ds.ReferringPhysicianName = ""
-        ds.StudyID = ""
+        ds.StudyID = f"SYN{self.study_uid.rsplit('.', 1)[-1][-8:]}"  # short, and the same for one run
         ds.AccessionNumber = ""
         ds.StudyDescription = "SYNTHETIC (medgan)"
         ds.SeriesInstanceUID = self.series_uid
         ds.Modality = self.modality
         ds.SeriesNumber = 1
         ds.SeriesDescription = f"SYNTHETIC medgan {prov.medgan_version}"[:64]
+        ds.Laterality = ""  # Type 2C: unknown for a synthetic image
         ds.Manufacturer = "medgan"
         ds.SoftwareVersions = str(prov.medgan_version)
         ds.ConversionType = "SYN"
@@ -159,7 +168,6 @@ class DicomWriter(Writer):
         ds.set_pixel_data(pix, photometric, pix.dtype.itemsize * 8, generate_instance_uid=False)
         spacing = [float(v) for v in prov.spacing] if prov.spacing else None
         if spacing and len(spacing) >= 2:
-            ds.NominalScannedPixelSpacing = [f"{v:.6g}" for v in spacing[:2]]  # SC's own attribute
             ds.PixelSpacing = [f"{v:.6g}" for v in spacing[:2]]  # read by common loaders (MONAI, medgan)
         if multiframe:
             frames = pix.shape[0]

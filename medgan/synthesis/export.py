@@ -12,10 +12,13 @@ Manifest columns: ``path`` (relative to the folder), ``label``, ``class_name``, 
 ``generator_step``, ``medgan_version``, ``near_copy_redraws`` (how often a ``filter_fn`` had the sample
 redrawn), ``index`` (the row in run order; the row of ``train_images`` for npz).
 
-Samples are generated batch by batch and written as they come (memory stays flat as ``n`` grows). Every file
-is written under a temporary name and renamed; the manifest rows go to a temporary file that is renamed to
-``manifest.csv`` only after every file (and ``augment.json``) is in place, so an interrupted run never leaves a
-manifest pointing at missing files.
+Samples are generated batch by batch and written as they come (memory stays flat as ``n`` grows), into the
+hidden staging folder ``out/.medgan-staging/``; the complete run (files, manifest, ``augment.json``) is synced to
+disk and only then swapped into ``out`` (:mod:`medgan.synthesis.outdir`), so an interrupted or killed run never
+leaves files that look like a complete run, and never touches the previous one. ``--overwrite`` replaces only a
+previous run that ``augment.json`` proves medgan wrote; the folder is locked for the run
+(:class:`medgan.locks.FolderLock`), so two runs into one folder never mix. A full disk is one line, and leaves
+``out`` as it was.
 """
 
 from __future__ import annotations
@@ -33,18 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medgan.errors import MedganError, OutputError
-from medgan.io import default_file_mode, write_bytes_fast
-from medgan.synthesis.writers import FORMATS, NPZ_NAME, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
+from medgan.errors import ConfigError, MedganError, OutputError
+from medgan.io import default_file_mode, file_sha256, is_disk_error, write_bytes_fast
+from medgan.locks import FolderLock
+from medgan.synthesis import outdir
+from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS
+from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:
     from medgan.config import AugmentConfig
     from medgan.synthesis.sampler import Sampler
 
-MANIFEST = "manifest.csv"
-INFO = "augment.json"
-MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", "generator_step", "medgan_version",
-                    "near_copy_redraws", "index")
 
 
 @dataclass
@@ -76,49 +78,6 @@ class AugmentResult:
                 f"({self.samples_per_second:.0f} samples/s) to {self.out_dir}\nmanifest: {self.manifest}")
 
 
-
-
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty folder (unless ``overwrite``), make sure the folder is writable, clear an old run."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder; pass a folder to --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(f"output folder {out} is not empty; pass --overwrite to replace its synthetic files or "
-                              "choose a new --out")
-        _clear_previous(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".medgan-probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"cannot write to output folder {out} ({e.strerror or type(e).__name__}); choose a "
-                          "writable --out") from None
-
-
-def _clear_previous(out: Path) -> None:
-    """Remove a previous augment run from ``out``: the manifest first (so it never points at missing files),
-    then the files it listed, ``augment.json``, ``synthetic.npz`` and temporary leftovers. Other files stay."""
-    manifest = out / MANIFEST
-    listed: list[str] = []
-    if manifest.is_file():
-        try:
-            with open(manifest, newline="") as f:
-                listed = [row["path"] for row in csv.DictReader(f) if row.get("path")]
-        except (OSError, KeyError, csv.Error, UnicodeDecodeError):
-            listed = []
-        manifest.unlink()
-    root = out.resolve()
-    for rel in {*listed, NPZ_NAME, INFO}:
-        p = (out / rel).resolve()
-        if root in p.parents and p.is_file():
-            p.unlink()
-    for tmp in out.rglob(".*.tmp"):
-        tmp.unlink()
-    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()
 
 
 def _check_space(out: Path, writer_cls, prov: Provenance, shape: tuple[int, ...], total: int) -> None:
@@ -192,9 +151,20 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     out = Path(out_dir)
     job.writer_cls.check(job.prov)  # before touching the folder: a format that cannot hold the data
     _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
-    _prepare_out_dir(out, o.overwrite)
-    t0 = time.perf_counter()
-    row, redraws, extra = _write_samples(job, out, progress, max_redraws)
+    with FolderLock(out, "medgan augment"):
+        prev = outdir.prepare(out, bool(o.overwrite), outdir.Layout(job.info()))
+        t0 = time.perf_counter()
+        stage = outdir.new_staging(out)
+        try:
+            row, redraws, extra = _write_samples(job, stage, progress, max_redraws)
+            outdir.commit(out, stage, prev)
+        except BaseException as e:
+            outdir.discard(stage)
+            if is_disk_error(e):
+                raise OutputError(f"{e.strerror} while writing to {out} ({job.written} of {job.total} samples "
+                                  f"written); {out} is as it was (the partial output was removed): free space, "
+                                  "lower --n or choose another --out") from None
+            raise
     return AugmentResult(
         out_dir=out, manifest=out / MANIFEST, format=job.fmt, counts=job.counts_by_name(), n_samples=row,
         seconds=time.perf_counter() - t0, checkpoint_sha256=job.prov.checkpoint_sha256,
@@ -215,6 +185,8 @@ class _Job:
     batch_size: int
     workers: int
     filter_fn: Callable[[Any, Any], Any] | None
+    written: int = 0
+    """Samples written so far (for messages about a failed run)."""
 
     @property
     def total(self) -> int:
@@ -235,9 +207,9 @@ class _Job:
         if fmt not in FORMATS:
             raise OutputError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
         if int(o.batch_size) <= 0:
-            raise MedganError(f"--batch-size must be positive, got {o.batch_size}")
+            raise ConfigError(f"--batch-size must be positive, got {o.batch_size}")
         if int(o.workers) < 0:
-            raise MedganError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
+            raise ConfigError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
         counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n,
                                    o.balance, sampler.meta.get("train_counts"), sampler.class_names)
@@ -280,8 +252,9 @@ def _grid(meta: dict[str, Any]):
 
 
 def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None) -> tuple[int, int, list[str]]:
-    """Stream the samples into their files and the manifest rows into a temporary file; write ``augment.json``,
-    sync, then rename the manifest into place. Returns the rows written, the redraws and the extra files."""
+    """Stream the samples into their files (below ``out``, the staging folder) and the manifest rows into a
+    temporary file renamed to ``manifest.csv``; then ``augment.json`` with the manifest's SHA-256 (the proof of
+    ownership ``--overwrite`` checks), and sync. Returns the rows written, the redraws and the extra files."""
     import torch
     from tqdm.auto import tqdm
 
@@ -310,14 +283,16 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
                 )
                 redraws += int(b.redraws.sum())
                 row += len(paths)
+                job.written = row
                 bar.update(len(paths))
             extra = writer.close()
-            write_bytes_fast(out / INFO, (json.dumps(job.info(), indent=2) + "\n").encode())
             mf.flush()
             os.fsync(mf.fileno())
-        if hasattr(os, "sync"):
-            os.sync()  # every sample file reaches the disk before the manifest that lists them
         os.replace(tmp_manifest, out / MANIFEST)
+        info = {**job.info(), "manifest_sha256": file_sha256(out / MANIFEST)}
+        write_bytes_fast(out / INFO, (json.dumps(info, indent=2) + "\n").encode())
+        if hasattr(os, "sync"):
+            os.sync()  # every file of the run reaches the disk before the run is swapped in
     except BaseException:
         writer.abort()
         if os.path.exists(tmp_manifest):

@@ -138,6 +138,9 @@ class Sampler:
         used_ema = state is not None
         if state is None:
             state = ckpt["generator"]
+        from medgan.training.checkpoint import check_finite_weights
+
+        check_finite_weights(state, "EMA generator" if used_ema else "generator", p)
 
         def build() -> torch.nn.Module:
             from medgan.models import build_generator

@@ -16,6 +16,8 @@ spatial dims, channels, intensity mapping, spacing, modality, scarcity record, t
 from __future__ import annotations
 
 import pickle
+import re
+import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,13 +31,63 @@ FORMAT = "medgan.checkpoint"
 FORMAT_VERSION = 1
 
 
+class _WriteRecorder:
+    """A file wrapper that remembers the ``OSError`` of a failed write: ``torch.save`` reports a failed write to a
+    real file object as ``RuntimeError [enforce fail at inline_container.cc]``, hiding a full disk."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, b) -> int:
+        try:
+            return self.f.write(b)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus the format keys) atomically to ``path``."""
+    """Write ``payload`` (plus the format keys) atomically to ``path``.
+
+    A failed write (e.g. a full disk) raises the ``OSError`` itself and leaves neither a temporary file nor a
+    changed ``path`` behind."""
     from medgan import __version__
 
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, "medgan_version": __version__, **payload}
-    atomic_write(path, lambda f: torch.save(full, f))
+
+    def write(f) -> None:
+        rec = _WriteRecorder(f)
+        try:
+            torch.save(full, rec)
+        except RuntimeError:
+            if rec.error is not None:
+                raise rec.error from None
+            raise
+
+    atomic_write(path, write)
     return Path(path)
+
+
+def _unsafe_reason(e: BaseException) -> str:
+    """The part of torch's refusal that names what the file wanted to load, never cut mid-word."""
+    text = " ".join(str(e).split())
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it references {m.group(1)}"
+    return textwrap.shorten(text, width=160, placeholder=" ...") or type(e).__name__
+
+
+def check_finite_weights(state: dict[str, Any] | None, what: str, path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (they would write all-zero or garbage images)."""
+    bad = [k for k, v in (state or {}).items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: the {what} weights hold NaN or infinite values ({len(bad)} tensor(s), first "
+                              f"'{bad[0]}'); use an earlier checkpoint of the run (checkpoints/step_N.pt)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -54,9 +106,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(
-            f"refused to load {p}: it holds objects that could run code when unpickled ({first[:120]}); "
+            f"refused to load {p}: it holds objects that could run code when unpickled ({_unsafe_reason(e)}); "
             "only medgan checkpoints (plain tensors and values) are loaded"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
@@ -75,4 +126,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("config", "data", "generator"):
         if key not in ckpt:
             raise CheckpointError(f"{p} lacks '{key}'; the checkpoint is incomplete")
+        if not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{p}: '{key}' is a {type(ckpt[key]).__name__}, not a mapping; the file is not a "
+                                  "valid medgan checkpoint: pass one written by 'medgan train'")
+    for key in ("ema_generator", "discriminator", "opt_g", "opt_d", "rng", "state"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{p}: '{key}' is a {type(ckpt[key]).__name__}, not a mapping; the file is not a "
+                                  "valid medgan checkpoint: pass one written by 'medgan train'")
+    if not isinstance(ckpt.get("step", 0), int) or isinstance(ckpt.get("step"), bool):
+        raise CheckpointError(f"{p}: 'step' is not an integer; the file is not a valid medgan checkpoint")
     return ckpt

@@ -187,15 +187,17 @@ class SampleGrid(Hook):
 
 
 class SaveCheckpoint(Hook):
-    """``checkpoints/step_N.pt`` every ``every`` steps and ``checkpoints/last.pt`` each time (and at the end)."""
+    """``checkpoints/last.pt`` each time (and at the end), then ``checkpoints/step_N.pt`` every ``every`` steps.
+
+    ``last.pt`` comes first: when the disk fills up, the checkpoint that ``--resume`` needs is the one written."""
 
     def __call__(self, state: RunState) -> None:
         ck_dir = state.out / "checkpoints"
         payload = state.trainer.checkpoint_payload()
-        if self.every > 0 and state.step % self.every == 0:
-            save_checkpoint(ck_dir / f"step_{state.step}.pt", payload)
         state.last_ckpt = save_checkpoint(ck_dir / "last.pt", payload)
         state.last_ckpt_step = state.step
+        if self.every > 0 and state.step % self.every == 0:
+            save_checkpoint(ck_dir / f"step_{state.step}.pt", payload)
 
 
 def default_hooks(cfg: Config) -> list[Hook]:

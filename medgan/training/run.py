@@ -11,6 +11,14 @@ Run directory::
     out/curves.png                    losses and D outputs at the end
     out/train.log                     the text log (warnings such as the mode-collapse alarm)
     out/tensorboard/                  when train.tensorboard is on
+    out/.medgan-run                   marks the folder as a medgan run (written first)
+    out/.medgan.lock                  the folder's lock, while a command runs in it
+
+The folder is locked for the run (:class:`medgan.locks.FolderLock`: a second ``medgan train`` or ``augment``
+into it is refused while the first runs) and marked as a run folder (``.medgan-run``) before anything else is
+written. A run that stopped before its first checkpoint (a full disk, non-finite losses, ``kill -9``) is no dead
+end: a new ``train`` (or ``--resume``) into the folder starts it over, replacing only what the failed run wrote.
+Temporary files of an interrupted checkpoint write (``checkpoints/.last.pt.*.tmp``) are removed on every start.
 
 ``train(cfg, out, resume=True)`` continues from ``out/checkpoints/last.pt`` exactly: on CPU, 10 steps + resume
 to 20 gives bit-identical weights to 20 steps in one go (the checkpoint holds every RNG stream).
@@ -32,10 +40,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from medgan.errors import CheckpointError, OutputError
-from medgan.io import atomic_write
+from medgan.io import atomic_write, is_disk_error
+from medgan.locks import FolderLock
 from medgan.runtime import derive_seed
 from medgan.training import monitor
-from medgan.training.checkpoint import load_checkpoint, save_checkpoint
+from medgan.training.checkpoint import check_finite_weights, load_checkpoint, save_checkpoint
 from medgan.training.distributed import close_distributed, init_distributed
 from medgan.training.hooks import DIVERSITY_PER_CLASS, GRID_PER_CLASS, Hook, RunState, default_hooks
 from medgan.training.trainer import Trainer
@@ -72,7 +81,8 @@ class TrainResult:
             nan = float("nan")
             lines.append(f"last losses: D {m.get('loss_d', nan):.4f}, G {m.get('loss_g', nan):.4f}; "
                          f"D(x) {m.get('d_real', nan):.3f}, D(G(z)) {m.get('d_fake', nan):.3f}")
-        lines.append(f"checkpoint: {self.checkpoint}")
+        if self.checkpoint.is_file():
+            lines.append(f"checkpoint: {self.checkpoint}")
         if self.samples is not None:
             lines.append(f"samples:    {self.samples}")
         lines.append(f"metrics:    {self.out_dir / 'metrics.jsonl'}")
@@ -80,22 +90,55 @@ class TrainResult:
 
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
+#: Written first into every run folder: proves that medgan made the folder's files (so a failed run can be
+#: started over without touching anything else).
+RUN_MARK = ".medgan-run"
 
 
-def check_run_dir(out: Path, resume: bool) -> Path | None:
-    """Refuse to overwrite a run; with ``resume`` return the checkpoint to continue from."""
+def check_run_dir(out: Path, resume: bool) -> tuple[Path | None, bool]:
+    """Refuse to overwrite a run; returns the checkpoint to continue from (with ``resume``) and whether the folder
+    holds a medgan run that stopped before its first checkpoint (started over from step 0)."""
     last = out / "checkpoints" / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise CheckpointError(f"--resume: no checkpoint at {last}; drop --resume to start a new run there")
-        return last
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; pass a folder for the run")
-    held = [m for m in RUN_MARKERS if (out / m).exists()]
-    if held:
-        raise OutputError(f"{out} already holds a run ({', '.join(held)}); use --resume to continue it or pass "
+    if last.is_file():
+        if resume:
+            return last, False
+        raise OutputError(f"{out} already holds a run (checkpoints/last.pt); use --resume to continue it or pass "
                           "another --out")
-    return None
+    if (out / RUN_MARK).is_file():  # medgan's own run that never reached a checkpoint: start it over
+        return None, True
+    held = [m for m in RUN_MARKERS if (out / m).exists()]
+    if resume:
+        raise CheckpointError(f"--resume: no checkpoint at {last}; drop --resume to start a new run there")
+    if held:
+        raise OutputError(f"{out} already holds a run without a checkpoint ({', '.join(held)}) that medgan did not "
+                          "mark as its own (no .medgan-run); remove those files or pass another --out")
+    return None, False
+
+
+def _clean_stale(out: Path, restart: bool) -> None:
+    """Remove temporaries of interrupted atomic writes; when ``restart``, also what the failed run wrote (it
+    never reached a checkpoint, so none of it describes the new run)."""
+    for d in (out, out / "checkpoints", out / "samples"):
+        for tmp in d.glob(".*.tmp") if d.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+    if restart:
+        for p in [out / "metrics.jsonl", out / "curves.png", *out.glob("samples/*.png"),
+                  *out.glob("checkpoints/step_*.pt"), *out.glob("tensorboard/events.out.tfevents.*")]:
+            p.unlink(missing_ok=True)
+
+
+def _disk_error(e: OSError, out: Path, state: RunState | None) -> OutputError:
+    """A full or read-only disk as one line: what failed, what is kept, how to go on."""
+    if state is not None and state.last_ckpt is not None:
+        kept = f"the last good checkpoint is {state.last_ckpt} (step {state.last_ckpt_step})"
+        fix = "free space, then continue with --resume"
+    else:
+        kept = "no checkpoint was written yet"
+        fix = "free space (or choose another --out), then run again: the run starts over"
+    what = f" writing {e.filename}" if e.filename else ""
+    return OutputError(f"{e.strerror or 'write failed'}{what} in {out}; {kept}; {fix}")
 
 
 def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: Path) -> None:
@@ -127,18 +170,23 @@ def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: 
 # --------------------------------------------------------------------------------------------------- run
 
 
-def _setup_run_dir(state: RunState, resume: bool, start: int) -> logging.Handler:
-    """Rank 0: folders, ``config.yaml``, the text log, the real-image grid and the collapse alarm's reference."""
+def _setup_run_dir(state: RunState, resume: bool, start: int, restart: bool) -> logging.Handler:
+    """Rank 0: the run mark, folders, ``config.yaml``, the text log, the real-image grid and the collapse alarm's
+    reference."""
     trainer, cfg, out = state.trainer, state.cfg, state.out
     t, tdata = cfg.train, trainer.tdata
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / RUN_MARK, "medgan train run folder\n")
+    _clean_stale(out, restart)
     (out / "checkpoints").mkdir(exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     atomic_write(out / "config.yaml", cfg.to_yaml())
     handler = monitor.add_file_log(out / "train.log")
     state.metrics.truncate_after(start)
+    if restart:
+        log.info("the run in %s stopped before its first checkpoint: starting it over", out)
     log.info("%s run: dataset %s (%s, train counts %s), model size %d, device %s, balanced batches %s, "
-             "world size %d, from step %d to %d", "resumed" if resume else "new", tdata.data.name,
+             "world size %d, from step %d to %d", "resumed" if resume and start else "new", tdata.data.name,
              "x".join(map(str, tdata.shape)), trainer.counts, tdata.size, trainer.device,
              trainer.balanced, state.dist.world_size, start, t.steps)
     if not (out / "samples" / "real.png").exists():
@@ -183,68 +231,90 @@ def _loop(state: RunState, hooks: list[Hook], steps: int) -> None:
 def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult:
     """Train a conditional GAN as configured and keep a run directory in ``out_dir`` (see the module docstring).
 
-    Raises :class:`~medgan.errors.OutputError` when ``out_dir`` already holds a run (without ``resume``),
-    :class:`~medgan.errors.CheckpointError` for a missing/incompatible checkpoint on resume,
-    :class:`~medgan.errors.TrainingError` when the losses become non-finite (the last good checkpoint is kept).
+    Raises :class:`~medgan.errors.OutputError` when ``out_dir`` already holds a run (without ``resume``), is in use
+    by another process, or the disk is full or read-only, :class:`~medgan.errors.CheckpointError` for a
+    missing/incompatible checkpoint on resume, :class:`~medgan.errors.TrainingError` when the losses become
+    non-finite (the last good checkpoint is kept).
     """
-    from medgan.data.preprocess import prepare
-    from medgan.data.sources import load_dataset
-
     out = Path(out_dir)
-    t = cfg.train
-    dist, owns_group = init_distributed(t.device)
+    dist, owns_group = init_distributed(cfg.train.device)
+    lock = FolderLock(out, "medgan train") if dist.is_main else None
+    state: RunState | None = None
     handler = None
     try:
-        # Setup: the run folder, the data, the trainer (from the checkpoint when resuming).
-        ckpt_path = check_run_dir(out, resume)
-        ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
-        if t.tensorboard and dist.is_main:
-            monitor.TensorBoard.check_available()
-        data = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, split_seed=cfg.data.split_seed,
-                            download=cfg.data.download, scarce=cfg.data.scarce)
-        tdata = prepare(data, cfg.data.size)
-        if ckpt is not None:
-            check_resumable(ckpt, cfg, tdata, ckpt_path)
-        trainer = Trainer(cfg, tdata, dist=dist)
-        if ckpt is not None:
-            trainer.load_payload(ckpt)
-            del ckpt
-        start = trainer.step
-        z_fix, y_fix = trainer.fixed_noise(max(GRID_PER_CLASS, DIVERSITY_PER_CLASS))
-        state = RunState(trainer, cfg, out, dist, data.name, monitor.MetricsLog(out / "metrics.jsonl"),
-                         monitor.Progress(t.steps, start, False), z_fix=z_fix, y_fix=y_fix, step=start,
-                         last_ckpt=out / "checkpoints" / "last.pt" if start > 0 else None,
-                         last_ckpt_step=start if start > 0 else None)
-        if dist.is_main:
-            handler = _setup_run_dir(state, resume, start)
-        state.tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
-        state.progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)
-
-        # Training, with the periodic hooks.
-        trainer._reset_accumulators()
-        try:
-            _loop(state, default_hooks(cfg), t.steps)
-        except KeyboardInterrupt:
-            if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
-                save_checkpoint(out / "checkpoints" / "last.pt", trainer.checkpoint_payload())
-                monitor.warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue with "
-                      "--resume", state.progress)
-            raise
-        finally:
-            state.progress.close()
-            if state.tb is not None:
-                state.tb.close()
-
-        # The end: the result (curves.png is refreshed at the log points, the last one included).
-        if dist.is_main:
-            if start >= t.steps:
-                log.info("nothing to do: the checkpoint is at step %d, train.steps is %d", start, t.steps)
-        overall = state.train_images / state.train_seconds if state.train_seconds > 0 else 0.0
-        return TrainResult(out_dir=out, checkpoint=out / "checkpoints" / "last.pt", step=state.step,
-                           images_per_s=overall, metrics=state.record, samples=state.sample_path,
-                           seconds=state.train_seconds, start_step=start)
+        if lock is not None:
+            lock.acquire()
+        state, handler = _start(cfg, out, resume, dist)
+        return _run(state)
+    except OSError as e:
+        if is_disk_error(e):
+            raise _disk_error(e, out, state) from None
+        raise
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        if lock is not None:
+            lock.release()
         close_distributed(owns_group)
+
+
+def _start(cfg: Config, out: Path, resume: bool, dist) -> tuple[RunState, logging.Handler | None]:
+    """Setup: the run folder, the data, the trainer (from the checkpoint when resuming)."""
+    from medgan.data.preprocess import prepare
+    from medgan.data.sources import load_dataset
+
+    t = cfg.train
+    ckpt_path, restart = check_run_dir(out, resume)
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if ckpt is not None:
+        for key in ("generator", "ema_generator", "discriminator"):
+            check_finite_weights(ckpt.get(key), key.replace("_", " "), ckpt_path)
+    if t.tensorboard and dist.is_main:
+        monitor.TensorBoard.check_available()
+    data = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, split_seed=cfg.data.split_seed,
+                        download=cfg.data.download, scarce=cfg.data.scarce)
+    tdata = prepare(data, cfg.data.size)
+    if ckpt is not None:
+        check_resumable(ckpt, cfg, tdata, ckpt_path)
+    trainer = Trainer(cfg, tdata, dist=dist)
+    if ckpt is not None:
+        trainer.load_payload(ckpt)
+        del ckpt
+    start = trainer.step
+    z_fix, y_fix = trainer.fixed_noise(max(GRID_PER_CLASS, DIVERSITY_PER_CLASS))
+    state = RunState(trainer, cfg, out, dist, data.name, monitor.MetricsLog(out / "metrics.jsonl"),
+                     monitor.Progress(t.steps, start, False), z_fix=z_fix, y_fix=y_fix, step=start,
+                     last_ckpt=out / "checkpoints" / "last.pt" if start > 0 else None,
+                     last_ckpt_step=start if start > 0 else None)
+    handler = _setup_run_dir(state, resume, start, restart) if dist.is_main else None
+    state.tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
+    state.progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)
+    return state, handler
+
+
+def _run(state: RunState) -> TrainResult:
+    """Training with the periodic hooks, then the result."""
+    trainer, cfg, out, dist = state.trainer, state.cfg, state.out, state.dist
+    t = cfg.train
+    start = state.step
+    trainer._reset_accumulators()
+    try:
+        _loop(state, default_hooks(cfg), t.steps)
+    except KeyboardInterrupt:
+        if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
+            save_checkpoint(out / "checkpoints" / "last.pt", trainer.checkpoint_payload())
+            monitor.warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue "
+                         "with --resume", state.progress)
+        raise
+    finally:
+        state.progress.close()
+        if state.tb is not None:
+            state.tb.close()
+    # curves.png is refreshed at the log points (the last one included) by a hook
+    if dist.is_main and start >= t.steps:
+        log.info("nothing to do: the checkpoint is at step %d, train.steps is %d", start, t.steps)
+    overall = state.train_images / state.train_seconds if state.train_seconds > 0 else 0.0
+    return TrainResult(out_dir=out, checkpoint=out / "checkpoints" / "last.pt", step=state.step,
+                       images_per_s=overall, metrics=state.record, samples=state.sample_path,
+                       seconds=state.train_seconds, start_step=start)

@@ -361,7 +361,7 @@ class Trainer:
         return {
             "step": self.step,
             "config": self.cfg.model_dump(mode="json"),
-            "data": {**self.tdata.data.meta(), "size": self.tdata.size},
+            "data": self.tdata.meta(),
             "generator": self.G.state_dict(),
             "ema_generator": self.G_ema.state_dict() if self.G_ema is not None else None,
             "discriminator": self.D.state_dict(),

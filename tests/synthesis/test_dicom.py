@@ -41,7 +41,7 @@ def _check_dicom(ds: pydicom.Dataset, multiframe: bool) -> None:
         assert uid.is_valid
     assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
     assert ds.ConversionType == "SYN"
-    assert str(ds.PatientName) == "SYNTHETIC" and ds.PatientID == "SYNTHETIC"
+    assert str(ds.PatientName) == "SYNTHETIC^" and ds.PatientID == "SYNTHETIC"
     assert "SYNTHETIC" in ds.SeriesDescription and "synthetic" in ds.DerivationDescription.lower()
     assert "SYNTHETIC" in ds.ImageComments
 
