@@ -246,6 +246,8 @@ def evaluate_cmd(
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the memorisation check."),
     threads: int = opt("evaluate.threads", "--threads", help="torch CPU threads (0: torch default)."),
     device: str = opt("evaluate.device", "--device", help="auto, cpu or cuda[:N]."),
+    group_size: int = opt("evaluate.group_size", "--group-size", help="Seeds of an arm trained together as one "
+                          "stacked network (0: as many as fit evaluate.group_memory_gb; 1: one by one)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-run lines; only the summary."),
     restart: bool = typer.Option(False, "--restart", help="Discard the runs a previous evaluation left in --out "
                                  "(by default they are reused and only missing runs are trained)."),
@@ -264,6 +266,7 @@ def evaluate_cmd(
         "evaluate.device": device, "evaluate.quality": False if no_quality else None,
         "evaluate.privacy": False if no_privacy else None, "evaluate.filter_confidence": filter_confidence,
         "evaluate.primary": primary, "evaluate.target_specificity": target_specificity,
+        "evaluate.group_size": group_size,
     })
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
                       log=None if quiet else typer.echo, progress=not quiet)

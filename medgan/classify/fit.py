@@ -124,6 +124,11 @@ class Protocol:
     steps_per_epoch: int
     select: str = "balanced_accuracy"
     min_epochs: int = 0
+    amp: str = "off"
+    """``bf16``: forward and backward passes of training under bfloat16 autocast (weights, optimiser and every
+    prediction stay float32)."""
+    channels_last: bool = False
+    """Channels-last memory format for the network and its batches."""
 
 
 @dataclass
@@ -179,6 +184,11 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
 
     t0 = time.perf_counter()
     g = len(members)
+    fmt = None
+    if protocol.channels_last:
+        fmt = torch.channels_last if val_x.ndim == 4 else torch.channels_last_3d
+        net.to(memory_format=fmt)
+    bf16 = protocol.amp == "bf16"
     opt = torch.optim.Adam(net.parameters(), lr=protocol.lr)
     states = [_State(BatchStream(m.y, protocol.batch_size, torch.Generator().manual_seed(m.seed), m.balanced),
                      class_weights(m.y, num_classes).to(device) if m.weighted else None) for m in members]
@@ -193,7 +203,12 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
                 xb = m.x[idx]
                 xs.append(m.batch_transform(xb) if m.batch_transform is not None else xb)
                 ys.append(m.y[idx].to(device))
-            logits = net(torch.cat(xs, 1).to(device) if g > 1 else xs[0].to(device)).view(len(ys[0]), g, -1)
+            x = torch.cat(xs, 1).to(device) if g > 1 else xs[0].to(device)
+            if fmt is not None:
+                x = x.contiguous(memory_format=fmt)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            logits = logits.float().view(len(ys[0]), g, -1)
             loss = sum(F.cross_entropy(logits[:, k], ys[k], weight=st.weight) for k, st in enumerate(states))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -143,7 +143,7 @@ def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: 
             "val_test_sizes": [len(data.splits["val"]), len(data.splits["test"])], "size": cfg.data.size,
             "pool": pool_digest, "ratios": [str(r) for r in ev.ratios], "device": device.type,
             **{k: getattr(ev, k) for k in ("classifier", "epochs", "patience", "min_epochs", "select", "batch_size",
-                                          "lr", "classical")}}
+                                          "lr", "classical", "amp", "channels_last")}}
 
 
 def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str | Path | SyntheticBank | None = None,
@@ -158,19 +158,33 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     discard them). ``progress``: a progress bar with ETA over the runs. Returns the
     :class:`~medgan.evaluation.report.Report` (also written to ``out_dir``).
     """
+    say = log or (lambda s: None)
+    ev = cfg.evaluate
+    t_start = time.perf_counter()
+    arms = check_request(ev, checkpoint, synthetic)
+    lock = None
+    if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
+        from medgan.io import ensure_writable_dir
+        from medgan.locks import FolderLock
+
+        ensure_writable_dir(out_dir)
+        lock = FolderLock(out_dir, "medgan evaluate").acquire()  # one evaluation per report folder
+    try:
+        return _evaluate(cfg, arms, checkpoint, synthetic, out_dir, say, progress, restart, t_start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say, progress: bool, restart: bool,
+              t_start: float) -> Report:
+    """The stages of :func:`evaluate` (module docstring), with ``out_dir`` locked."""
     from medgan.data.preprocess import prepare
     from medgan.evaluation.pool import filter_pool
     from medgan.evaluation.runstore import RunStore
     from medgan.runtime import resolve_device
 
-    say = log or (lambda s: None)
     ev = cfg.evaluate
-    t_start = time.perf_counter()
-    arms = check_request(ev, checkpoint, synthetic)
-    if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
-        from medgan.io import ensure_writable_dir
-
-        ensure_writable_dir(out_dir)
     if ev.threads > 0:
         torch.set_num_threads(ev.threads)
     device = resolve_device(ev.device, option="evaluate.device")

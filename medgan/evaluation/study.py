@@ -75,7 +75,7 @@ class Study:
 
         ev = self.ev
         return Protocol(classifier or ev.classifier, ev.epochs, ev.patience, ev.batch_size, ev.lr,
-                        self.steps_per_epoch, ev.select, ev.min_epochs)
+                        self.steps_per_epoch, ev.select, ev.min_epochs, ev.amp, ev.channels_last)
 
     def group_size(self, n: int) -> int:
         """Seeds per group: ``evaluate.group_size``, or (0) as many as the memory budget holds."""

@@ -166,3 +166,12 @@ def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):
     assert f["threshold"] == 0.8 and f["drawn"] == [60, 60, 60]
     assert d["synthetic"]["pool_counts"] == f["kept"] and sum(f["kept"]) < 180
     assert "sample filtering" in (tmp_path / "report.md").read_text()
+
+
+def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path):
+    from medgan.errors import OutputError
+    from medgan.locks import FolderLock
+
+    with FolderLock(tmp_path, "medgan evaluate"), pytest.raises(OutputError, match="is in use by pid"):
+        evaluate(_cfg(**{"evaluate.arms": "baseline,oversample"}), out_dir=tmp_path)
+    assert not (tmp_path / "runs").exists()  # refused before any work
