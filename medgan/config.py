@@ -165,10 +165,12 @@ class EvalConfig(_Section):
     ``group_memory_gb``; 1: one by one."""
     group_memory_gb: float = Field(3.0, gt=0)
     """Memory budget of one group (estimated from the network's activations and weights)."""
-    amp: Literal["off", "bf16"] = "off"
-    """Classifier training under bfloat16 autocast (predictions, weights and the optimiser stay float32)."""
-    channels_last: bool = False
-    """Channels-last memory format for the classifiers."""
+    amp: Literal["off", "bf16"] = "bf16"
+    """Stacked groups of classifiers train under bfloat16 autocast (predictions, weights and the optimiser stay
+    float32; a lone run stays float32). Measured: docs/results.md, evaluation speed."""
+    channels_last: bool | Literal["auto"] = "auto"
+    """Channels-last memory format for the classifiers; ``auto``: on for the small CNN, off for ResNet-18 (as
+    measured by pipelines/bench_evaluate.py)."""
     n_synthetic: int | None = None
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)

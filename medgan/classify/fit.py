@@ -125,8 +125,10 @@ class Protocol:
     select: str = "balanced_accuracy"
     min_epochs: int = 0
     amp: str = "off"
-    """``bf16``: forward and backward passes of training under bfloat16 autocast (weights, optimiser and every
-    prediction stay float32)."""
+    """``bf16``: the forward and backward passes of a stacked group (two members or more) run under bfloat16
+    autocast; weights, optimiser and every prediction stay float32. A lone run stays float32: on CPU, bf16
+    convolutions of these small networks are several times slower than float32 ones when not grouped
+    (docs/results.md, evaluation speed)."""
     channels_last: bool = False
     """Channels-last memory format for the network and its batches."""
 
@@ -188,7 +190,7 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
     if protocol.channels_last:
         fmt = torch.channels_last if val_x.ndim == 4 else torch.channels_last_3d
         net.to(memory_format=fmt)
-    bf16 = protocol.amp == "bf16"
+    bf16 = protocol.amp == "bf16" and g > 1
     opt = torch.optim.Adam(net.parameters(), lr=protocol.lr)
     states = [_State(BatchStream(m.y, protocol.batch_size, torch.Generator().manual_seed(m.seed), m.balanced),
                      class_weights(m.y, num_classes).to(device) if m.weighted else None) for m in members]

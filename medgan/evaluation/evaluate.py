@@ -128,7 +128,8 @@ def check_samples(study: Study, feature_model: torch.nn.Module, say: Callable[[s
     return quality, privacy, images
 
 
-def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: torch.device) -> dict[str, Any]:
+def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: torch.device,
+               study_group_size: int) -> dict[str, Any]:
     """What the stored runs depend on (:mod:`medgan.evaluation.runstore`): not the arms or the number of seeds,
     nor the verdict settings (primary metric, target specificity, alpha), which are recomputed from the runs."""
     from medgan import __version__
@@ -141,7 +142,8 @@ def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: 
         pool_digest = h.hexdigest()
     return {"medgan_version": __version__, "train_fingerprint": data.fingerprint(),
             "val_test_sizes": [len(data.splits["val"]), len(data.splits["test"])], "size": cfg.data.size,
-            "pool": pool_digest, "ratios": [str(r) for r in ev.ratios], "device": device.type,
+            "pool": pool_digest, "device": device.type,
+            "group_size": study_group_size,
             **{k: getattr(ev, k) for k in ("classifier", "epochs", "patience", "min_epochs", "select", "batch_size",
                                           "lr", "classical", "amp", "channels_last")}}
 
@@ -210,8 +212,9 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say,
         say(f"  kept per class {filter_info['kept']} of {filter_info['drawn']}")
     if pool is not None:
         study.pool_x, study.pool_y = pool.array_images, pool.labels
-    study.store = RunStore(out_dir, request_of(cfg, data, pool, device), restart)
-    runs, arm_seconds, feature_model = run_arms(study, arms, say, progress, feature_model)
+    # the largest group the settings allow (groups are fixed seed ranges, part of what a run depends on)
+    study.store = RunStore(out_dir, request_of(cfg, data, pool, device, study.group_size(2**20)), restart)
+    runs, arm_seconds = run_arms(study, arms, say, progress)
 
     quality = privacy = None
     images: dict[str, Any] = {}

@@ -48,8 +48,8 @@ class Study:
         return max(1, math.ceil(len(self.td.y["train"]) / self.ev.batch_size))
 
     def reference_model(self) -> torch.nn.Module:
-        """The domain feature network: the ``oversample`` arm's seed-0 small CNN (the same protocol and seed, so
-        an evaluation that ran that arm reuses that model)."""
+        """The domain feature network: a class-balanced small CNN (seed 0) trained alone on the real training
+        split under the study's protocol (always trained here, so a resumed evaluation gets the same one)."""
         from medgan.classify.fit import Member, fit_group
 
         td = self.td
@@ -74,8 +74,10 @@ class Study:
         from medgan.classify.fit import Protocol
 
         ev = self.ev
-        return Protocol(classifier or ev.classifier, ev.epochs, ev.patience, ev.batch_size, ev.lr,
-                        self.steps_per_epoch, ev.select, ev.min_epochs, ev.amp, ev.channels_last)
+        name = classifier or ev.classifier
+        cl = name == "smallcnn" if ev.channels_last == "auto" else bool(ev.channels_last)
+        return Protocol(name, ev.epochs, ev.patience, ev.batch_size, ev.lr, self.steps_per_epoch, ev.select,
+                        ev.min_epochs, ev.amp, cl)
 
     def group_size(self, n: int) -> int:
         """Seeds per group: ``evaluate.group_size``, or (0) as many as the memory budget holds."""
@@ -137,43 +139,40 @@ class Study:
         return {**out, **val_keys, "test": test}
 
 
-def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress: bool,
-             feature_model: torch.nn.Module | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float],
-                                                              torch.nn.Module | None]:
-    """Every arm x seed: stored runs are read back, the others trained (the seeds of an arm in groups,
-    :meth:`Study.run_group`) and stored. Returns the measured runs, seconds per arm and the domain feature network
-    when the ``oversample`` smallcnn seed-0 run provided it."""
+def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress: bool
+             ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float]]:
+    """Every arm x seed. The seeds of an arm train in fixed groups (seeds ``0..G-1``, ``G..2G-1``, ...,
+    :meth:`Study.run_group`); a group whose runs are all stored is read back, any other is trained again as a
+    whole, so a resumed evaluation computes exactly what an uninterrupted one does. Returns the measured runs and
+    the seconds per arm."""
     from tqdm.auto import tqdm
 
     ev = study.ev
     seeds = list(range(ev.seeds))
     stored = {(a.name, s): study.store.load(a.name, s) if study.store else None for a in arms for s in seeds}
-    done = sum(r is not None for r in stored.values())
+    size = study.group_size(len(seeds))
+    chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
+    todo = [(a, c) for a in arms for c in chunks if any(stored[(a.name, s)] is None for s in c)]
+    done = len(stored) - sum(len(c) for _, c in todo)
     if done:
         say(f"resuming: {done} of {len(stored)} runs are already in {study.store.dir}")
-    todo = [s for a in arms for s in seeds if stored[(a.name, s)] is None]
-    size = study.group_size(len(seeds)) if todo else 1
     if todo:
-        say(f"training {len(todo)} runs, the seeds of each arm in groups of up to {size}")
+        say(f"training {sum(len(c) for _, c in todo)} runs, the seeds of each arm in groups of {size}")
     write = say
     with tqdm(total=len(stored), initial=done, unit="run", disable=not progress, desc="evaluate") as bar:
         if progress:
             write = bar.write
-        for arm in arms:
-            missing = [s for s in seeds if stored[(arm.name, s)] is None]
-            for i in range(0, len(missing), size):
-                for record, model in study.run_group(arm, missing[i : i + size]):
-                    s = record["seed"]
-                    if study.store is not None:
-                        study.store.save(arm.name, s, record)
-                    stored[(arm.name, s)] = record
-                    if arm.kind == "oversample" and s == 0 and ev.classifier == "smallcnn" and feature_model is None:
-                        feature_model = model  # class-balanced: its features also separate the scarce classes
-                    m = study.measure(record)
-                    write(f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best "
-                          f"{record['best_epoch']:>3})  test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec "
-                          f"{m['test']['scarce_sens_at_spec']:.3f}  [{record['seconds']:.1f}s]")
-                    bar.update(1)
+        for arm, chunk in todo:
+            for record, _model in study.run_group(arm, chunk):
+                s = record["seed"]
+                if study.store is not None:
+                    study.store.save(arm.name, s, record)
+                stored[(arm.name, s)] = record
+                m = study.measure(record)
+                write(f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})"
+                      f"  test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec "
+                      f"{m['test']['scarce_sens_at_spec']:.3f}  [{record['seconds']:.1f}s]")
+                bar.update(1)
     runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
     seconds = {a.name: 0.0 for a in arms}
     for arm in arms:
@@ -182,4 +181,4 @@ def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress
             runs[arm.name].append(study.measure(record))
             study.notes += record.get("notes", [])
             seconds[arm.name] += float(record["seconds"])
-    return runs, seconds, feature_model
+    return runs, seconds
