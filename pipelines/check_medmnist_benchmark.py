@@ -5,9 +5,9 @@ uses), should come close to the published ResNet-18 (28) test AUROC (Yang et al.
 PneumoniaMNIST 0.944). If it does not, the protocol (budget, selection, optimiser) is too weak to judge arms.
 
 The published protocol: 100 epochs, batch 128, Adam lr 0.001 divided by 10 at epochs 50 and 75, the epoch with
-the best validation AUROC kept. This script runs medgan's fitting protocol (:func:`medgan.classify.fit.
-train_classifier`: Adam, weights kept by the best validation score) with a chosen budget and batch size, and
-optionally bf16 autocast, over several seeds::
+the best validation AUROC kept. This script runs medgan's fitting protocol (:func:`medgan.classify.fit.fit_group`:
+Adam without the learning-rate steps, weights kept by the best validation score; the seeds as one stacked group
+under bf16 autocast, as ``medgan evaluate`` trains them) with a chosen budget and batch size::
 
     .venv/bin/python pipelines/check_medmnist_benchmark.py --dataset breastmnist --epochs 100 --batch-size 128 \\
         --seeds 3 --out docs/results/benchmark_breastmnist.json
@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--select", default="auroc")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--amp", default="bf16", help="bf16: the seeds train as one stacked group under bf16 autocast, "
+                    "as medgan evaluate does (off: float32)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     import numpy as np
     import torch
 
-    from medgan.classify.fit import predict_proba, train_classifier
+    from medgan.classify.fit import Member, Protocol, fit_group, predict_proba
     from medgan.data.preprocess import prepare
     from medgan.data.sources import load_dataset
     from medgan.evaluation.metrics import classification_metrics
@@ -54,21 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(args.dataset, download=False)
     td = prepare(data, 28)
     steps = math.ceil(len(td.y["train"]) / args.batch_size)
+    protocol = Protocol(args.classifier, args.epochs, args.epochs + 1, args.batch_size, args.lr, steps, args.select,
+                        0, args.amp, False)
+    t0 = time.perf_counter()
+    results = fit_group([Member(s, td.x["train"], td.y["train"]) for s in range(args.seeds)], protocol, td.x["val"],
+                        td.y["val"], data.num_classes)
+    seconds = time.perf_counter() - t0
     runs = []
-    for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        res = train_classifier(td.x["train"], td.y["train"], td.x["val"], td.y["val"], classifier=args.classifier,
-                               num_classes=data.num_classes, seed=seed, epochs=args.epochs,
-                               patience=args.epochs + 1, batch_size=args.batch_size, lr=args.lr,
-                               steps_per_epoch=steps, select=args.select, history=True)
+    for seed, res in enumerate(results):
         prob = predict_proba(res.model, td.x["test"], "cpu").numpy()
         m = classification_metrics(td.y["test"].numpy(), prob, data.class_names)
         runs.append({"seed": seed, "best_epoch": res.best_epoch, "val_auroc": res.val_auroc, "test_auroc": m["auroc"],
-                     "test_accuracy": m["accuracy"], "seconds": time.perf_counter() - t0, "history": res.history})
+                     "test_accuracy": m["accuracy"]})
         print(f"[benchmark] {args.dataset} seed {seed}: best epoch {res.best_epoch}, val AUROC {res.val_auroc:.3f}, "
-              f"test AUROC {m['auroc']:.3f}, accuracy {m['accuracy']:.3f} ({runs[-1]['seconds']:.0f} s)", flush=True)
+              f"test AUROC {m['auroc']:.3f}, accuracy {m['accuracy']:.3f}", flush=True)
     auc = np.array([r["test_auroc"] for r in runs])
     result = {"command": " ".join(sys.argv), "dataset": args.dataset, "classifier": args.classifier,
+              "seconds": seconds,
               "args": vars(args) | {"out": str(args.out)}, "machine": bc.machine_info(), "runs": runs,
               "test_auroc_mean": float(auc.mean()), "test_auroc_sd": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
               "published": PUBLISHED.get(args.dataset),

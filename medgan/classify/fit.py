@@ -210,8 +210,7 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
                 x = x.contiguous(memory_format=fmt)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)
-            logits = logits.float().view(len(ys[0]), g, -1)
-            loss = sum(F.cross_entropy(logits[:, k], ys[k], weight=st.weight) for k, st in enumerate(states))
+            loss = _group_loss(logits.float().view(len(ys[0]), g, -1), ys, [st.weight for st in states])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -241,6 +240,21 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
         out.append(RunResult(model, st.best_epoch, st.stopped_at or epoch, best["balanced_accuracy"], best["loss"],
                              seconds, best["auroc"], st.history))
     return out
+
+
+def _group_loss(logits: torch.Tensor, ys: list[torch.Tensor], weights: list[torch.Tensor | None]) -> torch.Tensor:
+    """The sum over members of each member's (class-weighted) mean cross-entropy; ``logits`` ``(B, G, K)``. One
+    vectorised cross-entropy for the whole group instead of ``G`` small ones."""
+    b, g, k = logits.shape
+    if g == 1:
+        return F.cross_entropy(logits[:, 0], ys[0], weight=weights[0])
+    y = torch.stack(ys, 1)  # (B, G)
+    ce = F.cross_entropy(logits.reshape(b * g, k), y.reshape(-1), reduction="none").view(b, g)
+    if all(w is None for w in weights):
+        return ce.mean(0).sum()
+    w = torch.stack([wt[y[:, i]] if wt is not None else torch.ones(b, device=y.device)
+                     for i, wt in enumerate(weights)], 1)  # (B, G): each sample's class weight in its member
+    return ((w * ce).sum(0) / w.sum(0)).sum()
 
 
 @torch.no_grad()

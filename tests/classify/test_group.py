@@ -77,3 +77,18 @@ def test_group_size_follows_the_memory_budget():
     assert per > sum(p.numel() * 4 for p in m.parameters())
     assert group_size(m, (1, 28, 28), 32, 10, per * 3.5) == 3
     assert group_size(m, (1, 28, 28), 32, 10, per / 10) == 1 and group_size(m, (1, 28, 28), 32, 10, 1e15) == 10
+
+
+def test_group_loss_is_the_sum_of_the_members_losses():
+    import torch.nn.functional as F
+
+    from medgan.classify.fit import _group_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, 2)
+    ys = [torch.randint(0, 2, (8,)) for _ in range(3)]
+    weights = [None, torch.tensor([0.5, 2.0]), torch.tensor([1.0, 3.0])]
+    ref = sum(F.cross_entropy(logits[:, k], ys[k], weight=weights[k]) for k in range(3))
+    assert torch.isclose(_group_loss(logits, ys, weights), ref, atol=1e-6)
+    plain = sum(F.cross_entropy(logits[:, k], ys[k]) for k in range(3))
+    assert torch.isclose(_group_loss(logits, ys, [None] * 3), plain, atol=1e-6)
