@@ -110,6 +110,8 @@ class Member:
     balanced: bool = False
     weighted: bool = False
     batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Applied to every training batch; a transform class with a static ``apply_group(transforms, batches)``
+    augments the batches of a whole group at once (same results, one pass)."""
 
 
 @dataclass(frozen=True)
@@ -202,9 +204,9 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
             xs, ys = [], []
             for m, st in zip(members, states, strict=True):
                 idx = st.stream.next()
-                xb = m.x[idx]
-                xs.append(m.batch_transform(xb) if m.batch_transform is not None else xb)
+                xs.append(m.x[idx])
                 ys.append(m.y[idx].to(device))
+            xs = _transform(members, xs)
             x = torch.cat(xs, 1).to(device) if g > 1 else xs[0].to(device)
             if fmt is not None:
                 x = x.contiguous(memory_format=fmt)
@@ -240,6 +242,18 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
         out.append(RunResult(model, st.best_epoch, st.stopped_at or epoch, best["balanced_accuracy"], best["loss"],
                              seconds, best["auroc"], st.history))
     return out
+
+
+def _transform(members: list[Member], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each member's batch transform on its batch; transforms of one type that offer ``apply_group(transforms,
+    batches)`` (e.g. the classical augmentation) process the whole group in one pass."""
+    ts = [m.batch_transform for m in members]
+    if all(t is None for t in ts):
+        return xs
+    kind = type(ts[0])
+    if len(ts) > 1 and all(type(t) is kind for t in ts) and hasattr(kind, "apply_group"):
+        return kind.apply_group(ts, xs)
+    return [t(x) if t is not None else x for t, x in zip(ts, xs, strict=True)]
 
 
 def _group_loss(logits: torch.Tensor, ys: list[torch.Tensor], weights: list[torch.Tensor | None]) -> torch.Tensor:

@@ -77,31 +77,56 @@ class ClassicalAugment:
             r = m @ r
         return r
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def draw(self, x_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """Every random number one call on a batch of ``x_shape`` uses, in the order the generator gives them."""
+        n, d = x_shape[0], self.dims
+        spatial = x_shape[2:]
+        r: dict[str, torch.Tensor] = {"flip": torch.rand(n, generator=self.g) < self.p_flip}
+        r["affine"] = self._rotation(n) * self._u(n, lo=1 - self.scale, hi=1 + self.scale).view(n, 1, 1)
+        r["shift"] = self._u(n, d) * self.translate * torch.tensor([float(s) for s in spatial])
+        r["use_elastic"] = (torch.rand(n, generator=self.g) < self.p_elastic).float().view(n, 1, *([1] * d))
+        r["ctrl"] = self._u(n, d, *([4] * d)) * self.elastic_px
+        r["gamma"] = torch.where(torch.rand(n, generator=self.g) < self.p_gamma,
+                                 self._u(n, lo=self.gamma[0], hi=self.gamma[1]), torch.ones(n))
+        r["use_noise"] = (torch.rand(n, generator=self.g) < self.p_noise).float()
+        r["noise"] = torch.randn(x_shape, generator=self.g) * self.noise_sd
+        return r
+
+    def apply(self, x: torch.Tensor, r: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The augmentation of ``x`` with the random numbers ``r`` (:meth:`draw`); per sample, so the draws of
+        several batches concatenated along the batch axis augment those batches concatenated, in one pass."""
         n, d = x.shape[0], self.dims
         spatial = x.shape[2:]
         dev = x.device
         # flips along the last spatial axis (left-right)
-        flip = torch.rand(n, generator=self.g) < self.p_flip
-        x = torch.where(flip.to(dev).view(n, *([1] * (x.ndim - 1))), x.flip(-1), x)
-        # affine part of the displacement field, about the image centre, in voxels
-        a = self._rotation(n) * self._u(n, lo=1 - self.scale, hi=1 + self.scale).view(n, 1, 1)
-        t = self._u(n, d) * self.translate * torch.tensor([float(s) for s in spatial])
+        x = torch.where(r["flip"].to(dev).view(n, *([1] * (x.ndim - 1))), x.flip(-1), x)
+        # affine part of the displacement field, about the image centre, in voxels; then the smooth elastic part
         coords = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float32) - (s - 1) / 2 for s in spatial],
                                             indexing="ij"))  # (d, *spatial)
         flat = coords.reshape(d, -1)
-        ddf = (torch.einsum("nij,jp->nip", a - torch.eye(d), flat) + t.unsqueeze(-1)).reshape(n, d, *spatial)
-        # smooth elastic part
-        use_el = (torch.rand(n, generator=self.g) < self.p_elastic).float().view(n, 1, *([1] * d))
-        ctrl = self._u(n, d, *([4] * d)) * self.elastic_px
+        ddf = (torch.einsum("nij,jp->nip", r["affine"] - torch.eye(d), flat)
+               + r["shift"].unsqueeze(-1)).reshape(n, d, *spatial)
         mode = "bicubic" if d == 2 else "trilinear"
-        ddf = ddf + F.interpolate(ctrl, size=tuple(spatial), mode=mode, align_corners=True) * use_el
+        ddf = ddf + F.interpolate(r["ctrl"], size=tuple(spatial), mode=mode, align_corners=True) * r["use_elastic"]
         x = self.warp(x, ddf.to(dev))
         # intensity: gamma contrast (on [0, 1]) and Gaussian noise
         shape = (n, *([1] * (x.ndim - 1)))
-        gam = torch.where(torch.rand(n, generator=self.g) < self.p_gamma,
-                          self._u(n, lo=self.gamma[0], hi=self.gamma[1]), torch.ones(n)).view(shape).to(dev)
-        x = ((x.clamp(-1, 1) + 1) / 2).pow(gam) * 2 - 1
-        use_noise = (torch.rand(n, generator=self.g) < self.p_noise).float().view(shape).to(dev)
-        noise = torch.randn(x.shape, generator=self.g).to(dev) * self.noise_sd
-        return (x + noise * use_noise).clamp(-1, 1)
+        x = ((x.clamp(-1, 1) + 1) / 2).pow(r["gamma"].view(shape).to(dev)) * 2 - 1
+        return (x + r["noise"].to(dev) * r["use_noise"].view(shape).to(dev)).clamp(-1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.draw(tuple(x.shape)))
+
+    @staticmethod
+    def apply_group(augs: list[ClassicalAugment], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """What :func:`medgan.classify.fit.fit_group` calls for a stacked group: :func:`augment_group`."""
+        return augment_group(augs, xs)
+
+
+def augment_group(augs: list[ClassicalAugment], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``[aug(x) for aug, x in zip(augs, xs)]`` in one resampling pass: each augmentation draws from its own
+    generator exactly what it would alone, and the batches are augmented together."""
+    draws = [a.draw(tuple(x.shape)) for a, x in zip(augs, xs, strict=True)]
+    joint = {k: torch.cat([r[k] for r in draws]) for k in draws[0]}
+    out = augs[0].apply(torch.cat(xs), joint)
+    return list(out.split([len(x) for x in xs]))
