@@ -3,9 +3,10 @@
 
 One command per setting. Each setting keeps a chosen class at a fraction of its training images, trains the GAN
 on EXACTLY that training subset (``medgan train --scarce ...``), then runs ``medgan evaluate`` on the same
-subset (the leakage guard checks the checkpoint's training-set fingerprint) with the arms baseline, oversample,
-classical, gan (ratios 0.5, 1.0 and class-balanced), gan+classical, gan+oversample, a small CNN and several
-seeds:
+subset (the leakage guard checks the checkpoint's training-set fingerprint) with the conventional arms (baseline,
+oversample, weighted, classical+oversample) and the GAN arms combined with the conventional measures
+(gan+oversample, gan+weighted, gan+classical+oversample at ratios 0.5 and 1.0), 10 seeds, the evaluation's
+default protocol (operating points chosen on validation, the best conventional arm chosen on validation, Holm):
 
 ============  ==================  ============================================  ==============
 setting       dataset             scarcity (training split only)                scarce class
@@ -49,14 +50,16 @@ from medgan.io import markdown_table, write_json  # noqa: E402
 
 #: The study's settings: dataset, scarcity spec (empty: none), and the default GAN training steps.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "breast100": {"dataset": "breastmnist", "scarce": "", "steps": 2000, "seeds": 10},
-    "breast50": {"dataset": "breastmnist", "scarce": "0=0.5", "steps": 2000, "seeds": 10},
-    "breast20": {"dataset": "breastmnist", "scarce": "0=0.2", "steps": 2000, "seeds": 10},
-    "pneumonia10": {"dataset": "pneumoniamnist", "scarce": "0=0.1", "steps": 2500, "seeds": 5},
-    "adrenal20": {"dataset": "adrenalmnist3d", "scarce": "1=0.2", "steps": 1500, "seeds": 5},
+    "breast100": {"dataset": "breastmnist", "scarce": "", "steps": None, "seeds": 10},
+    "breast50": {"dataset": "breastmnist", "scarce": "0=0.5", "steps": None, "seeds": 10},
+    "breast20": {"dataset": "breastmnist", "scarce": "0=0.2", "steps": None, "seeds": 10},
+    "pneumonia10": {"dataset": "pneumoniamnist", "scarce": "0=0.1", "steps": None, "seeds": 10},
+    "adrenal20": {"dataset": "adrenalmnist3d", "scarce": "1=0.2", "steps": None, "seeds": 10},
 }
-ARMS = "baseline,oversample,classical,gan,gan+classical,gan+oversample"
-RATIOS = "0.5,1.0,balance"
+ARMS = "baseline,oversample,weighted,classical+oversample,gan+oversample,gan+weighted,gan+classical+oversample"
+RATIOS = "0.5,1.0"
+#: the study's target for a GAN arm against the best conventional arm (chosen on validation)
+TARGET_GAIN = 0.05
 
 
 def dataset_config(dataset: str) -> Path | None:
@@ -67,8 +70,9 @@ def dataset_config(dataset: str) -> Path | None:
 
 def train_command(setting: dict[str, Any], run_dir: Path, steps: int, resume: bool, gan_config: Path | None,
                   seed: int) -> list[str]:
-    cmd = [*bc.medgan_cli(), "train", "--dataset", setting["dataset"], "--out", str(run_dir), "--steps", str(steps),
-           "--seed", str(seed)]
+    cmd = [*bc.medgan_cli(), "train", "--dataset", setting["dataset"], "--out", str(run_dir), "--seed", str(seed)]
+    if steps:
+        cmd += ["--steps", str(steps)]
     cfg = gan_config or dataset_config(setting["dataset"])
     if cfg is not None:
         cmd += ["--config", str(cfg)]
@@ -175,7 +179,8 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     results.mkdir(parents=True, exist_ok=True)
     report = json.loads((report_dir / "report.json").read_text())
     report["study"] = {
-        "setting": name, "tag": args.tag, **{k: v for k, v in setting.items() if k != "steps"}, "gan_steps": steps, "seeds": seeds,
+        "setting": name, "tag": args.tag, **{k: v for k, v in setting.items() if k != "steps"},
+        "gan_steps": steps or "config default", "seeds": seeds,
         "train_command": "medgan " + state["train_command"], "evaluate_command": "medgan " + state["evaluate_command"],
         "train_seconds": round(state["train_seconds"], 1), "evaluate_seconds": round(state["evaluate_seconds"], 1),
         "load_before_evaluate": state.get("evaluate_load_before"), "machine": bc.machine_info(),
@@ -194,22 +199,23 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
 
 
 
-def _target(comps: dict[str, Any], arm: str) -> str:
-    """The study's target for one arm: beats baseline AND oversample on scarce-class sensitivity (paired t-test
-    p < 0.05) at equal or better AUROC. ``yes``; ``sens only`` when the sensitivity wins but AUROC is lower than a
-    reference (with the AUROC difference and its p); empty otherwise."""
-    if not arm.startswith("gan"):
+def target(r: dict[str, Any], arm: str) -> str:
+    """The study's target for one GAN arm: it beats the best conventional arm (chosen on validation by
+    ``medgan evaluate``) on the primary metric by at least :data:`TARGET_GAIN`, Holm-adjusted p < 0.05, at equal or
+    better mean AUROC. ``yes``, or what is missing; empty for conventional arms."""
+    conv, key = r.get("best_conventional"), r["primary"]["key"]
+    c = r["comparisons"].get(arm, {}).get(conv)
+    if not c:
         return ""
-    refs = [comps.get(arm, {}).get(r, {}) for r in ("vs_baseline", "vs_oversample")]
-    if not all(c.get("scarce_sensitivity") and c.get("auroc") for c in refs):
-        return ""
-    if not all(c["scarce_sensitivity"]["diff"] > 0 and c["scarce_sensitivity"]["p_ttest"] < 0.05 for c in refs):
-        return ""
-    worse = [c["auroc"] for c in refs if c["auroc"]["diff"] < 0]
-    if not worse:
-        return "yes"
-    w = min(worse, key=lambda a: a["diff"])
-    return f"sens only (AUROC {w['diff']:+.3f}, p={w['p_ttest']:.2g})"
+    p, auc = c[key], c["auroc"]
+    missing = []
+    if not p["beats"]:
+        missing.append(f"Holm p={p['p_holm']:.2g}" if p["diff"] > 0 else "not better")
+    elif p["diff"] < TARGET_GAIN:
+        missing.append(f"gain {p['diff']:+.3f} < {TARGET_GAIN}")
+    if auc["diff"] < 0:
+        missing.append(f"AUROC {auc['diff']:+.3f}")
+    return "yes" if not missing else "no (" + ", ".join(missing) + ")"
 
 
 def result_files(results_dir: Path) -> list[tuple[str, Path]]:
@@ -224,30 +230,28 @@ def result_files(results_dir: Path) -> list[tuple[str, Path]]:
 
 
 def summary_markdown(results_dir: Path) -> str:
-    """One table per finished setting (and tuning variant): per arm, scarce-class sensitivity and AUROC (mean [95%
-    CI]), the paired difference in scarce-class sensitivity against baseline and oversample (diff, paired t-test p),
-    and whether the arm meets the study's target (see :func:`_target`)."""
+    """One table per finished setting (and tuning variant): per arm, the primary metric (scarce-class sensitivity at
+    the validation-chosen specificity) and AUROC (mean [95% CI]), the difference from the best conventional arm
+    with its Holm-adjusted p, and whether the arm meets the study's target (:func:`target`)."""
     parts = []
     for label, f in result_files(results_dir):
         r = json.loads(f.read_text())
-        st, comps = r["study"], r["comparisons"]
-        ds = r["dataset"]
+        st, comps, key = r["study"], r["comparisons"], r["primary"]["key"]
+        ds, conv = r["dataset"], r["best_conventional"]
         flt = (r.get("synthetic") or {}).get("filter")
         extra = f", sample filtering p >= {flt['threshold']} (kept {flt['kept']} of {flt['drawn']})" if flt else ""
         parts.append(f"### {label}: {ds['name']}, training counts {ds['train_counts']} "
-                     f"(scarce: {', '.join(ds['scarce_classes'])}), {st['seeds']} seeds, GAN {st['gan_steps']} steps"
-                     f"{extra}")
+                     f"(scarce: {', '.join(ds['scarce_classes'])}), {r['protocol']['classifier']}, {st['seeds']} "
+                     f"seeds{extra}\n\n" + "\n".join(f"> {h}" for h in r["headline"]))
         rows = []
         for arm, s in r["summary"].items():
-            row = [f"`{arm}`", format_ci(s["scarce_sensitivity"]), format_ci(s["auroc"]), format_ci(s["balanced_accuracy"])]
-            for ref in ("vs_baseline", "vs_oversample"):
-                sens = comps.get(arm, {}).get(ref, {}).get("scarce_sensitivity")
-                row.append(f"{sens['diff']:+.3f} (p={sens['p_ttest']:.3g})" if sens else "")
-            row.append(_target(comps, arm))
-            rows.append(row)
+            c = comps.get(arm, {}).get(conv, {}).get(key)
+            rows.append([f"`{arm}`" + (" (best conventional)" if arm == conv else ""), format_ci(s[key]),
+                         format_ci(s["auroc"]), f"{s['validation_primary']['mean']:.3f}",
+                         f"{c['diff']:+.3f} (Holm p={c['p_holm']:.2g})" if c else "", target(r, arm)])
         parts.append(markdown_table(
-            ["arm", "scarce-class sensitivity", "AUROC", "balanced accuracy", "Δ sens vs baseline",
-             "Δ sens vs oversample", "target met"], rows))
+            ["arm", "scarce sens @ val-chosen spec", "AUROC", "validation value", "Δ vs best conventional",
+             "target met"], rows))
     return "\n\n".join(parts)
 
 
@@ -255,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--setting", action="append", choices=list(SETTINGS), help="a setting to run (repeatable)")
     p.add_argument("--all", action="store_true", help="run every setting in order")
-    p.add_argument("--steps", type=int, help="GAN training steps (default: per setting)")
-    p.add_argument("--seeds", type=int, help="classifier seeds per arm (default: per setting, 5 or 10)")
+    p.add_argument("--steps", type=int, help="GAN training steps (default: the dataset config's)")
+    p.add_argument("--seeds", type=int, help="classifier seeds per arm (default: 10)")
     p.add_argument("--epochs", type=int, help="classifier epochs (default: the evaluate config's)")
     p.add_argument("--arms", default=ARMS)
     p.add_argument("--ratios", default=RATIOS)

@@ -8,6 +8,23 @@ import pytest
 from helpers import run_pipeline
 
 
+def test_target_needs_a_gain_over_the_best_conventional_arm_at_equal_auroc():
+    import scarce_class_study as st
+
+    def report(diff, p_holm, beats, auroc_diff):
+        return {"best_conventional": "classical+oversample", "primary": {"key": "scarce_sens_at_spec"},
+                "comparisons": {"gan+oversample@1.0": {"classical+oversample": {
+                    "scarce_sens_at_spec": {"diff": diff, "p_holm": p_holm, "beats": beats},
+                    "auroc": {"diff": auroc_diff}}}}}
+
+    arm = "gan+oversample@1.0"
+    assert st.target(report(0.08, 0.01, True, 0.0), arm) == "yes"
+    assert st.target(report(0.03, 0.01, True, 0.01), arm) == "no (gain +0.030 < 0.05)"
+    assert st.target(report(0.08, 0.2, False, 0.01), arm) == "no (Holm p=0.2)"
+    assert st.target(report(0.08, 0.01, True, -0.02), arm) == "no (AUROC -0.020)"
+    assert st.target(report(0.08, 0.01, True, 0.0), "oversample") == ""
+
+
 def test_study_commands_name_the_exact_subset(tmp_path):
     import scarce_class_study as st
 
@@ -16,7 +33,8 @@ def test_study_commands_name_the_exact_subset(tmp_path):
     ev = st.evaluate_command(s, tmp_path / "ck.pt", tmp_path / "r", 10, None, st.ARMS, st.RATIOS, "smallcnn")
     for cmd in (train, ev):
         assert cmd[cmd.index("--scarce") + 1] == "0=0.2" and cmd[cmd.index("--dataset") + 1] == "breastmnist"
-    assert "--resume" in train and ev[ev.index("--ratio") + 1] == "0.5,1.0,balance"
+    assert "--resume" in train and ev[ev.index("--ratio") + 1] == "0.5,1.0"
+    assert "classical+oversample" in ev[ev.index("--arms") + 1] and "weighted" in ev[ev.index("--arms") + 1]
     assert "--scarce" not in st.evaluate_command(st.SETTINGS["breast100"], tmp_path / "c", tmp_path, 5, 1, "baseline",
                                                  "0.5", "smallcnn")
 
@@ -24,13 +42,14 @@ def test_study_commands_name_the_exact_subset(tmp_path):
 @pytest.mark.slow
 def test_scarce_class_study_quick_is_resumable(tmp_path, medmnist_dir):
     work, res = tmp_path / "w", tmp_path / "r"
-    args = ["--setting", "breast20", "--quick", "--arms", "baseline,gan", "--ratios", "1.0", "--work", str(work),
-            "--results-dir", str(res)]
+    args = ["--setting", "breast20", "--quick", "--arms", "baseline,oversample,gan+oversample", "--ratios", "1.0",
+            "--work", str(work), "--results-dir", str(res)]
     run_pipeline("scarce_class_study.py", *args)
     r = json.loads((res / "study_breast20.json").read_text())
     assert r["study"]["setting"] == "breast20" and r["study"]["scarce"] == "0=0.2"
     assert "--scarce 0=0.2" in r["study"]["train_command"] and "--scarce 0=0.2" in r["study"]["evaluate_command"]
-    assert {"baseline", "gan@1.0"} <= set(r["summary"])
+    assert {"baseline", "gan+oversample@1.0"} <= set(r["summary"]) and r["best_conventional"] in ("baseline",
+                                                                                                  "oversample")
     assert (res / "study_breast20.md").is_file()
     again = run_pipeline("scarce_class_study.py", *args)  # finished stages are skipped
     assert "already trained" in again.stdout and "evaluation already done" in again.stdout
