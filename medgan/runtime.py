@@ -6,6 +6,7 @@
   Python's, NumPy's and torch's global generators.
 * :func:`global_rng_state` / :func:`set_global_rng_state`: those global generators' states as plain tensors and
   numbers (so a checkpoint holding them loads with ``torch.load(weights_only=True)``).
+* :func:`make_adam`: Adam with the fused kernel where the torch build has one (GAN training, classifiers).
 * :func:`ordered_map`: run a function over items on worker threads, results in order, memory bounded.
 """
 
@@ -76,6 +77,16 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass over all parameters; CPU support since torch 2.4) where this torch
+    build has it, else the default implementation."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):  # torch < 2.4 on CPU, or a device without a fused Adam
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:

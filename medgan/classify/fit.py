@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from medgan.classify.nets import build_classifier
 from medgan.data.batches import BatchStream
 from medgan.errors import ConfigError
+from medgan.runtime import make_adam
 
 #: Validation scores a run can be selected by; higher is better for all but ``loss``.
 SELECTION = ("auroc", "loss", "balanced_accuracy")
@@ -193,7 +194,7 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
         fmt = torch.channels_last if val_x.ndim == 4 else torch.channels_last_3d
         net.to(memory_format=fmt)
     bf16 = protocol.amp == "bf16" and g > 1
-    opt = torch.optim.Adam(net.parameters(), lr=protocol.lr)
+    opt = make_adam(net.parameters(), protocol.lr)
     states = [_State(BatchStream(m.y, protocol.batch_size, torch.Generator().manual_seed(m.seed), m.balanced),
                      class_weights(m.y, num_classes).to(device) if m.weighted else None) for m in members]
     val_in = val_x.repeat(1, g, *([1] * (val_x.ndim - 2))) if g > 1 else val_x

@@ -40,7 +40,14 @@ import torch
 from torch import nn
 
 from medgan.errors import CheckpointError, TrainingError
-from medgan.runtime import derive_seed, global_rng_state, resolve_device, seed_everything, set_global_rng_state
+from medgan.runtime import (
+    derive_seed,
+    global_rng_state,
+    make_adam,
+    resolve_device,
+    seed_everything,
+    set_global_rng_state,
+)
 from medgan.training.batches import IndexDraw, use_balanced
 from medgan.training.distributed import DistInfo
 from medgan.training.losses import get_loss
@@ -57,16 +64,6 @@ def use_channels_last(setting: bool | str, device: torch.device, amp: str, spati
     if setting == "auto":
         return amp == "bf16" or (device.type == "cpu" and spatial_dims == 3)
     return bool(setting)
-
-
-def make_adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam with the fused kernel (one pass over all parameters; CPU support since torch 2.4) where this torch
-    build has it, else the default implementation."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError):  # torch < 2.4 on CPU, or a device without a fused Adam
-        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 class Trainer:
