@@ -41,10 +41,9 @@ demo: setup
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/medgan train --config configs/breastmnist.yaml --dataset breastmnist --scarce 0=0.2 \
 		--out $(DEMO_OUT)/train
-	$(VENV)/bin/medgan augment --checkpoint $(DEMO_OUT)/train/checkpoints/last.pt --balance --format png \
-		--out $(DEMO_OUT)/synth --overwrite
-	$(VENV)/bin/medgan evaluate --dataset breastmnist --scarce 0=0.2 --checkpoint $(DEMO_OUT)/train/checkpoints/last.pt \
-		--seeds 5 --classifier smallcnn --out $(DEMO_OUT)/report
+	$(VENV)/bin/medgan augment --checkpoint $(DEMO_OUT)/train --balance --format png --out $(DEMO_OUT)/synth
+	$(VENV)/bin/medgan evaluate --dataset breastmnist --scarce 0=0.2 --checkpoint $(DEMO_OUT)/train \
+		--out $(DEMO_OUT)/report
 
 clean:
 	rm -rf $(VENV) runs synth reports .pytest_cache
