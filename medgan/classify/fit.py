@@ -45,6 +45,9 @@ class RunResult:
     val_auroc: float = float("nan")
     history: list[dict[str, float]] = field(default_factory=list)
     """Per epoch: the validation scores (``loss``, ``auroc``, ``balanced_accuracy``), when asked for."""
+    group: int = 1
+    """How many members trained together with this one (1: alone, also when a group could not be stacked)."""
+    precision: str = "float32"
 
 
 @torch.no_grad()
@@ -241,7 +244,7 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
         model.eval()
         best = st.best or {"loss": float("nan"), "auroc": float("nan"), "balanced_accuracy": float("nan")}
         out.append(RunResult(model, st.best_epoch, st.stopped_at or epoch, best["balanced_accuracy"], best["loss"],
-                             seconds, best["auroc"], st.history))
+                             seconds, best["auroc"], st.history, g, "bf16 autocast" if bf16 else "float32"))
     return out
 
 

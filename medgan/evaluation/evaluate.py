@@ -227,6 +227,17 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say,
                    {"total_s": time.perf_counter() - t_start, "per_arm_s": arm_seconds}, out_dir, t_start)
 
 
+def _grouping(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """How the runs were trained: stacked groups (their sizes and precision) or one by one, and why."""
+    sizes = sorted({int(r.get("group", 1)) for rs in runs.values() for r in rs})
+    precision = sorted({str(r.get("precision", "float32")) for rs in runs.values() for r in rs})
+    if sizes == [1]:
+        return (f"one by one ({', '.join(precision)}): evaluate.group_size 1, a memory budget below two members, or a "
+                "network that cannot be stacked")
+    return (f"the seeds of each arm trained together as stacked networks of {', '.join(map(str, sizes))} members "
+            f"({', '.join(precision)}); each member as if alone (medgan.classify.group)")
+
+
 def _report(cfg: Config, data: RealData, study: Study, arms: list[Arm], runs: dict[str, list[dict[str, Any]]],
             pool: SyntheticBank | None, filter_info: dict | None, quality: dict | None, privacy: dict | None,
             images: dict[str, Any], timing: dict[str, Any], out_dir: str | Path | None, t_start: float) -> Report:
@@ -254,7 +265,7 @@ def _report(cfg: Config, data: RealData, study: Study, arms: list[Arm], runs: di
                      "selection": f"best real-validation {ev.select}", "budget": BUDGET_POLICY,
                      "classical": ev.classical, "target_specificity": ev.target_specificity,
                      "allocation_policy": ALLOCATION_POLICY, "test": TEST_NAME, "test_note": TEST_NOTE, "ci": CI,
-                     "device": str(study.device)},
+                     "device": str(study.device), "grouping": _grouping(runs)},
         "arms": [{"name": a.name, "kind": a.kind, "ratio": a.ratio, "conventional": not a.synthetic} for a in arms],
         "primary": v["primary"],
         "best_conventional": v["best_conventional"],

@@ -142,7 +142,8 @@ class Report:
         parts.append(f"- Protocol: {pr['classifier']}, Adam lr {pr['lr']}, batch {pr['batch_size']}, up to "
                      f"{pr['epochs']} epochs of {pr['steps_per_epoch']} steps (patience {pr['patience']}, at least "
                      f"{min(pr['min_epochs'], pr['epochs'])} epochs), weights kept by {pr['selection']}; classical augmentation "
-                     f"`{pr['classical']}`; {n} seeds {pr['seeds']}. {pr['budget']}.")
+                     f"`{pr['classical']}`; {n} seeds {pr['seeds']}. {pr['budget']}. Training: "
+                     f"{pr.get('grouping', 'one by one')}.")
         parts.append(f"- Statistics: {pr['ci']}; paired differences tested with the {pr['test']}. {pr['test_note']}")
         return parts
 

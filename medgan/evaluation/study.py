@@ -111,7 +111,7 @@ class Study:
             record = {"arm": arm.name, "seed": s, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
                       "val_balanced_accuracy": res.val_balanced_accuracy, "val_loss": res.val_loss,
                       "val_auroc": res.val_auroc, "train_size": int(len(m.y)), "synthetic_per_class": list(n_syn),
-                      "seconds": res.seconds, "group": len(seeds), "notes": notes,
+                      "seconds": res.seconds, "group": res.group, "precision": res.precision, "notes": notes,
                       "val_prob": predict_proba(res.model, td.x["val"], self.device).tolist(),
                       "test_prob": predict_proba(res.model, td.x["test"], self.device).tolist()}
             out.append((record, res.model))

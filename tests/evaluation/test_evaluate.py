@@ -91,6 +91,7 @@ def test_tiny_study_writes_a_complete_report(tmp_path):
     for png in ("arms.png", "per_class_sensitivity.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert "baseline" in rep.summary_table() and rep.summary().startswith("**Synthetic data")
+    assert "stacked networks of 2 members" in d["protocol"]["grouping"] and "Training: the seeds" in md
 
 
 def test_killed_evaluation_resumes_and_gives_the_same_report(tmp_path, monkeypatch):
