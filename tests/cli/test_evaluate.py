@@ -71,8 +71,8 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
     assert r.returncode == 0, r.stderr
     assert "baseline" in r.stdout and "gan@0.5" in r.stdout and "report:" in r.stdout
     d = json.loads((out1 / "report.json").read_text())
-    assert set(d) >= {"dataset", "synthetic", "protocol", "arms", "runs", "summary", "comparisons", "verdicts",
-                      "quality", "privacy", "timing", "config", "files"}
+    assert set(d) >= {"dataset", "synthetic", "protocol", "arms", "runs", "summary", "comparisons", "headline",
+                      "primary", "best_conventional", "best_gan", "quality", "privacy", "timing", "config", "files"}
     # the folder itself records the generator's training-set fingerprint, so the guard needs no checkpoint file
     assert json.loads((synth / "augment.json").read_text())["train_fingerprint"] == d["dataset"]["train_fingerprint"]
     assert d["synthetic"]["leakage_guard"] == "passed (augment.json)"
@@ -80,7 +80,7 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
     assert set(d["quality"]["per_class"]) == {"few_large", "many_small", "single_bright"}
     assert 0 <= d["privacy"]["fraction_flagged"] <= 1 and "feature" in d["privacy"]
     md = (out1 / "report.md").read_text()
-    for heading in ("## Results", "## Per-class sensitivity", "## Paired differences", "## Verdicts",
+    for heading in ("## Results", "## Per-class sensitivity", "## Paired comparisons", "## Verdict",
                     "## Sample quality", "## Memorisation"):
         assert heading in md
     assert "| `gan+classical@0.5` |" in md
