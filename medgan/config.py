@@ -162,7 +162,7 @@ class EvalConfig(_Section):
     """Strength of the classical augmentation (medgan.evaluation.classical.STRENGTHS)."""
     group_size: int = Field(0, ge=0)
     """Seeds of an arm trained together as one stacked network (medgan.classify.group); 0: as many as fit in
-    ``group_memory_gb``; 1: one by one."""
+    ``group_memory_gb`` (on a CPU, ResNet-18 one by one: it is no faster stacked there); 1: one by one."""
     group_memory_gb: float = Field(3.0, gt=0)
     """Memory budget of one group (estimated from the network's activations and weights)."""
     amp: Literal["off", "bf16"] = "bf16"

@@ -232,8 +232,8 @@ def _grouping(runs: dict[str, list[dict[str, Any]]]) -> str:
     sizes = sorted({int(r.get("group", 1)) for rs in runs.values() for r in rs})
     precision = sorted({str(r.get("precision", "float32")) for rs in runs.values() for r in rs})
     if sizes == [1]:
-        return (f"one by one ({', '.join(precision)}): evaluate.group_size 1, a memory budget below two members, or a "
-                "network that cannot be stacked")
+        return (f"one by one ({', '.join(precision)}): evaluate.group_size 1, a memory budget below two members, a "
+                "network that cannot be stacked, or a ResNet-18 on a CPU (no faster stacked there)")
     return (f"the seeds of each arm trained together as stacked networks of {', '.join(map(str, sizes))} members "
             f"({', '.join(precision)}); each member as if alone (medgan.classify.group)")
 

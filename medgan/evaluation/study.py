@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from medgan.evaluation.runstore import RunStore
 
 
+#: Classifiers that ``evaluate.group_size: 0`` trains one by one on a CPU: MONAI's ResNet-18 is compute-bound there,
+#: and 10 stacked members ran at 0.86x (float32) and 1.08x (bf16) the one-by-one speed with 2.7x the memory
+#: (``pipelines/bench_evaluate.py``, docs/results.md "Evaluation speed"). On a GPU they are stacked.
+CPU_UNSTACKED = ("resnet18",)
+
+
 @dataclass
 class Study:
     """What every run shares: real tensors, protocol, the synthetic pool (decoded once), stored runs."""
@@ -80,9 +86,12 @@ class Study:
                         ev.min_epochs, ev.amp, cl)
 
     def group_size(self, n: int) -> int:
-        """Seeds per group: ``evaluate.group_size``, or (0) as many as the memory budget holds."""
+        """Seeds per group: ``evaluate.group_size``, or (0) as many as the memory budget holds, except for networks
+        that :data:`CPU_UNSTACKED` lists on a CPU (one by one: measured no faster stacked there)."""
         if self.ev.group_size > 0:
             return min(n, self.ev.group_size)
+        if self.device.type == "cpu" and self.ev.classifier in CPU_UNSTACKED:
+            return 1
         from medgan.classify.group import group_size
         from medgan.classify.nets import build_classifier
 
