@@ -170,7 +170,8 @@ def train_cmd(
 
 @app.command("augment")
 def augment_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'medgan train' (or its run folder)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'medgan train', or its run "
+                                    "folder (best.pt when present, else last.pt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <class>/<id>.<ext> files + manifest.csv."),
     n: int = opt("augment.n", "--n", help="Samples PER requested class."),
     classes: list[str] = typer.Option(None, "--class", help="Generate only this class: name, index or the folder "
@@ -219,7 +220,8 @@ def evaluate_cmd(
     dataset: str = opt("data.dataset", "--dataset", "-d", help="The dataset the classifiers learn."),
     scarce: list[str] = ScarceOpt,
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Generator checkpoint to draw synthetic images from "
-                                    "(must have been trained on this exact training split)."),
+                                    "(must have been trained on this exact training split), or its run folder "
+                                    "(best.pt when present, else last.pt)."),
     synthetic: Path = typer.Option(None, "--synthetic", help="A 'medgan augment' output folder or .npz instead of "
                                    "--checkpoint."),
     arms: str = opt("evaluate.arms", "--arms", help="Comma-separated arms: baseline, oversample, weighted, classical, "
@@ -268,6 +270,13 @@ def evaluate_cmd(
         "evaluate.primary": primary, "evaluate.target_specificity": target_specificity,
         "evaluate.group_size": group_size,
     })
+    if checkpoint is not None:  # a run folder: its best.pt when quality tracking wrote one, else last.pt
+        from medgan.training.checkpoint import resolve_checkpoint
+
+        choice = resolve_checkpoint(checkpoint)
+        if choice.why:
+            typer.echo(f"checkpoint: {choice.describe()}", err=True)
+        checkpoint = choice.path
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
                       log=None if quiet else typer.echo, progress=not quiet)
     typer.echo(report.summary(out))

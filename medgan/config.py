@@ -47,7 +47,11 @@ class ModelConfig(_Section):
     base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
     embed_dim: int = Field(32, ge=1)
-    """Size of the generator's label embedding (concatenated to z)."""
+    """Size of the generator's label embedding (concatenated to z; ``concat`` and ``both`` conditioning)."""
+    conditioning: Literal["concat", "cbn", "both"] = "concat"
+    """How the generator sees the class: ``concat`` (a label embedding concatenated to z), ``cbn`` (class-conditional
+    batch norm: a per-class gain and bias after every hidden batch norm, as in SNGAN/BigGAN; zero at the start) or
+    ``both``. The discriminator is a projection discriminator in every case."""
     spectral_norm: bool = True
     minibatch_std: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -85,6 +89,21 @@ class TrainConfig(_Section):
     """Weight of the R1 gradient penalty on real data (0: off)."""
     r1_every: int = Field(16, ge=1)
     """Lazy R1: apply the penalty every this many D updates (scaled up by the same factor)."""
+    lecam: float = Field(0.0, ge=0.0)
+    """Weight of the LeCam regulariser of D (Tseng et al., CVPR 2021): ``mean((D(x) - a_fake)²) + mean((D(G(z)) -
+    a_real)²)`` on raw logits, with ``a_real``/``a_fake`` moving averages of D's mean outputs (0: off)."""
+    lecam_decay: float = Field(0.99, ge=0.0, lt=1.0)
+    """Decay of LeCam's moving averages of D's mean output on real and generated images."""
+    cond_start: int = Field(0, ge=0)
+    """Transitional conditioning (Shahbazi et al., CVPR 2022): G and D are unconditional up to this step, ..."""
+    cond_ramp: int = Field(0, ge=0)
+    """... then the class information (G's embedding and conditional gains/biases, D's projection term) is phased in
+    linearly over this many steps. ``cond_start = cond_ramp = 0``: conditional from the start."""
+    instance_noise: float = Field(0.0, ge=0.0)
+    """Instance noise: standard deviation of Gaussian noise added to every image D sees (real and generated, after
+    DiffAugment), in the [-1, 1] intensity range (0: off)."""
+    instance_noise_decay: int = Field(0, ge=0)
+    """Decay the instance noise linearly to 0 over this many steps (0: constant)."""
     diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
@@ -106,6 +125,15 @@ class TrainConfig(_Section):
     """How often the within-class diversity (mode-collapse alarm) is measured (0: off)."""
     collapse_threshold: float = Field(0.5, ge=0.0)
     """Alarm when a class's generated diversity falls below this fraction of the real data's."""
+    eval_every: int = Field(500, ge=0)
+    """Quality tracking (:mod:`medgan.training.tracking`): every this many steps and at the end, per-class Fréchet
+    distance, KID, class fidelity and diversity ratio of the EMA generator in a domain feature space, and
+    ``checkpoints/best.pt`` by the quality score (0: off)."""
+    eval_samples: int = Field(128, ge=2)
+    """Generated images per class at each quality measurement."""
+    drift_threshold: float = Field(0.5, ge=0.0)
+    """Drift alarm when a class's fidelity (share of its samples the real-data classifier assigns to it, over that
+    classifier's validation sensitivity) falls below this, once the class is fully phased in."""
     tensorboard: bool = False
     progress: bool = True
 

@@ -39,6 +39,7 @@ TINY = {
     "train.sample_every": 2,
     "train.checkpoint_every": 2,
     "train.collapse_every": 2,
+    "train.eval_every": 0,
     "train.ema_decay": 0.9,
     "train.progress": False,
     "train.device": "cpu",

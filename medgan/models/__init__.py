@@ -42,7 +42,8 @@ def build_generator(model_cfg: ModelConfig, spatial_dims: int, channels: int, si
 
     check_geometry(spatial_dims, size)
     return ConditionalGenerator(spatial_dims, channels, size, num_classes, latent_dim=model_cfg.latent_dim,
-                                base_channels=model_cfg.base_channels, embed_dim=model_cfg.embed_dim)
+                                base_channels=model_cfg.base_channels, embed_dim=model_cfg.embed_dim,
+                                conditioning=model_cfg.conditioning)
 
 
 def build_discriminator(model_cfg: ModelConfig, spatial_dims: int, channels: int, size: int,

@@ -21,6 +21,8 @@ Conditioning is the projection discriminator of Miyato & Koyama (2018)::
     logit(x, y) = w . phi(x) + b + <embed(y), phi(x)>
 
 so the class enters through an inner product with the features rather than as an extra input plane.
+``cond_scale`` (an attribute, 1.0 by default, not in the state dict) multiplies the projection term: the trainer's
+transitional conditioning schedule moves it from 0 (an unconditional D) to 1.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class ConditionalDiscriminator(nn.Module):
         self.head_act = nn.LeakyReLU(0.2, inplace=True)
         self.linear = nn.Linear(width, 1)
         self.embed = nn.Embedding(num_classes, width) if num_classes > 1 else None
+        self.cond_scale = 1.0
         init_dcgan_weights(self)
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
@@ -152,5 +155,7 @@ class ConditionalDiscriminator(nn.Module):
         if self.embed is not None:
             if y is None:
                 raise ValueError("a conditional discriminator needs class labels y")
-            logits = logits + (self.embed(y).to(phi.dtype) * phi).sum(dim=1)
+            proj = (self.embed(y).to(phi.dtype) * phi).sum(dim=1)
+            # scaled even by 0 (not skipped): the embedding stays in the graph, as DDP expects of every parameter
+            logits = logits + (proj if self.cond_scale == 1.0 else float(self.cond_scale) * proj)
         return (logits, phi) if return_features else logits

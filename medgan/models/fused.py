@@ -7,7 +7,6 @@ building it from a state dict needs no MONAI import.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +23,9 @@ class FusedGenerator:
       embedding's share of it is precomputed per class (a table lookup instead of a concatenation);
     * every batch norm is folded into the preceding (transposed) convolution (weights scaled per output
       channel, a bias added), so normalisation costs nothing;
+    * class-conditional batch norm (``conditioning: cbn | both``) becomes a per-class scale and shift table per
+      block, applied after the folded convolution (one multiply-add per activation; the first block's per-class
+      shift joins the label table);
     * activations stay channels-last (NHWC / NDHWC), the layout oneDNN's kernels are fastest in on CPU;
     * ``amp="bf16"`` runs the matrix product and the convolutions in bfloat16 (AMX / AVX512-BF16 on recent
       x86 CPUs); outputs are then numerically different from fp32 (not more than about 1% of the intensity
@@ -36,17 +38,22 @@ class FusedGenerator:
     """
 
     def __init__(self, latent_dim: int, spatial_dims: int, table: torch.Tensor, w_z: torch.Tensor,
-                 start_shape: tuple[int, ...], layers: list[tuple[torch.Tensor, torch.Tensor | None, dict[str, Any],
-                                                                  bool]], amp: str = "off") -> None:
+                 start_shape: tuple[int, ...], layers: list[tuple], amp: str = "off",
+                 scale0: torch.Tensor | None = None) -> None:
+        """``layers``: ``(weight, bias, conv_kwargs, relu, class_affine)`` per block after the first, where
+        ``class_affine`` is ``None`` or the per-class ``(scale, shift)`` tables ``(K, C)``; ``scale0``: the first
+        block's per-class scale ``(K, cells * C)`` (``None`` without class-conditional batch norm)."""
         self.latent_dim = latent_dim
         self.spatial_dims = spatial_dims
         self.dtype = torch.bfloat16 if amp == "bf16" else torch.float32
         self.table = table.to(self.dtype)
         self.w_z = w_z.to(self.dtype)
+        self.scale0 = None if scale0 is None else scale0.to(self.dtype)
         self.start_shape = start_shape  # (*spatial, C) of the first block's output
         fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
         self.layers = [(w.to(self.dtype).contiguous(memory_format=fmt), None if b is None else b.to(self.dtype),
-                        kw, relu) for w, b, kw, relu in layers]
+                        kw, relu, None if aff is None else tuple(t.to(self.dtype) for t in aff))
+                       for w, b, kw, relu, aff in layers]
 
     @staticmethod
     def _fold(w: torch.Tensor, b: torch.Tensor | None, bn: tuple[torch.Tensor, ...] | None,
@@ -64,9 +71,23 @@ class FusedGenerator:
             shift = shift + b * scale
         return (w * scale.view(1, -1, *([1] * (w.dim() - 2)))).float(), shift.float()
 
+    @staticmethod
+    def _class_affine(shift: torch.Tensor | None, table: torch.Tensor, lam: float = 1.0) -> tuple[torch.Tensor, ...]:
+        """A folded block's ``shift`` (its bias, ``(C,)``) followed by class-conditional batch norm ``h * (1 +
+        gain[c]) + bias[c]`` (``table`` ``(K, 2C)``, scaled by ``lam``): per-class ``(scale, shift)``, ``(K, C)``."""
+        gain, bias = (table.detach().double() * lam).chunk(2, dim=1)
+        scale = 1.0 + gain
+        base = torch.zeros(scale.shape[1], dtype=torch.float64) if shift is None else shift.detach().double()
+        return scale.float(), (base * scale + bias).float()
+
     @classmethod
-    def _build(cls, latent: int, embed: torch.Tensor | None, layers: list, amp: str) -> FusedGenerator | None:
-        """From folded ``layers`` ``[(w, b, conv_kwargs, relu)]``; the first must map a 1x1 input (a product)."""
+    def _build(cls, latent: int, embed: torch.Tensor | None, layers: list, amp: str,
+               cbn: list[torch.Tensor] | None = None, lam: float = 1.0) -> FusedGenerator | None:
+        """From folded ``layers`` ``[(w, b, conv_kwargs, relu)]``; the first must map a 1x1 input (a product).
+        ``cbn``: the class-conditional batch-norm tables of the hidden blocks, ``(K, 2 C)`` each; ``lam``: the
+        generator's ``cond_scale``."""
+        if cbn is not None and len(cbn) != sum(1 for *_, relu in layers if relu):
+            return None
         w0, b0, kw0, relu0 = layers[0]
         if any(s != 0 for s in kw0["padding"]) or any(s != 0 for s in kw0["output_padding"]) or not relu0 \
                 or any(s != 1 for s in kw0["dilation"]):
@@ -80,10 +101,18 @@ class FusedGenerator:
         if w0.shape[0] != latent + (0 if embed is None else embed.shape[1]):
             return None
         if embed is not None:
-            table = (embed.detach().double() @ w0[latent:].double()).float() + bias0
+            table = (embed.detach().double() * lam @ w0[latent:].double()).float() + bias0
         else:
             table = bias0.unsqueeze(0)
-        return cls(latent, sd, table, w0[:latent].contiguous(), (*start, int(layers[0][0].shape[1])), layers[1:], amp)
+        scale0, rest = None, [(*layer, None) for layer in layers[1:]]
+        if cbn is not None:
+            s0, t0 = cls._class_affine(None, cbn[0], lam)
+            scale0 = s0.repeat(1, cells)  # (K, cells * C): the product's columns are (cell, channel), channel fastest
+            table = table * scale0 + t0.repeat(1, cells)
+            rest = [(w, None, kw, relu, cls._class_affine(b, cbn[k + 1], lam)) if relu else (w, b, kw, relu, None)
+                    for k, (w, b, kw, relu) in enumerate(layers[1:])]
+        return cls(latent, sd, table, w0[:latent].contiguous(), (*start, int(layers[0][0].shape[1])), rest, amp,
+                   scale0)
 
     @classmethod
     def from_generator(cls, g: torch.nn.Module, amp: str = "off") -> FusedGenerator | None:
@@ -112,7 +141,9 @@ class FusedGenerator:
                   "dilation": conv.dilation}
             layers.append((w, b, kw, relu))
         embed = getattr(g, "embed", None)
-        return cls._build(int(g.latent_dim), None if embed is None else embed.weight, layers, amp)
+        cbn = getattr(g, "cbn", None)
+        return cls._build(int(g.latent_dim), None if embed is None else embed.weight, layers, amp,
+                          None if cbn is None else [t.weight for t in cbn], float(getattr(g, "cond_scale", 1.0)))
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, torch.Tensor], latent_dim: int, spatial_dims: int, size: int,
@@ -122,8 +153,9 @@ class FusedGenerator:
         Assumes the DCGAN layout documented in :mod:`medgan.models.generator` (a first block whose kernel is
         the start grid, then 4-wide stride-2 padding-1 blocks with batch norm + ReLU, a last block without
         them) and checks every key and shape against it; anything else returns ``None`` (the caller builds
-        the module, which also reports weights that do not fit). ``tests/models/test_fused.py`` checks that this
-        gives exactly :meth:`from_generator`'s result.
+        the module, which also reports weights that do not fit). The conditioning is read from the keys: ``embed``
+        (concatenation), ``cbn.k`` (class-conditional batch norm), or both. ``tests/models/test_fused.py`` checks
+        that this gives exactly :meth:`from_generator`'s result.
         """
         start = 7 if size == 28 else 4
         levels = 0
@@ -132,7 +164,10 @@ class FusedGenerator:
         if start * 2**levels != size or spatial_dims not in (2, 3):
             return None
         conditional = num_classes > 1
-        expected = {"embed.weight"} if conditional else set()
+        has_cbn = conditional and any(k.startswith("cbn.") for k in state)
+        has_embed = conditional and ("embed.weight" in state or not has_cbn)
+        expected = {"embed.weight"} if has_embed else set()
+        expected |= {f"cbn.{k}.weight" for k in range(levels)} if has_cbn else set()
         for k in range(levels + 1):
             expected.add(f"net.{k}.conv.weight")
             if k < levels:
@@ -140,9 +175,10 @@ class FusedGenerator:
                                                             "num_batches_tracked")}
         if set(state) != expected:
             return None
-        embed = state["embed.weight"] if conditional else None
+        embed = state["embed.weight"] if has_embed else None
         if embed is not None and (embed.dim() != 2 or embed.shape[0] != num_classes):
             return None
+        cbn = [state[f"cbn.{k}.weight"] for k in range(levels)] if has_cbn else None
         layers, cin = [], latent_dim + (embed.shape[1] if embed is not None else 0)
         for k in range(levels + 1):
             w = state[f"net.{k}.conv.weight"]
@@ -162,12 +198,16 @@ class FusedGenerator:
             kw = {"stride": (stride,) * spatial_dims, "padding": (pad,) * spatial_dims,
                   "output_padding": (0,) * spatial_dims, "dilation": (1,) * spatial_dims}
             layers.append((wf, bf, kw, k < levels))
+            if cbn is not None and k < levels and tuple(cbn[k].shape) != (num_classes, 2 * cout):
+                return None
             cin = cout
-        return cls._build(int(latent_dim), embed, layers, amp)
+        return cls._build(int(latent_dim), embed, layers, amp, cbn)
 
     def to(self, device: torch.device) -> FusedGenerator:
         self.table, self.w_z = self.table.to(device), self.w_z.to(device)
-        self.layers = [(w.to(device), None if b is None else b.to(device), kw, r) for w, b, kw, r in self.layers]
+        self.scale0 = None if self.scale0 is None else self.scale0.to(device)
+        self.layers = [(w.to(device), None if b is None else b.to(device), kw, r,
+                        None if aff is None else tuple(t.to(device) for t in aff)) for w, b, kw, r, aff in self.layers]
         return self
 
     def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -175,12 +215,18 @@ class FusedGenerator:
         import torch.nn.functional as F
 
         rows = self.table[y] if self.table.shape[0] > 1 else self.table.expand(len(z), -1)
-        h = torch.addmm(rows, z.to(self.dtype), self.w_z).relu_()
+        if self.scale0 is None:
+            h = torch.addmm(rows, z.to(self.dtype), self.w_z).relu_()
+        else:
+            h = torch.addcmul(rows, z.to(self.dtype) @ self.w_z, self.scale0[y]).relu_()
         sd = self.spatial_dims
         h = h.view(len(z), *self.start_shape).permute(0, sd + 1, *range(1, sd + 1))  # channels-last strides
         conv = F.conv_transpose2d if sd == 2 else F.conv_transpose3d
-        for w, b, kw, relu in self.layers:
+        per_sample = (len(z), -1) + (1,) * sd
+        for w, b, kw, relu, aff in self.layers:
             h = conv(h, w, b, **kw)
+            if aff is not None:  # class-conditional batch norm: a per-class scale and shift (layout kept)
+                h = h.mul_(aff[0][y].view(per_sample)).add_(aff[1][y].view(per_sample))
             if relu:
                 h = h.relu_()
         return h.float().tanh_()

@@ -15,7 +15,20 @@ size    start grid  blocks (channels for ``base_channels = b``)
 This is the textbook DCGAN layout (Radford et al., 2016): the projection from the latent vector is a
 transposed convolution whose kernel covers the start grid, each following block is a 4x4 stride-2 transposed
 convolution + batch norm + ReLU that doubles the resolution and halves the width, and the output block is a
-transposed convolution followed by ``tanh``. Conditioning: a learned label embedding is concatenated to ``z``.
+transposed convolution followed by ``tanh``.
+
+Conditioning (``conditioning``):
+
+* ``concat`` (the default): a learned label embedding is concatenated to ``z``;
+* ``cbn``: class-conditional batch norm (SNGAN / BigGAN style) in every hidden block: the block's batch norm (one
+  shared affine) is followed by a per-class gain and bias, ``h <- h * (1 + gain[y]) + bias[y]``, read from one
+  embedding table per block; the tables start at zero, so training starts from the unconditional network, and
+  ``z`` enters alone;
+* ``both``: the concatenated embedding and the conditional batch norm.
+
+``cond_scale`` (an attribute, 1.0 by default, not in the state dict) multiplies every class contribution: the
+concatenated embedding and the conditional gains and biases. The trainer's transitional conditioning schedule
+(``train.cond_start``/``train.cond_ramp``) moves it from 0 (unconditional) to 1; at 1 nothing extra is computed.
 """
 
 from __future__ import annotations
@@ -25,6 +38,9 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from medgan.errors import TrainingError
+
+#: Ways the generator can be conditioned on the class (``model.conditioning``).
+CONDITIONING = ("concat", "cbn", "both")
 
 #: Image sizes supported per number of spatial dimensions.
 SUPPORTED_SIZES: dict[int, tuple[int, ...]] = {2: (28, 32, 64, 128), 3: (28, 32, 64)}
@@ -74,7 +90,8 @@ class ConditionalGenerator(nn.Module):
         num_classes: number of classes; ``1`` means unconditional (no embedding, ``y`` is ignored).
         latent_dim: length of the noise vector ``z``.
         base_channels: width of the last hidden block; doubled at each coarser level (DCGAN's ``ngf``).
-        embed_dim: length of the label embedding concatenated to ``z``.
+        embed_dim: length of the label embedding concatenated to ``z`` (``concat`` and ``both``).
+        conditioning: ``concat``, ``cbn`` or ``both`` (see the module docstring).
     """
 
     def __init__(
@@ -86,9 +103,13 @@ class ConditionalGenerator(nn.Module):
         latent_dim: int = 100,
         base_channels: int = 64,
         embed_dim: int = 32,
+        conditioning: str = "concat",
     ) -> None:
         super().__init__()
         check_geometry(spatial_dims, size)
+        if conditioning not in CONDITIONING:
+            raise TrainingError(f"unknown conditioning '{conditioning}'; set model.conditioning to one of "
+                                f"{', '.join(CONDITIONING)}")
         if num_classes < 1:
             raise TrainingError(f"num_classes must be >= 1, got {num_classes}; check the dataset labels")
         self.spatial_dims = spatial_dims
@@ -97,8 +118,11 @@ class ConditionalGenerator(nn.Module):
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.conditional = num_classes > 1
-        self.embed = nn.Embedding(num_classes, embed_dim) if self.conditional else None
-        in_dim = latent_dim + (embed_dim if self.conditional else 0)
+        self.conditioning = conditioning
+        self.cond_scale = 1.0
+        use_concat = self.conditional and conditioning in ("concat", "both")
+        self.embed = nn.Embedding(num_classes, embed_dim) if use_concat else None
+        in_dim = latent_dim + (embed_dim if use_concat else 0)
 
         start, levels = level_plan(size)
         width = base_channels * 2 ** (levels - 1)
@@ -120,12 +144,32 @@ class ConditionalGenerator(nn.Module):
         )
         blocks.append(nn.Tanh())
         self.net = nn.Sequential(*blocks)
+        # class-conditional batch norm: per hidden block, a table of (gain, bias) per class, zero at the start
+        self.cbn: nn.ModuleList | None = None
+        if self.conditional and conditioning in ("cbn", "both"):
+            self.cbn = nn.ModuleList(nn.Embedding(num_classes, 2 * int(blk.conv.out_channels)) for blk in blocks[:-2])
         init_dcgan_weights(self)
+        for table in self.cbn or ():
+            nn.init.zeros_(table.weight)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` (B, latent_dim), ``y`` (B,) class indices -> images (B, out_channels, *[size] * spatial_dims)."""
+        if (self.embed is not None or self.cbn is not None) and y is None:
+            raise ValueError("a conditional generator needs class labels y")
+        lam = float(self.cond_scale)
         if self.embed is not None:
-            if y is None:
-                raise ValueError("a conditional generator needs class labels y")
-            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
-        return self.net(z.reshape(*z.shape, *([1] * self.spatial_dims)))
+            e = self.embed(y).to(z.dtype)
+            z = torch.cat([z, e if lam == 1.0 else e * lam], dim=1)
+        h = z.reshape(*z.shape, *([1] * self.spatial_dims))
+        if self.cbn is None:
+            return self.net(h)
+        for k, blk in enumerate(self.net):
+            if k < len(self.cbn):  # conv -> batch norm -> h * (1 + gain[y]) + bias[y] -> ReLU
+                h = blk.adn.N(blk.conv(h))
+                gb = self.cbn[k](y).to(h.dtype)
+                gain, bias = (t.reshape(*t.shape, *([1] * self.spatial_dims)) for t in
+                              (gb if lam == 1.0 else gb * lam).chunk(2, dim=1))
+                h = blk.adn.A(torch.addcmul(h + bias, h, gain))
+            else:
+                h = blk(h)
+        return h

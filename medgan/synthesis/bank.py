@@ -124,8 +124,10 @@ class SyntheticBank:
                         classes: Sequence[int | str] | None = None, use_ema: bool = True, storage: str = "uint8",
                         batch_size: int = 256, filter_fn=None, device: str = "cpu",
                         layout: str = "monai") -> SyntheticBank:
-        """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator (or its
-        run folder)."""
+        """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator, or from a run
+        folder: its ``best.pt`` when quality tracking wrote one, else ``last.pt``
+        (:func:`medgan.training.checkpoint.resolve_checkpoint`). ``provenance["checkpoint_choice"]`` says which file
+        it took and why (also logged on the ``medgan`` logger)."""
         from medgan.synthesis.sampler import Sampler
 
         if storage not in STORAGES:
@@ -155,7 +157,8 @@ class SyntheticBank:
             pos += k
         prov = provenance if provenance is not None else {
             "source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
-            "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name")}
+            "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name"),
+            "checkpoint_choice": s.checkpoint_note}
         return cls(data, labels, s.class_names, s.meta.get("intensity"), prov, model_grid(s.meta), layout)
 
     @classmethod

@@ -64,6 +64,8 @@ class AugmentResult:
     generator_step: int
     redraws: int = 0
     """Total number of redraws requested by ``filter_fn``."""
+    checkpoint: str = ""
+    """The checkpoint used and why (a run folder gives its ``best.pt`` when present, else ``last.pt``)."""
     files: list[str] = field(default_factory=list)
     """Extra files written besides the per-sample files (``synthetic.npz``, ``augment.json``)."""
 
@@ -74,8 +76,9 @@ class AugmentResult:
     def summary(self) -> str:
         """What the CLI prints: how many samples of which class went where, how fast, and the manifest."""
         per = ", ".join(f"{k}: {v}" for k, v in self.counts.items())
+        ck = f"\ncheckpoint: {self.checkpoint}" if self.checkpoint else ""
         return (f"wrote {self.n_samples} {self.format} samples ({per}) in {self.seconds:.3f} s "
-                f"({self.samples_per_second:.0f} samples/s) to {self.out_dir}\nmanifest: {self.manifest}")
+                f"({self.samples_per_second:.0f} samples/s) to {self.out_dir}\nmanifest: {self.manifest}{ck}")
 
 
 
@@ -169,6 +172,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
         out_dir=out, manifest=out / MANIFEST, format=job.fmt, counts=job.counts_by_name(), n_samples=row,
         seconds=time.perf_counter() - t0, checkpoint_sha256=job.prov.checkpoint_sha256,
         generator_step=job.prov.generator_step, redraws=redraws, files=[*extra, INFO],
+        checkpoint=job.sampler.checkpoint_note,
     )
 
 
@@ -235,7 +239,8 @@ class _Job:
         """``augment.json``: what was generated, from what, and how to map it back to model space."""
         s, prov, meta = self.sampler, self.prov, self.sampler.meta
         return {
-            "format": self.fmt, "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": prov.checkpoint_sha256,
+            "format": self.fmt, "checkpoint": str(s.checkpoint_path), "checkpoint_choice": s.checkpoint_why or None,
+            "checkpoint_sha256": prov.checkpoint_sha256,
             "generator_step": prov.generator_step, "used_ema": s.used_ema, "amp": s.amp,
             "medgan_version": prov.medgan_version, "seed": self.seed, "class_names": prov.class_names,
             "counts": self.counts_by_name(), "spatial_dims": prov.spatial_dims, "channels": prov.channels,

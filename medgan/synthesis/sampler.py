@@ -93,6 +93,11 @@ class Sampler:
         self.latent_dim = int(self._fused.latent_dim if self._fused is not None else self.generator.latent_dim)
         self.config: dict[str, Any] = {}
         """The checkpoint's resolved configuration (``{}`` for a sampler built from a module)."""
+        self.checkpoint_note = str(checkpoint_path or "")
+        """Which checkpoint this is and why: ``PATH (the run's best checkpoint by tracked quality; ..., step N)``
+        when a run folder was given (:func:`medgan.training.checkpoint.resolve_checkpoint`)."""
+        self.checkpoint_why = ""
+        """Why this checkpoint of a run folder (empty when a file was given)."""
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -122,10 +127,10 @@ class Sampler:
         :func:`~medgan.training.checkpoint.load_checkpoint`) from ``path``, which is hashed for provenance."""
         from medgan.config import ModelConfig
         from medgan.io import file_sha256
+        from medgan.training.checkpoint import resolve_checkpoint
 
-        p = Path(path)
-        if p.is_dir():  # load_checkpoint accepts a run folder; hash the file it actually read
-            p = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
+        choice = resolve_checkpoint(path)  # a run folder: hash the file load_checkpoint read (best.pt or last.pt)
+        p = choice.path
         meta = ckpt["data"]
         try:
             model_cfg = ModelConfig.model_validate((ckpt.get("config") or {}).get("model", {}))
@@ -162,6 +167,12 @@ class Sampler:
         sampler = cls(generator, meta, step=int(ckpt.get("step", 0)), checkpoint_sha256=file_sha256(p),
                       checkpoint_path=str(p), used_ema=used_ema, device=device, amp=amp, fuse=fuse, fused=fused)
         sampler.config = dict(ckpt.get("config") or {})
+        sampler.checkpoint_note = choice.describe(sampler.step)
+        sampler.checkpoint_why = choice.why
+        if choice.why:
+            import logging
+
+            logging.getLogger("medgan").info("using checkpoint %s", sampler.checkpoint_note)
         return sampler
 
     # ---------------------------------------------------------------------------------------- helpers

@@ -10,7 +10,9 @@ Keys (``format_version`` 1):
 :class:`~medgan.config.Config` as JSON-safe dict), ``data`` (:meth:`RealData.meta` plus ``size``: class names,
 spatial dims, channels, intensity mapping, spacing, modality, scarcity record, training-set fingerprint),
 ``generator``, ``ema_generator`` (or ``None``), ``discriminator``, ``opt_g``, ``opt_d`` (state dicts), ``rng``
-(CPU/CUDA/numpy/python RNG states as tensors), ``state`` (engine state: ADA probability, counters, ...).
+(CPU/CUDA/numpy/python RNG states as tensors), ``state`` (engine state: ADA probability, counters, LeCam's
+averages, the best tracked quality so far, ...); ``best.pt`` also holds ``quality`` (the measurements that made it
+the best, :mod:`medgan.training.tracking`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pickle
 import re
 import textwrap
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +93,46 @@ def check_finite_weights(state: dict[str, Any] | None, what: str, path: str | Pa
                               f"'{bad[0]}'); use an earlier checkpoint of the run (checkpoints/step_N.pt)")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a medgan checkpoint without executing code from it."""
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """The checkpoint file a path stands for, and why that one."""
+
+    path: Path
+    why: str = ""
+    """Empty for a file given as such; for a run folder, which of its checkpoints and why."""
+
+    def describe(self, step: int | None = None) -> str:
+        """``PATH (why, step N)``: what commands print about the checkpoint they use."""
+        bits = [b for b in (self.why, f"step {step}" if step is not None else "") if b]
+        return f"{self.path} ({', '.join(bits)})" if bits else str(self.path)
+
+
+def resolve_checkpoint(path: str | Path) -> CheckpointChoice:
+    """The one resolver of "a checkpoint or a run folder" (``augment``, ``evaluate``, ``export``, ``info``,
+    :class:`~medgan.synthesis.sampler.Sampler`, :class:`~medgan.synthesis.bank.SyntheticBank`): a file is itself; a
+    run folder (or its ``checkpoints/``) gives ``best.pt`` when quality tracking wrote one (the best tracked
+    quality, :mod:`medgan.training.tracking`), else ``last.pt``."""
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}; pass the path of a .pt file in a run's checkpoints/")
-    if p.is_dir():
-        last = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
-        if last.is_file():
-            p = last
-        else:
-            raise CheckpointError(f"{p} is a folder without checkpoints/last.pt; pass a checkpoint file")
+        raise CheckpointError(f"checkpoint not found: {p}; pass the path of a .pt file in a run's checkpoints/ or a "
+                              "run folder")
+    if not p.is_dir():
+        return CheckpointChoice(p)
+    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    if (folder / "best.pt").is_file():
+        return CheckpointChoice(folder / "best.pt", "the run's best checkpoint by tracked quality; last.pt is beside "
+                                                    "it")
+    if (folder / "last.pt").is_file():
+        return CheckpointChoice(folder / "last.pt", "the run's last checkpoint; it has no best.pt (quality tracking "
+                                                    "was off)")
+    raise CheckpointError(f"{p} is a folder without checkpoints/best.pt or checkpoints/last.pt; pass a checkpoint "
+                          "file or a run folder")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a medgan checkpoint without executing code from it (a run folder: see
+    :func:`resolve_checkpoint`)."""
+    p = resolve_checkpoint(path).path
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is foreign or cut short
         raise CheckpointError(f"cannot read checkpoint {p}; the file is truncated or not a PyTorch checkpoint")
     try:

@@ -2,8 +2,9 @@
 
 :func:`medgan.training.run.train` runs the training steps up to the next step at which some hook is due, then
 runs the due hooks in this order: the non-finite-loss guard, collecting the logged statistics, the collapse
-alarm, writing the metrics line, the sample grid, the checkpoint. Every hook also runs at the last step. Hooks
-other than the first two run on rank 0 only. A hook sees the run through :class:`RunState`.
+alarm, quality tracking (:mod:`medgan.training.tracking`), writing the metrics line, the curves, the sample grid,
+the checkpoints. Every hook also runs at the last step. Hooks other than the first two run on rank 0 only. A hook
+sees the run through :class:`RunState`; :meth:`Hook.start` is its set-up before the first step (rank 0).
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ class RunState:
     last_ckpt: Path | None = None
     last_ckpt_step: int | None = None
     sample_path: Path | None = None
+    tracking: dict[str, Any] = field(default_factory=dict)
+    """The best tracked quality so far (``best_score``, ``best_step``); saved in every checkpoint's ``state``."""
+    save_best: dict[str, Any] | None = None
+    """Set by quality tracking at a new best: the ``quality`` record that ``checkpoints/best.pt`` gets."""
+
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint of the run now: the trainer's payload with the tracking state."""
+        payload = self.trainer.checkpoint_payload()
+        payload["state"]["tracking"] = dict(self.tracking)
+        return payload
 
 
 class Hook:
@@ -74,18 +85,22 @@ class Hook:
     def due(self, state: RunState) -> bool:
         return state.final or (self.every > 0 and state.step % self.every == 0)
 
+    def start(self, state: RunState) -> None:
+        """Set-up before the first step of this process (rank 0); nothing by default."""
+
     def __call__(self, state: RunState) -> None:
         raise NotImplementedError
 
 
 class NonFiniteGuard(Hook):
-    """Stops the run at the first non-finite loss (checked when statistics are logged or a checkpoint is due)."""
+    """Stops the run at the first non-finite loss (checked when statistics are logged, a checkpoint is due or quality
+    is measured: ``best.pt`` is only written after this check)."""
 
     main_only = False
 
-    def __init__(self, log_every: int, checkpoint_every: int) -> None:
+    def __init__(self, *periods: int) -> None:
         super().__init__(0)
-        self.periods = [e for e in (log_every, checkpoint_every) if e > 0]
+        self.periods = [e for e in periods if e > 0]
 
     def due(self, state: RunState) -> bool:
         return state.final or any(state.step % e == 0 for e in self.periods)
@@ -187,22 +202,22 @@ class SampleGrid(Hook):
 
 
 class SaveCheckpoint(Hook):
-    """``checkpoints/last.pt`` each time (and at the end), then ``checkpoints/step_N.pt`` every ``every`` steps.
+    """``checkpoints/last.pt`` each time (and at the end), then ``checkpoints/step_N.pt`` every ``every`` steps;
+    ``checkpoints/best.pt`` (with its ``quality`` record) when quality tracking found a new best at this step.
 
     ``last.pt`` comes first: when the disk fills up, the checkpoint that ``--resume`` needs is the one written."""
 
+    def due(self, state: RunState) -> bool:
+        return super().due(state) or state.save_best is not None
+
     def __call__(self, state: RunState) -> None:
         ck_dir = state.out / "checkpoints"
-        payload = state.trainer.checkpoint_payload()
-        state.last_ckpt = save_checkpoint(ck_dir / "last.pt", payload)
-        state.last_ckpt_step = state.step
-        if self.every > 0 and state.step % self.every == 0:
-            save_checkpoint(ck_dir / f"step_{state.step}.pt", payload)
-
-
-def default_hooks(cfg: Config) -> list[Hook]:
-    """The hooks of a run, in the order they run at a step where several are due."""
-    t = cfg.train
-    return [NonFiniteGuard(t.log_every, t.checkpoint_every), CollectStats(t.log_every),
-            CollapseCheck(t.collapse_every), WriteLog(t.log_every), Curves(t.log_every), SampleGrid(t.sample_every),
-            SaveCheckpoint(t.checkpoint_every)]
+        payload = state.payload()
+        if super().due(state):
+            state.last_ckpt = save_checkpoint(ck_dir / "last.pt", payload)
+            state.last_ckpt_step = state.step
+            if self.every > 0 and state.step % self.every == 0:
+                save_checkpoint(ck_dir / f"step_{state.step}.pt", payload)
+        if state.save_best is not None:
+            save_checkpoint(ck_dir / "best.pt", {**payload, "quality": state.save_best})
+            state.save_best = None

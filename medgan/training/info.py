@@ -11,13 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medgan.training.checkpoint import load_checkpoint
-
-
-def _checkpoint_file(path: Path) -> Path:
-    if path.is_dir():
-        return path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
-    return path
+from medgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 
 def _last_quality(run: Path) -> dict[str, Any] | None:
@@ -32,7 +26,7 @@ def _last_quality(run: Path) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             continue
         for k, v in rec.items():
-            if k.startswith(("diversity", "quality", "fd", "kid", "fidelity")) or k == "collapse":
+            if k.startswith(("diversity", "quality", "fd", "kid", "fidelity", "q_")) or k == "collapse":
                 found[k] = v
                 found["step"] = rec.get("step")
     return found or None
@@ -43,7 +37,8 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     from medgan.data.grid import model_grid
     from medgan.io import file_sha256
 
-    p = _checkpoint_file(Path(path))
+    choice = resolve_checkpoint(path)
+    p = choice.path
     ck = load_checkpoint(p)
     meta, cfg = ck.get("data") or {}, ck.get("config") or {}
     grid = model_grid(meta) if "size" in meta and "spatial_dims" in meta else None
@@ -51,7 +46,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     run = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     quality = ck.get("quality") or _last_quality(run)
     return {
-        "checkpoint": str(p), "sha256": file_sha256(p), "step": int(ck.get("step", 0)),
+        "checkpoint": str(p), "chosen": choice.why or None, "sha256": file_sha256(p), "step": int(ck.get("step", 0)),
         "medgan_version": ck.get("medgan_version"), "dataset": meta.get("name"), "source": meta.get("source"),
         "class_names": list(meta.get("class_names") or []), "train_counts": meta.get("train_counts"),
         "shape": [int(meta.get("channels", 0))] + [int(meta.get("size", 0))] * int(meta.get("spatial_dims", 0)),
@@ -74,7 +69,7 @@ def checkpoint_report(path: str | Path) -> str:
     g = i["grid"] or {}
     inten = i["intensity"] or {}
     lines = [
-        f"checkpoint  {i['checkpoint']}",
+        f"checkpoint  {i['checkpoint']}" + (f" ({i['chosen']})" if i.get("chosen") else ""),
         f"sha256      {i['sha256']}",
         f"step        {i['step']} (medgan {i['medgan_version']}; EMA generator: {'yes' if i['ema'] else 'no'})",
         f"dataset     {i['dataset']} ({i['source']}, read from {g.get('source_kind', '?')} data)",

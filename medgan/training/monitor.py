@@ -8,7 +8,8 @@ Everything here runs on rank 0 only and never touches the training RNG streams.
   between samples of the same class, in pixel space) compared with the same number on real images. A class whose generated diversity
   falls below ``threshold`` x the real one (0.5 by default) raises the alarm: a warning in the log and
   ``"collapse": true`` in the metrics line.
-* :func:`plot_curves` draws ``curves.png`` (losses, D outputs, ADA probability) from ``metrics.jsonl``.
+* :func:`plot_curves` draws ``curves.png`` (losses, D outputs, ADA probability, diversity and, when tracked, the
+  per-class quality of :mod:`medgan.training.tracking`) from ``metrics.jsonl``.
 * :class:`Progress` (tqdm) and :class:`TensorBoard` (lazy import, clear error when not installed).
 """
 
@@ -93,8 +94,41 @@ class CollapseAlarm:
 # ------------------------------------------------------------------------------------------- curves
 
 
+def _per_class(records: list[dict[str, Any]], key: str) -> list[tuple[list[int], list[float]]]:
+    """``(steps, values)`` per class of a per-class list ``key`` in ``records``."""
+    rows = [(r["step"], r[key]) for r in records if isinstance(r.get(key), list)]
+    n = max((len(v) for _, v in rows), default=0)
+    out = []
+    for c in range(n):
+        pts = [(st, v[c]) for st, v in rows if c < len(v) and isinstance(v[c], int | float)]
+        out.append(([a for a, _ in pts], [b for _, b in pts]))
+    return out
+
+
+def _plot_quality(axes, records: list[dict[str, Any]]) -> None:
+    """Two panels of tracked quality: Fréchet distance over its real floor; class fidelity and diversity ratio."""
+    ax = axes[0]
+    for c, (s, v) in enumerate(_per_class(records, "q_fd_norm")):
+        ax.plot(s, v, marker=".", label=f"class {c}")
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_title("Fréchet distance / real floor")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for key, style in (("q_fidelity", "-"), ("q_diversity_ratio", "--")):
+        for c, (s, v) in enumerate(_per_class(records, key)):
+            ax.plot(s, v, ls=style, marker=".", label=f"{key[2:].replace('_', ' ')}, class {c}")
+    for y in (0.8, 0.9, 1.2):
+        ax.axhline(y, color="grey", lw=0.6, ls=":")
+    ax.set_title("class fidelity (solid), diversity ratio (dashed)")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=6)
+
+
 def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path | None:
-    """``curves.png``: D and G losses, D's mean output on real and generated images, ADA p and diversity."""
+    """``curves.png``: D and G losses, D's mean output on real and generated images, ADA p and diversity, and the
+    tracked per-class quality when the run measures it."""
     recs = [r for r in records if "loss_d" in r]
     if not recs:
         return None
@@ -110,7 +144,9 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | No
         return [p[0] for p in pts], [p[1] for p in pts]
 
     has_extra = any("ada_p" in r for r in recs) or any("diversity_ratio" in r for r in records)
-    fig, axes = plt.subplots(1, 3 if has_extra else 2, figsize=(13 if has_extra else 9, 3.4), dpi=100)
+    has_quality = any("q_fd_norm" in r for r in records)
+    panels = 2 + has_extra + 2 * has_quality
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.4), dpi=100)
     ax = axes[0]
     for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
         ax.plot(*series(key), label=label)
@@ -138,6 +174,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | No
         ax.set_xlabel("step")
         ax.set_title("augmentation p / diversity vs real")
         ax.legend(fontsize=7)
+    if has_quality:
+        _plot_quality(axes[panels - 2:], records)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -199,9 +237,9 @@ class TensorBoard:
         for k, v in record.items():
             if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
                 self.writer.add_scalar(k, v, step)
-            elif isinstance(v, list) and k.startswith("diversity"):
+            elif isinstance(v, list):  # per-class lists (diversity, tracked quality): one scalar per class
                 for c, x in enumerate(v):
-                    if isinstance(x, int | float):
+                    if isinstance(x, int | float) and not isinstance(x, bool):
                         self.writer.add_scalar(f"{k}/class_{c}", x, step)
         self.writer.flush()
 

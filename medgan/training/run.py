@@ -4,6 +4,7 @@ Run directory::
 
     out/config.yaml                   the resolved configuration
     out/checkpoints/last.pt           self-describing checkpoint (see medgan.training.checkpoint)
+    out/checkpoints/best.pt           the best checkpoint by tracked quality (see medgan.training.tracking)
     out/checkpoints/step_N.pt         every train.checkpoint_every steps
     out/samples/real.png              real training images per class (for comparison)
     out/samples/step_N.png            per-class grid from FIXED noise with the EMA generator
@@ -11,6 +12,7 @@ Run directory::
     out/curves.png                    losses and D outputs at the end
     out/train.log                     the text log (warnings such as the mode-collapse alarm)
     out/tensorboard/                  when train.tensorboard is on
+    out/tracking/                     quality tracking's feature network (cached for --resume) and its numbers
     out/.medgan-run                   marks the folder as a medgan run (written first)
     out/.medgan.lock                  the folder's lock, while a command runs in it
 
@@ -25,8 +27,9 @@ to 20 gives bit-identical weights to 20 steps in one go (the checkpoint holds ev
 
 The loop itself only runs :meth:`~medgan.training.trainer.Trainer.train_step` up to the next step at which some
 hook is due; everything periodic is a :class:`Hook` (as MONAI's handlers, or the sections of StyleGAN2-ADA's
-training loop), run in this order at each due step: the non-finite-loss guard, collecting the logged statistics,
-the collapse alarm, writing the metrics line, the sample grid, the checkpoint (:mod:`medgan.training.hooks`).
+training loop), run in this order at each due step (:func:`default_hooks`): the non-finite-loss guard, collecting
+the logged statistics, the collapse alarm, quality tracking, writing the metrics line, the curves, the sample grid,
+the checkpoints (:mod:`medgan.training.hooks`, :mod:`medgan.training.tracking`).
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ from medgan.errors import CheckpointError, OutputError
 from medgan.io import atomic_write, is_disk_error
 from medgan.locks import FolderLock
 from medgan.runtime import derive_seed
-from medgan.training import monitor
+from medgan.training import hooks, monitor
 from medgan.training.checkpoint import check_finite_weights, load_checkpoint, save_checkpoint
 from medgan.training.distributed import close_distributed, init_distributed
-from medgan.training.hooks import DIVERSITY_PER_CLASS, GRID_PER_CLASS, Hook, RunState, default_hooks
+from medgan.training.hooks import DIVERSITY_PER_CLASS, GRID_PER_CLASS, Hook, RunState
+from medgan.training.tracking import TrackQuality
 from medgan.training.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -124,7 +128,7 @@ def _clean_stale(out: Path, restart: bool) -> None:
         for tmp in d.glob(".*.tmp") if d.is_dir() else ():
             tmp.unlink(missing_ok=True)
     if restart:
-        for p in [out / "metrics.jsonl", out / "curves.png", *out.glob("samples/*.png"),
+        for p in [out / "metrics.jsonl", out / "curves.png", *out.glob("samples/*.png"), out / "checkpoints" / "best.pt",
                   *out.glob("checkpoints/step_*.pt"), *out.glob("tensorboard/events.out.tfevents.*")]:
             p.unlink(missing_ok=True)
 
@@ -168,6 +172,16 @@ def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: 
 
 
 # --------------------------------------------------------------------------------------------------- run
+
+
+def default_hooks(cfg: Config) -> list[Hook]:
+    """The hooks of a run, in the order they run at a step where several are due."""
+    t = cfg.train
+    return [hooks.NonFiniteGuard(t.log_every, t.checkpoint_every, t.eval_every), hooks.CollectStats(t.log_every),
+            hooks.CollapseCheck(t.collapse_every),
+            TrackQuality(t.eval_every, t.eval_samples, t.collapse_threshold, t.drift_threshold),
+            hooks.WriteLog(t.log_every), hooks.Curves(t.log_every), hooks.SampleGrid(t.sample_every),
+            hooks.SaveCheckpoint(t.checkpoint_every)]
 
 
 def _setup_run_dir(state: RunState, resume: bool, start: int, restart: bool) -> logging.Handler:
@@ -278,15 +292,17 @@ def _start(cfg: Config, out: Path, resume: bool, dist) -> tuple[RunState, loggin
     if ckpt is not None:
         check_resumable(ckpt, cfg, tdata, ckpt_path)
     trainer = Trainer(cfg, tdata, dist=dist)
+    tracking: dict[str, Any] = {}
     if ckpt is not None:
         trainer.load_payload(ckpt)
+        tracking = dict((ckpt.get("state") or {}).get("tracking") or {})
         del ckpt
     start = trainer.step
     z_fix, y_fix = trainer.fixed_noise(max(GRID_PER_CLASS, DIVERSITY_PER_CLASS))
     state = RunState(trainer, cfg, out, dist, data.name, monitor.MetricsLog(out / "metrics.jsonl"),
                      monitor.Progress(t.steps, start, False), z_fix=z_fix, y_fix=y_fix, step=start,
                      last_ckpt=out / "checkpoints" / "last.pt" if start > 0 else None,
-                     last_ckpt_step=start if start > 0 else None)
+                     last_ckpt_step=start if start > 0 else None, tracking=tracking)
     handler = _setup_run_dir(state, resume, start, restart) if dist.is_main else None
     state.tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
     state.progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)
@@ -298,12 +314,16 @@ def _run(state: RunState) -> TrainResult:
     trainer, cfg, out, dist = state.trainer, state.cfg, state.out, state.dist
     t = cfg.train
     start = state.step
+    run_hooks = default_hooks(cfg)
+    if dist.is_main and start < t.steps:
+        for h in run_hooks:
+            h.start(state)
     trainer._reset_accumulators()
     try:
-        _loop(state, default_hooks(cfg), t.steps)
+        _loop(state, run_hooks, t.steps)
     except KeyboardInterrupt:
         if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
-            save_checkpoint(out / "checkpoints" / "last.pt", trainer.checkpoint_payload())
+            save_checkpoint(out / "checkpoints" / "last.pt", state.payload())
             monitor.warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue "
                          "with --resume", state.progress)
         raise

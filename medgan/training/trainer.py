@@ -21,8 +21,11 @@ One step = ``train.d_steps`` discriminator updates, then one generator update, t
   own generator; ADA (``adaptive``) adjusts its probability from D's outputs on real images;
 * the EMA of G's weights ramps its decay up (:meth:`Trainer.ema_beta`) and copies G's batch-norm buffers;
 * the loss object (:mod:`medgan.training.losses`) gives D's and G's losses and says how D's outputs read;
-  one-sided label smoothing (``label_smoothing``), feature matching and lazy R1
+  one-sided label smoothing (``label_smoothing``), feature matching, lazy R1 and LeCam
   (:mod:`medgan.training.regularizers`);
+* two schedules over steps: transitional conditioning (:meth:`Trainer.cond_scale`: G and D unconditional up to
+  ``cond_start``, the class phased in over ``cond_ramp`` steps) and instance noise on everything D sees
+  (:meth:`Trainer.instance_noise_sd`); both cost nothing when off;
 * bf16 autocast (``amp``), channels-last (``channels_last``), losses in float32; nothing is read back from the
   device between log points (losses accumulate on the device; the first non-finite step is tracked there too).
 
@@ -48,10 +51,11 @@ from medgan.runtime import (
     seed_everything,
     set_global_rng_state,
 )
+from medgan.training import schedules
 from medgan.training.batches import IndexDraw, use_balanced
 from medgan.training.distributed import DistInfo
 from medgan.training.losses import get_loss
-from medgan.training.regularizers import feature_matching_loss, r1_penalty
+from medgan.training.regularizers import LeCam, feature_matching_loss, r1_penalty
 
 if TYPE_CHECKING:
     from medgan.config import Config
@@ -124,6 +128,8 @@ class Trainer:
         self.loss = get_loss(t.loss, margin=t.energy_margin)
         self.d_output = self.loss.d_output
         self.real_target = 1.0 - float(t.label_smoothing)
+        self.lecam = LeCam(t.lecam, t.lecam_decay, self.device) if t.lecam > 0 else None
+        self.cond_scheduled = t.cond_start > 0 or t.cond_ramp > 0
 
         da = t.diffaugment
         self.use_diffaugment = bool(da.enabled and da.policy)
@@ -147,6 +153,7 @@ class Trainer:
         self.step = 0
         self.d_updates = 0
         self._reset_accumulators()
+        self._set_cond_scale(self.cond_scale(0))
 
     # ------------------------------------------------------------------------------------ the step
 
@@ -160,6 +167,29 @@ class Trainer:
 
         p = self.ada.p if self.ada is not None else self.aug_p
         return diff_augment(x, self.policy, p=p, generator=self.gen_aug)
+
+    def _d_in(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees of an image batch: DiffAugment, then instance noise (both from the augmentation stream)."""
+        x = self._aug(x)
+        sd = self.instance_noise_sd(self.step)
+        if sd > 0:
+            x = x + torch.empty_like(x).normal_(0.0, sd, generator=self.gen_aug)  # keeps the memory layout
+        return x
+
+    def instance_noise_sd(self, step: int) -> float:
+        """The instance noise's standard deviation at ``step`` (:func:`~medgan.training.schedules.instance_noise_sd`
+        of ``train.instance_noise`` and ``instance_noise_decay``)."""
+        return schedules.instance_noise_sd(step, self.cfg.train.instance_noise, self.cfg.train.instance_noise_decay)
+
+    def cond_scale(self, step: int) -> float:
+        """The weight of the class information at ``step`` (:func:`~medgan.training.schedules.cond_scale` of
+        ``train.cond_start`` and ``cond_ramp``)."""
+        return schedules.cond_scale(step, self.cfg.train.cond_start, self.cfg.train.cond_ramp)
+
+    def _set_cond_scale(self, lam: float) -> None:
+        for net in (self.G, self.D, self.G_ema):
+            if net is not None:
+                net.cond_scale = lam
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=self.gen_noise, device=self.device)
@@ -195,8 +225,8 @@ class Trainer:
             self.G.requires_grad_(last)
             with torch.set_grad_enabled(last), self._autocast():
                 fake = self.G_train(z, y)
-            xr = self._aug(x_real)
-            xf = self._aug(fake.detach().float())
+            xr = self._d_in(x_real)
+            xf = self._d_in(fake.detach().float())
             if r1:
                 xr = xr.detach().requires_grad_(True)
             with self._autocast():
@@ -208,6 +238,8 @@ class Trainer:
             loss_d = self.loss.d_loss(real_logits.float(), fake_logits.float(), self.real_target)
             if r1:
                 loss_d = loss_d + (t.r1_gamma / 2 * max(1, t.r1_every)) * r1_penalty(real_logits, xr)
+            if self.lecam is not None:
+                loss_d = loss_d + self.lecam(real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -218,7 +250,7 @@ class Trainer:
         # expect (or sync) D gradients
         self.D.requires_grad_(False)
         with self._autocast():
-            xf = self._aug(fake)
+            xf = self._d_in(fake)
             if fm > 0:
                 g_logits, fake_feat = self.D(xf, y, return_features=True)
             else:
@@ -232,6 +264,8 @@ class Trainer:
         self.D.requires_grad_(True)
         self.step += 1
         self._update_ema()
+        if self.cond_scheduled:  # between steps, G, EMA-G and D hold the weight of the next step
+            self._set_cond_scale(self.cond_scale(self.step))
         # bookkeeping on the device (no sync)
         with torch.no_grad():
             ld, lg = loss_d.detach().float(), loss_g.detach().float()
@@ -245,13 +279,9 @@ class Trainer:
             self._bad_loss = torch.where(bad, torch.stack([ld, lg]), self._bad_loss)
 
     def ema_beta(self, step: int) -> float:
-        """EMA decay used after ``step``: 0 (copy) up to ``ema_start``, then ramped up as
-        ``min(ema_decay, (1 + s) / (10 + s))`` with ``s = step - ema_start``, so that early in a run the average
-        does not drag in the untrained initial weights (0.9 after 80 steps, 0.99 after ~900, 0.999 after ~9000)."""
-        s = step - self.cfg.train.ema_start
-        if s <= 0:
-            return 0.0
-        return min(self.ema_decay, (1.0 + s) / (10.0 + s))
+        """EMA decay used after ``step`` (:func:`~medgan.training.schedules.ema_beta`: a copy up to ``ema_start``,
+        then ramped up to ``ema_decay``)."""
+        return schedules.ema_beta(step, self.ema_decay, self.cfg.train.ema_start)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -292,6 +322,10 @@ class Trainer:
         out = {k: float(v) for k, v in zip(self._acc, vals, strict=True)}
         if self.ada is not None:
             out["ada_p"] = float(self.ada.p)
+        if self.cond_scheduled:
+            out["cond_scale"] = self.cond_scale(self.step)
+        if self.lecam is not None and self.lecam.started:
+            out["lecam_ema_real"], out["lecam_ema_fake"] = self.lecam.ema.tolist()
         for k in self._acc:
             self._acc[k].zero_()
         self._acc_n = 0
@@ -370,6 +404,7 @@ class Trainer:
                 "balanced": self.balanced,
                 "ada": self.ada.state_dict() if self.ada is not None else None,
                 "world_size": self.dist.world_size,
+                "lecam": self.lecam.state_dict() if self.lecam is not None else None,
             },
         }
 
@@ -391,5 +426,8 @@ class Trainer:
         self.d_updates = int(st.get("d_updates", self.step * self.cfg.train.d_steps))
         if self.ada is not None and st.get("ada") is not None:
             self.ada.load_state_dict(st["ada"])
+        if self.lecam is not None:
+            self.lecam.load_state_dict(st.get("lecam"))
+        self._set_cond_scale(self.cond_scale(self.step))
         if "rng" in ckpt and ckpt["rng"] is not None:
             self.set_rng_state(ckpt["rng"])

@@ -116,3 +116,51 @@ def test_adam_is_fused_where_torch_supports_it():
     major, minor = (int(v) for v in torch.__version__.split(".")[:2])
     if (major, minor) >= (2, 4):
         assert tr.opt_g.defaults["fused"] and tr.opt_d.defaults["fused"]
+
+
+# ------------------------------------------------------------------------------ conditioning options, LeCam, noise
+
+
+def test_conditioning_schedule_is_applied_to_g_ema_g_and_d():
+    tr = _trainer(train__cond_start=2, train__cond_ramp=4)
+    assert (tr.G.cond_scale, tr.D.cond_scale, tr.G_ema.cond_scale) == (0.0, 0.0, 0.0)
+    tr.run(4)  # between steps the nets hold the weight of the next step: step 4 -> (4 - 2) / 4
+    assert tr.G.cond_scale == tr.D.cond_scale == tr.G_ema.cond_scale == pytest.approx(0.5)
+    stats = tr.run(2)
+    assert stats["cond_scale"] == 1.0 and tr.G.cond_scale == 1.0
+    off = _trainer()
+    assert not off.cond_scheduled and off.G.cond_scale == 1.0 and "cond_scale" not in off.run(1)
+
+
+@pytest.mark.parametrize("dataset", ["phantom2d", "phantom3d"])
+@pytest.mark.parametrize("over", [
+    {"model__conditioning": "cbn"},
+    {"model__conditioning": "both", "train__lecam": 0.3},
+    {"train__lecam": 0.1, "train__loss": "hinge", "train__cond_start": 1, "train__cond_ramp": 2},
+    {"train__instance_noise": 0.1, "train__instance_noise_decay": 3, "train__r1_gamma": 1.0, "train__r1_every": 1},
+])
+def test_new_options_train_in_2d_and_3d(dataset, over):
+    tr = _trainer(data__dataset=dataset, train__batch_size=4, **over)
+    stats = tr.run(3)
+    assert math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])
+    assert ("lecam_ema_real" in stats) == bool(over.get("train__lecam"))
+    if over.get("train__lecam"):
+        assert tr.lecam.started and tr.checkpoint_payload()["state"]["lecam"]["ema"].shape == (2,)
+
+
+def test_lecam_adds_to_d_loss_only_when_on():
+    a, b = _trainer(), _trainer(train__lecam=1.0)
+    sa, sb = a.run(1), b.run(1)
+    assert sb["loss_d"] > sa["loss_d"]  # same first batch, plus a non-negative penalty
+    assert a.lecam is None and a.checkpoint_payload()["state"]["lecam"] is None
+
+
+def test_instance_noise_reaches_d_and_costs_nothing_when_off():
+    tr = _trainer(train__diffaugment__enabled=False, train__instance_noise=0.5, train__instance_noise_decay=4)
+    x = tr.x[:4]
+    assert not torch.equal(tr._d_in(x), x)
+    tr.step = 4  # fully decayed
+    assert torch.equal(tr._d_in(x), x)
+    off = _trainer(train__diffaugment__enabled=False)
+    state = off.gen_aug.get_state()
+    assert off._d_in(x) is x and torch.equal(off.gen_aug.get_state(), state)  # no draw from the stream
