@@ -48,10 +48,12 @@ class ModelConfig(_Section):
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
     embed_dim: int = Field(32, ge=1)
     """Size of the generator's label embedding (concatenated to z; ``concat`` and ``both`` conditioning)."""
-    conditioning: Literal["concat", "cbn", "both"] = "concat"
-    """How the generator sees the class: ``concat`` (a label embedding concatenated to z), ``cbn`` (class-conditional
-    batch norm: a per-class gain and bias after every hidden batch norm, as in SNGAN/BigGAN; zero at the start) or
-    ``both``. The discriminator is a projection discriminator in every case."""
+    conditioning: Literal["concat", "cbn", "both"] = "cbn"
+    """How the generator sees the class: ``cbn`` (class-conditional batch norm: a per-class gain and bias after every
+    hidden batch norm, as in SNGAN/BigGAN; zero at the start), ``concat`` (a label embedding concatenated to z: the
+    textbook DCGAN, the default before ``pipelines/bench_quality.py`` showed it collapsing in 3D and drifting in 2D)
+    or ``both``. The discriminator is a projection discriminator in every case. Checkpoints written before this key
+    existed are read as ``concat``."""
     spectral_norm: bool = True
     minibatch_std: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

@@ -239,15 +239,15 @@ def report(summary: dict[str, Any], class_names: dict[str, list[str]], which: st
         names = class_names.get(setting) or []
         head = ["variant", "seeds", "train s", "tracking"]
         for n in names:
-            head += [f"FD {n} (÷ default)", f"KID {n}", f"fidelity {n}", f"diversity {n}"]
+            head += [f"FD {n} (÷ default)", f"KID {n}", f"fidelity {n} (its sens.)", f"diversity {n}"]
         head += ["TSTR bal. acc.", "TRTR"]
         table = []
-        for key, r in rows.items():
+        for key, r in sorted(rows.items(), key=lambda kv: (not kv[0].startswith("default@"), kv[0])):
             q = r.get(which)
             cells = [key, len(r["seeds"]), f"{r['train_s']:.0f}", f"{100 * r['tracking_share']:.1f}%"]
             for c in range(len(names)):
                 cells += [f"{q['fd'][c]:.2f} ({q['fd_ratio_to_default'][c]:.2f})", f"{q['kid'][c]:.3f}",
-                          f"{q['fidelity'][c]:.2f}", f"{q['diversity_ratio'][c]:.2f}"] if q else ["", "", "", ""]
+                          f"{q['fidelity'][c]:.2f} ({q['sensitivity'][c]:.2f})", f"{q['diversity_ratio'][c]:.2f}"] if q else ["", "", "", ""]
             cells += [f"{r['tstr']:.3f}", f"{r['trtr']:.3f}"]
             table.append(cells)
         parts.append(f"### {setting} ({which} checkpoint)\n\n" + markdown_table(head, table))
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     results = collect(args.runs)
     names = {}
     for p in args.runs.glob("*/*/s*/tracking/reference.json"):
-        names[p.parents[2].name] = json.loads(p.read_text()).get("class_names")
+        names[p.parents[3].name] = json.loads(p.read_text()).get("class_names")
     summary = summarise(results)
     write_json(args.out, {"command": " ".join(sys.argv), "machine": bc.machine_info(), "runs": results,
                           "summary": summary, "class_names": names})

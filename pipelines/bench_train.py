@@ -60,8 +60,11 @@ QUICK = {"2d28": {"batch": 32, "steps": 3, "warmup": 1}, "2d64": {"batch": 8, "s
 SCALING = {(2, 28): [32, 128], (2, 64): [32, 128], (2, 128): [16, 64], (3, 28): [4, 16], (3, 64): [2, 4]}
 SCALING_QUICK = {(2, 28): [8], (3, 28): [2]}
 
+#: The matched arms: medgan with the reference's design (label embedding concatenated to z, no extra
+#: regularisers), so that only the engine differs.
 MATCHED = {"model.spectral_norm": False, "model.minibatch_std": False, "train.d_steps": 1,
-           "train.diffaugment.enabled": False, "train.r1_gamma": 0.0, "train.feature_matching": 0.0}
+           "train.diffaugment.enabled": False, "train.r1_gamma": 0.0, "train.feature_matching": 0.0,
+           "model.conditioning": "concat", "train.lecam": 0.0}
 
 
 # ------------------------------------------------------------------------------------ data and trainer

@@ -116,6 +116,8 @@ def make_checkpoint(path: str | Path, meta: dict[str, Any], step: int = 7, ema: 
         for m in g.modules():
             if isinstance(m, torch.nn.modules.conv._ConvNd):
                 m.weight.normal_(0.0, 0.5)
+        for table in getattr(g, "cbn", None) or ():  # class-conditional batch norm starts at zero: make it matter
+            table.weight.normal_(0.0, 0.5)
     # give BatchNorm non-trivial running statistics, as after training
     g.train()
     with torch.no_grad():

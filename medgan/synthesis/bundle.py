@@ -175,6 +175,7 @@ def bundle_inference(sampler, layout: str) -> dict[str, Any]:
             "size": int(sampler.meta["size"]), "num_classes": sampler.num_classes,
             "latent_dim": int(cfg.get("latent_dim", sampler.latent_dim)),
             "base_channels": int(cfg.get("base_channels", 64)), "embed_dim": int(cfg.get("embed_dim", 32)),
+            "conditioning": str(cfg.get("conditioning", "concat")),
         },
         "layout": layout,
         "network": "$torch.jit.load(@bundle_root + '/models/model.ts', map_location=@device).eval()",

@@ -93,6 +93,10 @@ def check_finite_weights(state: dict[str, Any] | None, what: str, path: str | Pa
                               f"'{bad[0]}'); use an earlier checkpoint of the run (checkpoints/step_N.pt)")
 
 
+#: The conditioning of checkpoints whose config predates ``model.conditioning``.
+LEGACY_CONDITIONING = "concat"
+
+
 @dataclass(frozen=True)
 class CheckpointChoice:
     """The checkpoint file a path stands for, and why that one."""
@@ -167,4 +171,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                                   "valid medgan checkpoint: pass one written by 'medgan train'")
     if not isinstance(ckpt.get("step", 0), int) or isinstance(ckpt.get("step"), bool):
         raise CheckpointError(f"{p}: 'step' is not an integer; the file is not a valid medgan checkpoint")
+    model = ckpt["config"].get("model")
+    if isinstance(model, dict) and "conditioning" not in model:
+        # written before model.conditioning existed: those generators concatenated a label embedding to z (the
+        # default is now class-conditional batch norm)
+        ckpt["config"]["model"] = {**model, "conditioning": LEGACY_CONDITIONING}
     return ckpt

@@ -67,3 +67,19 @@ def test_checkpoint_rebuilds_the_generator(tmp_path):
     with torch.no_grad():
         x = g(torch.randn(3, g.latent_dim), torch.tensor([0, 1, 2]))
     assert x.shape == (3, 1, 28, 28) and x.abs().max() <= 1
+
+
+def test_a_checkpoint_from_before_model_conditioning_is_read_as_concat(tmp_path):
+    from helpers import TINY_MODEL, make_checkpoint
+
+    from medgan.synthesis.sampler import Sampler
+
+    meta = {"name": "x", "class_names": ["a", "b"], "spatial_dims": 2, "channels": 1, "size": 28}
+    path = make_checkpoint(tmp_path / "old.pt", meta, model={**TINY_MODEL, "conditioning": "concat"})
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["model"]["conditioning"]  # as written before the key existed
+    save_checkpoint(path, ckpt)
+    assert load_checkpoint(path)["config"]["model"]["conditioning"] == "concat"
+    s = Sampler.from_checkpoint(path)
+    x, y = s.sample(2, seed=0)
+    assert x.shape == (4, 1, 28, 28) and y.tolist() == [0, 0, 1, 1]
