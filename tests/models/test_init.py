@@ -77,10 +77,12 @@ def test_bf16_autocast_forward():
 
 def test_builders_use_model_config():
     cfg = ModelConfig(latent_dim=12, base_channels=4, embed_dim=3, spectral_norm=False, minibatch_std=False,
-                      dropout=0.25)
+                      dropout=0.25, conditioning="both")
     g = build_generator(cfg, 2, 3, 64, 4)
     d = build_discriminator(cfg, 2, 3, 64, 4)
     assert g.latent_dim == 12 and g.embed.embedding_dim == 3 and g.out_channels == 3 and g.size == 64
+    assert g.conditioning == "both" and len(g.cbn) == 4 and g.cbn[0].num_embeddings == 4
+    assert build_generator(ModelConfig(), 2, 1, 28, 2).conditioning == "cbn"  # medgan's default
     assert d.mbstd is None and not d.use_spectral_norm
     assert any(isinstance(m, nn.Dropout) for m in d.modules())
     assert g(torch.randn(2, 12), torch.tensor([0, 3])).shape == (2, 3, 64, 64)
