@@ -140,10 +140,12 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     state["params"] = wanted
     write_json(state_path, state)
     ckpt = run_dir / "checkpoints" / "last.pt"
+    gan_dir = run_dir  # evaluate takes the run folder: its best.pt by tracked quality, else last.pt
     if args.gan_from:
         # evaluate another setting folder's generator (e.g. a tuning variant that only changes the evaluation)
         src_state = _state(Path(args.gan_from) / "study_state.json")
-        ckpt = Path(args.gan_from) / "gan" / "checkpoints" / "last.pt"
+        gan_dir = Path(args.gan_from) / "gan"
+        ckpt = gan_dir / "checkpoints" / "last.pt"
         if not (src_state.get("train_done") and ckpt.is_file()):
             raise SystemExit(f"--gan-from {args.gan_from}: no finished GAN training there (run that setting first)")
         for k in ("train_seconds", "train_command", "train_done"):
@@ -165,7 +167,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     if not state.get("evaluate_done"):
         if report_dir.exists():
             shutil.rmtree(report_dir)  # a partial report from an interrupted run
-        cmd = evaluate_command(setting, ckpt, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier,
+        cmd = evaluate_command(setting, gan_dir, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier,
                                args.filter_confidence)
         state["evaluate_load_before"] = bc.loadavg()
         state["evaluate_seconds"] = run_logged(cmd, log_path, env)
