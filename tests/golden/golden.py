@@ -42,7 +42,7 @@ TINY = {
               "collapse_every": 3, "ema_decay": 0.9, "progress": False, "device": "cpu", "threads": 1},
 }
 #: report.json keys whose values depend on time or on where files are
-VOLATILE = {"seconds", "total_s", "per_arm_s", "timing", "path", "checkpoint", "files", "data_dir", "elapsed_s",
+VOLATILE = {"seconds", "q_seconds", "total_s", "per_arm_s", "timing", "path", "checkpoint", "files", "data_dir", "elapsed_s",
             "images_per_s"}
 
 
