@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_dataset(args.dataset, download=False)
+    data = load_dataset(args.dataset, data_dir=bc.DATA_DIR, download=False)
     td = prepare(data, 28)
     steps = math.ceil(len(td.y["train"]) / args.batch_size)
     protocol = Protocol(args.classifier, args.epochs, args.epochs + 1, args.batch_size, args.lr, steps, args.select,
