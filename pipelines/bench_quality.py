@@ -143,7 +143,7 @@ def tstr(run: Path, threads: int) -> dict[str, Any]:
     choice = resolve_checkpoint(run)
     s = Sampler.from_checkpoint(choice.path)
     d = s.config["data"]
-    data = load_dataset(d["dataset"], scarce=list(d["scarce"] or []), download=False)
+    data = load_dataset(d["dataset"], data_dir=bc.DATA_DIR, scarce=list(d["scarce"] or []), download=False)
     td = prepare(data, int(s.meta["size"]))
     k = data.num_classes
     n_syn = int(max(td.y["train"].bincount(minlength=k)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from medgan.errors import CheckpointError, MedganError
 from medgan.models.fused import AMP_MODES, FusedGenerator
 from medgan.runtime import ordered_map, resolve_device
 from medgan.synthesis.seeds import derive_seeds, latents_for_seeds
+
+if TYPE_CHECKING:
+    from medgan.training.checkpoint import CheckpointChoice
 
 #: Default bound on how often a sample flagged by a ``filter_fn`` is redrawn before it is kept anyway.
 MAX_REDRAWS = 8
@@ -116,20 +119,22 @@ class Sampler:
 
         ``amp``: ``off`` (fp32) or ``bf16`` (bfloat16 inference; see :class:`FusedGenerator`).
         """
-        from medgan.training.checkpoint import load_checkpoint
+        from medgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 
-        return cls.from_loaded(load_checkpoint(path, map_location="cpu"), path, use_ema, device, amp, fuse)
+        choice = resolve_checkpoint(path)  # once: the file loaded is the file hashed, even while a run writes best.pt
+        return cls.from_loaded(load_checkpoint(choice.path, map_location="cpu"), choice, use_ema, device, amp, fuse)
 
     @classmethod
-    def from_loaded(cls, ckpt: dict[str, Any], path: str | Path, use_ema: bool = True,
+    def from_loaded(cls, ckpt: dict[str, Any], path: str | Path | CheckpointChoice, use_ema: bool = True,
                     device: str | torch.device = "cpu", amp: str = "off", fuse: bool = True) -> Sampler:
         """:meth:`from_checkpoint` for a checkpoint dict already loaded (by
-        :func:`~medgan.training.checkpoint.load_checkpoint`) from ``path``, which is hashed for provenance."""
+        :func:`~medgan.training.checkpoint.load_checkpoint`) from ``path`` (or the resolved choice of a run folder),
+        which is hashed for provenance."""
         from medgan.config import ModelConfig
         from medgan.io import file_sha256
-        from medgan.training.checkpoint import resolve_checkpoint
+        from medgan.training.checkpoint import CheckpointChoice, resolve_checkpoint
 
-        choice = resolve_checkpoint(path)  # a run folder: hash the file load_checkpoint read (best.pt or last.pt)
+        choice = path if isinstance(path, CheckpointChoice) else resolve_checkpoint(path)
         p = choice.path
         meta = ckpt["data"]
         try:
