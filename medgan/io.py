@@ -10,6 +10,9 @@ Nothing here imports from the rest of medgan (beyond :mod:`medgan.errors`), so a
 * :func:`json_safe` / :func:`write_json`: the one JSON policy of medgan: NaN and infinities become ``null``,
   numpy and torch scalars and arrays become plain numbers and lists.
 * :func:`markdown_table`: a GitHub-flavoured Markdown table.
+* :func:`append_text`: an append to a log (``metrics.jsonl``, ``train.log``).
+* Owners: while a command's :class:`medgan.outputs.OutputFolder` is open (:func:`register_owner`), every
+  :func:`atomic_write` and :func:`append_text` into it is checked against the folder's ownership rule and recorded.
 * :func:`is_disk_error` / :func:`ensure_writable_dir`: a full, over-quota or read-only disk is the user's to fix:
   callers turn it into one line (:class:`medgan.errors.OutputError`) instead of a traceback.
 """
@@ -44,6 +47,43 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+#: Open output folders (:class:`medgan.outputs.OutputFolder`), innermost last.
+_OWNERS: list[Any] = []
+
+
+def register_owner(owner: Any) -> None:
+    """Route writes under ``owner.path`` through ``owner`` (its ``before_*``/``after_*`` hooks)."""
+    _OWNERS.append(owner)
+
+
+def unregister_owner(owner: Any) -> None:
+    if owner in _OWNERS:
+        _OWNERS.remove(owner)
+
+
+def owner_of(path: str | Path) -> Any:
+    """The open output folder ``path`` lies in, or ``None``."""
+    for o in reversed(_OWNERS):
+        if o.rel(path) is not None:
+            return o
+    return None
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path`` and flush, recorded by the output folder it lies in (if any)."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    owner = owner_of(path)
+    if owner is not None:
+        owner.before_append(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+    if owner is not None:
+        owner.after_append(path)
+
+
 def atomic_write(path: str | Path, content: bytes | str | Callable[[IO[bytes]], Any], *, fsync: bool = True) -> Path:
     """Write ``content`` (bytes, text as UTF-8, or a function called with the open binary file) to ``path``
     through a temporary file in the same folder and a rename; the file gets :func:`default_file_mode`.
@@ -51,6 +91,9 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[IO[bytes]], 
     On any failure (including ``KeyboardInterrupt``) the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
+    owner = owner_of(path)
+    if owner is not None:
+        owner.check_one(owner.rel(path))  # a link or a file that is not medgan's: refused before the write
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, str):
         content = content.encode("utf-8")
@@ -65,7 +108,11 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[IO[bytes]], 
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
+        if owner is not None:
+            owner.before_replace(path, tmp)
         os.replace(tmp, path)
+        if owner is not None:
+            owner.after_replace(path)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)

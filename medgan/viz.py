@@ -62,6 +62,22 @@ def grid_array(images: torch.Tensor | np.ndarray, labels, class_names: list[str]
     return (out * 255).round().astype(np.uint8)
 
 
+#: The PNG ``Software`` text of every figure medgan saves: how a single file (``info --grid``) proves it is
+#: medgan's before it is replaced.
+PNG_SOFTWARE = "medgan"
+
+
+def is_medgan_png(path: str | Path) -> bool:
+    """Whether ``path`` is a PNG figure medgan saved (its ``Software`` text is :data:`PNG_SOFTWARE`)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == PNG_SOFTWARE
+    except Exception:  # unreadable or not an image: not medgan's
+        return False
+
+
 def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it. The saved area is the
     figure's tight bounding box (``bbox_inches="tight"``), so no title, label or legend is cut off."""
@@ -69,7 +85,8 @@ def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
 
     path = Path(path)
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08,
+                                                 metadata={"Software": PNG_SOFTWARE}))
     finally:
         plt.close(fig)
     return path

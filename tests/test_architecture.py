@@ -13,7 +13,7 @@ PKG = ROOT / "medgan"
 
 #: Layers from the bottom up; a module may import its own layer and the layers below it.
 LAYERS = [
-    ("medgan", "medgan.errors", "medgan.io", "medgan.locks", "medgan.runtime", "medgan.config", "medgan.viz"),
+    ("medgan", "medgan.errors", "medgan.io", "medgan.locks", "medgan.outputs", "medgan.runtime", "medgan.config", "medgan.viz"),
     ("medgan.data",),
     ("medgan.models", "medgan.distances"),
     ("medgan.classify",),

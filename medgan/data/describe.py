@@ -168,6 +168,11 @@ def dataset_report(cfg: DataConfig, grid: str | Path | None = None, per_class: i
     """Load the dataset of a data config, describe it, and write the example grid if asked (the ``info`` CLI)."""
     from medgan.data.sources import load_dataset
 
+    if grid is not None:  # before any work: a new path or a grid medgan wrote, never a user's file
+        from medgan.outputs import replaceable_file
+        from medgan.viz import is_medgan_png
+
+        replaceable_file(grid, is_medgan_png, "--grid")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split_seed=cfg.split_seed, download=cfg.download,
                         scarce=cfg.scarce or None)
     text = describe(data, cfg.size)

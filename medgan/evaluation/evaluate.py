@@ -164,23 +164,31 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     ev = cfg.evaluate
     t_start = time.perf_counter()
     arms = check_request(ev, checkpoint, synthetic)
-    lock = None
+    lock = files = None
     if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
+        from medgan.evaluation.runstore import REPORT_FILES, check_runs, legacy_files
         from medgan.io import ensure_writable_dir
         from medgan.locks import FolderLock
+        from medgan.outputs import OutputFolder
 
         ensure_writable_dir(out_dir)
         lock = FolderLock(out_dir, "medgan evaluate").acquire()  # one evaluation per report folder
     try:
-        return _evaluate(cfg, arms, checkpoint, synthetic, out_dir, say, progress, restart, t_start)
+        if lock is not None:  # medgan's own folder, nothing of the user's in the way (medgan.outputs)
+            files = OutputFolder(out_dir, "evaluate", legacy=legacy_files).open()
+            files.check(REPORT_FILES)
+            check_runs(files)
+        return _evaluate(cfg, arms, checkpoint, synthetic, files, say, progress, restart, t_start)
     finally:
+        if files is not None:
+            files.close()
         if lock is not None:
             lock.release()
 
 
-def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say, progress: bool, restart: bool,
+def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, progress: bool, restart: bool,
               t_start: float) -> Report:
-    """The stages of :func:`evaluate` (module docstring), with ``out_dir`` locked."""
+    """The stages of :func:`evaluate` (module docstring), with the output folder (``files``) locked and open."""
     from medgan.data.preprocess import prepare
     from medgan.evaluation.pool import filter_pool
     from medgan.evaluation.runstore import RunStore
@@ -213,7 +221,7 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say,
     if pool is not None:
         study.pool_x, study.pool_y = pool.array_images, pool.labels
     # the largest group the settings allow (groups are fixed seed ranges, part of what a run depends on)
-    study.store = RunStore(out_dir, request_of(cfg, data, pool, device, study.group_size(2**20)), restart)
+    study.store = RunStore(files, request_of(cfg, data, pool, device, study.group_size(2**20)), restart)
     runs, arm_seconds = run_arms(study, arms, say, progress)
 
     quality = privacy = None
@@ -224,7 +232,8 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, out_dir, say,
             feature_model = study.reference_model()
         quality, privacy, images = check_samples(study, feature_model, say)
     return _report(cfg, data, study, arms, runs, pool, filter_info, quality, privacy, images,
-                   {"total_s": time.perf_counter() - t_start, "per_arm_s": arm_seconds}, out_dir, t_start)
+                   {"total_s": time.perf_counter() - t_start, "per_arm_s": arm_seconds},
+                   files.path if files is not None else None, t_start)
 
 
 def _grouping(runs: dict[str, list[dict[str, Any]]]) -> str:

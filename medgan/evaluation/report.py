@@ -21,7 +21,8 @@ from typing import Any
 
 from medgan.evaluation.comparison import TABLE_METRICS
 from medgan.evaluation.report_sections import privacy_markdown, quality_markdown
-from medgan.io import atomic_write, json_safe, markdown_table
+from medgan.evaluation.runstore import REPORT_FILES
+from medgan.io import atomic_write, json_safe, markdown_table, owner_of
 
 
 def format_ci(s: dict[str, float] | None, digits: int = 3) -> str:
@@ -54,6 +55,10 @@ class Report:
         md = out / "report.md"
         atomic_write(md, self.markdown())
         paths += [md, self.write_json(out)]
+        owner = owner_of(out / "report.md")
+        for name in set(REPORT_FILES) - set(self.data["files"]):  # a figure of an earlier report that has none now
+            if owner is not None and (out / name).is_file():
+                owner.remove(name)
         return paths
 
     def write_json(self, out_dir: str | Path) -> Path:

@@ -23,7 +23,6 @@ them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,17 +65,43 @@ class ExportResult:
                 f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]")
 
 
-def _prepare_out(out: Path, overwrite: bool, folder: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise OutputError(f"{out} exists; pass --overwrite to replace it or choose another --out")
-        if out.is_dir() and not folder:
-            raise OutputError(f"{out} is a folder; pass a file path for this format")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
+#: The mark every export carries (a TorchScript extra file, an ONNX metadata property): ``--overwrite`` replaces
+#: only a file that has it, i.e. one medgan exported (never a checkpoint or a user's model).
+EXPORT_MARK = "medgan_export"
+
+
+def is_medgan_export(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript or ONNX file medgan exported (it carries :data:`EXPORT_MARK`)."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith(f"/extra/{EXPORT_MARK}.json") for n in z.namelist())
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return any(p.key == EXPORT_MARK for p in model.metadata_props)
+    except Exception:  # not a zip, not ONNX, unreadable: not medgan's
+        return False
+
+
+def _check_single_out(out: Path, overwrite: bool, source: Path | None) -> None:
+    """``--out`` of a one-file export: a new path, or (``--overwrite``) a file medgan exported; never the
+    checkpoint being exported."""
+    from medgan.outputs import replaceable_file
+
+    if source is not None and out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise OutputError(f"--out {out} is the checkpoint being exported; choose another --out")
+    replaceable_file(out, is_medgan_export, "--out", overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _mark(sampler) -> str:
+    from medgan import __version__
+
+    return json.dumps({"medgan_version": __version__, "checkpoint_sha256": sampler.checkpoint_sha256,
+                       "generator_step": sampler.step})
 
 
 def exported_module(sampler, layout: str = "monai") -> tuple[ExportedGenerator, tuple[torch.Tensor, torch.Tensor]]:
@@ -92,25 +117,34 @@ def exported_module(sampler, layout: str = "monai") -> tuple[ExportedGenerator, 
     return module, example
 
 
-def _torchscript(module: torch.nn.Module, example, path: Path) -> None:
+def _torchscript(module: torch.nn.Module, example, path: Path, mark: str) -> None:
+    from medgan.io import atomic_write
+
     with torch.no_grad():
         traced = torch.jit.trace(module, example, check_trace=False)
-    traced.save(str(path))
+    atomic_write(path, lambda f: torch.jit.save(traced, f, _extra_files={f"{EXPORT_MARK}.json": mark}))
 
 
-def _onnx(module: torch.nn.Module, example, path: Path) -> None:
+def _onnx(module: torch.nn.Module, example, path: Path, mark: str) -> None:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise MedganError("ONNX export needs the 'onnx' package: pip install 'medgan[export]' (onnx, onnxruntime)") \
             from None
+    import io as _io
     import warnings
 
+    from medgan.io import atomic_write
+
+    buf = _io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, example, str(path), dynamo=False, input_names=["z", "y"], output_names=["image"],
+        torch.onnx.export(module, example, buf, dynamo=False, input_names=["z", "y"], output_names=["image"],
                           dynamic_axes={"z": {0: "batch"}, "y": {0: "batch"}, "image": {0: "batch"}},
                           opset_version=ONNX_OPSET)
+    model = onnx.load_from_string(buf.getvalue())
+    onnx.helper.set_model_props(model, {EXPORT_MARK: mark})
+    atomic_write(path, model.SerializeToString())
 
 
 def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
@@ -190,21 +224,45 @@ def bundle_inference(sampler, layout: str) -> dict[str, Any]:
     }
 
 
+#: The files of a bundle (relative to its folder).
+BUNDLE_FILES = ("models/model.ts", "models/model.pt", "configs/metadata.json", "configs/inference.json",
+                "docs/README.md")
+
+
 def _bundle(sampler, module, example, out: Path, layout: str) -> None:
-    (out / "configs").mkdir(parents=True)
-    (out / "models").mkdir()
-    (out / "docs").mkdir()
-    _torchscript(module, example, out / "models" / "model.ts")
-    torch.save(sampler.generator.state_dict(), out / "models" / "model.pt")
-    (out / "configs" / "metadata.json").write_text(json.dumps(bundle_metadata(sampler, layout), indent=2) + "\n")
-    (out / "configs" / "inference.json").write_text(json.dumps(bundle_inference(sampler, layout), indent=2) + "\n")
-    (out / "docs" / "README.md").write_text(
+    """Write the bundle's files into ``out`` (an open :class:`~medgan.outputs.OutputFolder`: each file written
+    atomically and recorded; a file medgan did not write is never replaced)."""
+    from medgan.io import atomic_write
+
+    _torchscript(module, example, out / "models" / "model.ts", _mark(sampler))
+    atomic_write(out / "models" / "model.pt", lambda f: torch.save(sampler.generator.state_dict(), f))
+    atomic_write(out / "configs" / "metadata.json", json.dumps(bundle_metadata(sampler, layout), indent=2) + "\n")
+    atomic_write(out / "configs" / "inference.json", json.dumps(bundle_inference(sampler, layout), indent=2) + "\n")
+    atomic_write(out / "docs" / "README.md",
         "# medgan conditional generator\n\nSYNTHETIC images, not real patient data. `configs/metadata.json` names "
         "the classes and the intensity mapping.\n\n```python\nfrom monai.bundle import ConfigParser\n"
         "p = ConfigParser()\np.read_config('configs/inference.json')\np['bundle_root'] = '.'\n"
         "p['class_index'] = 0\nimages = p.get_parsed_content('images')  # (8, C, *spatial) in [-1, 1]\n```\n"
         "`network` is the TorchScript module (no medgan needed); `network_def` builds medgan's own module for "
         "`models/model.pt`.\n")
+
+
+def bundle_folder(out: Path, overwrite: bool):
+    """The bundle's folder, opened under the ownership rule (:mod:`medgan.outputs`): new or empty, or (with
+    ``overwrite``) a bundle medgan exported whose files are still medgan's; anything else refused naming it."""
+    from medgan.outputs import OutputFolder
+
+    folder = OutputFolder(out, "export")
+    if out.is_dir() and folder.entries() and not overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace the bundle medgan exported there or choose "
+                          "another --out")
+    folder.open()
+    try:
+        folder.check(BUNDLE_FILES)
+    except BaseException:
+        folder.close()
+        raise
+    return folder
 
 
 def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_ema: bool = True,  # noqa: A002
@@ -216,14 +274,22 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
     fmt = str(format).lower()
     if fmt not in EXPORT_FORMATS:
         raise MedganError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
-    module, example = exported_module(sampler, layout)
     out = Path(out)
-    _prepare_out(out, overwrite, folder=fmt == "bundle")
-    if fmt == "torchscript":
-        _torchscript(module, example, out)
-    elif fmt == "onnx":
-        _onnx(module, example, out)
+    if fmt != "bundle":  # checked before the checkpoint is even read
+        _check_single_out(out, overwrite, Path(checkpoint))
+        folder = None
     else:
-        _bundle(sampler, module, example, out, layout)
+        folder = bundle_folder(out, overwrite)
+    try:
+        sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
+        module, example = exported_module(sampler, layout)
+        if fmt == "torchscript":
+            _torchscript(module, example, out, _mark(sampler))
+        elif fmt == "onnx":
+            _onnx(module, example, out, _mark(sampler))
+        else:
+            _bundle(sampler, module, example, out, layout)
+    finally:
+        if folder is not None:
+            folder.close()
     return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim)

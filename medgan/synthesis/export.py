@@ -294,7 +294,7 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
             mf.flush()
             os.fsync(mf.fileno())
         os.replace(tmp_manifest, out / MANIFEST)
-        info = {**job.info(), "manifest_sha256": file_sha256(out / MANIFEST)}
+        info = {**job.info(), "manifest_sha256": file_sha256(out / MANIFEST), "files": _file_hashes(out)}
         write_bytes_fast(out / INFO, (json.dumps(info, indent=2) + "\n").encode())
         if hasattr(os, "sync"):
             os.sync()  # every file of the run reaches the disk before the run is swapped in
@@ -304,6 +304,18 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
             os.unlink(tmp_manifest)
         raise
     return row, redraws, extra
+
+
+def _file_hashes(stage: Path) -> dict[str, str]:
+    """SHA-256 of every sample file of the staged run (relative paths): ``--overwrite`` later removes a file only
+    while it still has this content (a user's image copied over one of them stays)."""
+    out = {}
+    for root, _dirs, names in os.walk(stage):
+        for n in names:
+            rel = Path(os.path.relpath(os.path.join(root, n), stage)).as_posix()
+            if rel not in (MANIFEST, INFO):
+                out[rel] = file_sha256(os.path.join(root, n))
+    return dict(sorted(out.items()))
 
 
 def read_manifest(folder: str | Path) -> list[dict[str, str]]:

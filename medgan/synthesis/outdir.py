@@ -1,13 +1,14 @@
 """The output folder of ``medgan augment``: what medgan owns there, the staging folder, and the swap.
 
-**Ownership.** ``--overwrite`` only ever removes files medgan can prove it wrote. A folder holds a previous
-``medgan augment`` run when its ``augment.json`` is medgan's record (format, class names, per-class counts,
-checkpoint hash) and the ``manifest.csv`` beside it is the one that run wrote: ``augment.json`` records the
-manifest's SHA-256 (``manifest_sha256``). Folders written by medgan before that record existed are accepted when
-the manifest has exactly medgan's columns and lists only files of the run. The run's files are then known
-exactly, from the counts and the naming rule (``<class folder>/<index>.<ext>``, or ``synthetic.npz``); anything
-else in the folder is the user's and stays. A folder with files but no such record is refused, whatever
-``manifest.csv`` it holds.
+**Ownership** (the rule of :mod:`medgan.outputs`, with a staged run swapped in whole). ``--overwrite`` only ever
+removes files medgan can prove it wrote. A folder holds a previous ``medgan augment`` run when its
+``augment.json`` is medgan's record (format, class names, per-class counts, checkpoint hash) and the
+``manifest.csv`` beside it is the one that run wrote: ``augment.json`` records the manifest's SHA-256
+(``manifest_sha256``) and the SHA-256 of every sample file (``files``). A sample file is removed only while it
+still has its recorded content: a user's file copied over one of them is not medgan's, stays, and stops a new run
+that would need its path. Anything else in the folder is the user's and stays. A folder with files but no such
+record is refused, whatever ``manifest.csv`` it holds; so is ``--overwrite`` of a run written by an older medgan
+that recorded no per-file hashes (medgan cannot prove which of its files are still its own).
 
 **Staging.** A run writes everything (sample files, ``manifest.csv``, ``augment.json``) into the hidden
 ``OUT/.medgan-staging/`` (dataset loaders skip hidden entries) while a previous run stays complete beside it. Only
@@ -63,6 +64,9 @@ class Layout:
         self.ext = EXTENSIONS[self.fmt]
         self.per_dir = {d: counts.get(n, 0) for d, n in zip(class_dirs(names), names, strict=True)
                         if counts.get(n, 0) > 0}
+        files = info.get("files")
+        self.hashes: dict[str, str] | None = ({str(k): str(v) for k, v in files.items()}
+                                              if isinstance(files, dict) else None)
 
     @property
     def tops(self) -> list[str]:
@@ -79,6 +83,13 @@ class Layout:
             return False
         stem = name[: -len(self.ext)]
         return len(stem) == self.width and stem.isdigit() and int(stem) < k
+
+    def proven(self, out: Path, rel: str) -> bool:
+        """Whether ``out/rel`` is one of the run's files and still holds the content the run recorded (not a link)."""
+        p = out / rel
+        if self.hashes is None or rel not in self.hashes or p.is_symlink() or not p.is_file():
+            return False
+        return file_sha256(p) == self.hashes[rel]
 
 
 def read_run(out: Path) -> Layout | None:
@@ -140,15 +151,20 @@ def prepare(out: Path, overwrite: bool, new: Layout) -> Layout | None:
     if not overwrite:
         raise OutputError(f"output folder {out} is not empty; pass --overwrite to replace its previous medgan "
                           "augment run (other files stay) or choose a new --out")
+    if prev.hashes is None:
+        raise OutputError(f"--overwrite: the run in {out} was written by an older medgan augment that recorded no "
+                          "per-file hashes, so medgan cannot prove which files are still its own; remove that run "
+                          "yourself or choose a new --out")
     for top in new.tops:
         p = out / top
         if not p.exists() and not p.is_symlink():
             continue
         if new.fmt == "npz" or not p.is_dir() or p.is_symlink():
-            clash = None if prev.owns(top) or (top in prev.per_dir and p.is_dir() and not p.is_symlink()) else top
+            clash = None if prev.proven(out, top) or (top in prev.per_dir and p.is_dir() and not p.is_symlink()) \
+                else top
         else:
             clash = next((f"{top}/{f}" for f in sorted(os.listdir(p)) if new.owns(f"{top}/{f}")
-                          and not prev.owns(f"{top}/{f}")), None)
+                          and not prev.proven(out, f"{top}/{f}")), None)
         if clash is not None:
             raise OutputError(f"{out / clash} exists and was not written by medgan augment; move it away or choose "
                               "another --out")
@@ -156,21 +172,20 @@ def prepare(out: Path, overwrite: bool, new: Layout) -> Layout | None:
 
 
 def remove_run(out: Path, run: Layout) -> None:
-    """Remove a previous run: its manifest first, then its sample files (and temporaries of older medgan
-    versions beside them), empty class folders, and its ``augment.json`` last. Other files stay."""
+    """Remove a previous run: its manifest first, then its sample files that still hold their recorded content,
+    empty class folders, and its ``augment.json`` last. Other files stay."""
     (out / MANIFEST).unlink(missing_ok=True)
     for top in run.tops:
         p = out / top
         if run.fmt == "npz":
-            p.unlink(missing_ok=True)
-            (out / f".{NPZ_NAME}.tmp").unlink(missing_ok=True)
+            if run.proven(out, top):
+                p.unlink()
             continue
         if not p.is_dir() or p.is_symlink():
             continue
         for name in os.listdir(p):
-            base = name[1:-4] if name.startswith(".") and name.endswith(".tmp") else name
-            if run.owns(f"{top}/{base}"):
-                (p / name).unlink(missing_ok=True)
+            if run.proven(out, f"{top}/{name}"):
+                (p / name).unlink()
         try:
             p.rmdir()  # only when nothing of the user's is left in it
         except OSError:

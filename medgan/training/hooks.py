@@ -63,6 +63,8 @@ class RunState:
     """The best tracked quality so far (``best_score``, ``best_step``); saved in every checkpoint's ``state``."""
     save_best: dict[str, Any] | None = None
     """Set by quality tracking at a new best: the ``quality`` record that ``checkpoints/best.pt`` gets."""
+    files: Any = None
+    """The run folder's :class:`~medgan.outputs.OutputFolder` (rank 0; ``None`` on other ranks)."""
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint of the run now: the trainer's payload with the tracking state."""

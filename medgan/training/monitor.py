@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan.errors import TrainingError
-from medgan.io import atomic_write, json_safe
+from medgan.io import append_text, atomic_write, json_safe
 
 log = logging.getLogger("medgan.train")
 
@@ -39,10 +39,7 @@ class MetricsLog:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-            f.flush()
+        append_text(self.path, json.dumps(json_safe(record), allow_nan=False) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
         """All records (a torn last line, e.g. after a crash, is skipped)."""
@@ -255,10 +252,25 @@ def warn(msg: str, progress=None) -> None:
         print(f"medgan: warning: {msg}", file=sys.stderr)
 
 
+class _AppendHandler(logging.Handler):
+    """A log handler appending each record to a file through :func:`medgan.io.append_text` (so the run folder
+    records the log as medgan's, line by line)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            append_text(self.path, self.format(record) + "\n")
+        except Exception:  # a log line must never stop a run (as logging.FileHandler)
+            self.handleError(record)
+
+
 def add_file_log(path: str | Path) -> logging.Handler:
     """Mirror the ``medgan.train`` logger into ``path`` (the run's ``train.log``); returns the handler."""
     os.makedirs(Path(path).parent, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _AppendHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     if log.level == logging.NOTSET or log.level > logging.INFO:

@@ -45,6 +45,7 @@ import torch
 from medgan.errors import CheckpointError, OutputError
 from medgan.io import atomic_write, is_disk_error
 from medgan.locks import FolderLock
+from medgan.outputs import OutputFolder
 from medgan.runtime import derive_seed
 from medgan.training import hooks, monitor
 from medgan.training.checkpoint import check_finite_weights, load_checkpoint, save_checkpoint
@@ -93,18 +94,48 @@ class TrainResult:
         return "\n".join(lines)
 
 
-RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
-#: Written first into every run folder: proves that medgan made the folder's files (so a failed run can be
-#: started over without touching anything else).
+#: Written first into every run folder: marks a medgan run (older medgan versions kept no other record).
 RUN_MARK = ".medgan-run"
+#: What a run writes (``fnmatch`` patterns relative to the run folder).
+RUN_FILES = (RUN_MARK, "config.yaml", "train.log", "metrics.jsonl", "curves.png", "checkpoints/*.pt", "samples/*.png",
+             "tracking/*", "tensorboard/events.out.tfevents.*")
+#: What a run that stopped before its first checkpoint wrote and a start-over replaces.
+RESTART_FILES = ("metrics.jsonl", "curves.png", "samples/*.png", "checkpoints/best.pt", "checkpoints/step_*.pt",
+                 "tensorboard/events.out.tfevents.*")
 
 
-def check_run_dir(out: Path, resume: bool) -> tuple[Path | None, bool]:
+def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(rel, p) and rel.count("/") == p.count("/") for p in patterns)
+
+
+def _legacy_run(out: Path) -> list[str] | None:
+    """The files of a run folder written by a medgan that kept no ownership record (it has the run mark)."""
+    if not (out / RUN_MARK).is_file():
+        return None
+    found = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+    return [r for r in found if _matches(r, RUN_FILES)]
+
+
+def run_folder(out: Path) -> OutputFolder:
+    """The run folder as :class:`~medgan.outputs.OutputFolder` (not yet opened)."""
+    return OutputFolder(out, "train", legacy=_legacy_run)
+
+
+def check_run_dir(files: OutputFolder, resume: bool) -> tuple[Path | None, bool]:
     """Refuse to overwrite a run; returns the checkpoint to continue from (with ``resume``) and whether the folder
-    holds a medgan run that stopped before its first checkpoint (started over from step 0)."""
+    holds a medgan run that stopped before its first checkpoint (started over from step 0).
+
+    ``files`` is the opened run folder (a folder medgan did not write was refused when it was opened). Every file
+    the run will replace must still be the one medgan wrote: one that was changed or put there since stops the
+    run now, naming it."""
+    out = files.path
     last = out / "checkpoints" / "last.pt"
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file; pass a folder for the run")
+    existing = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() or p.is_symlink()]
+    files.check(sorted({*(r for r in existing if _matches(r, RUN_FILES)), RUN_MARK, "config.yaml", "train.log",
+                        "metrics.jsonl", "curves.png", "samples/real.png", "checkpoints/last.pt",
+                        "checkpoints/best.pt", "checkpoints", "samples", "tracking", "tensorboard"}))
     if last.is_file():
         if resume:
             return last, False
@@ -112,25 +143,25 @@ def check_run_dir(out: Path, resume: bool) -> tuple[Path | None, bool]:
                           "another --out")
     if (out / RUN_MARK).is_file():  # medgan's own run that never reached a checkpoint: start it over
         return None, True
-    held = [m for m in RUN_MARKERS if (out / m).exists()]
     if resume:
         raise CheckpointError(f"--resume: no checkpoint at {last}; drop --resume to start a new run there")
-    if held:
-        raise OutputError(f"{out} already holds a run without a checkpoint ({', '.join(held)}) that medgan did not "
-                          "mark as its own (no .medgan-run); remove those files or pass another --out")
     return None, False
 
 
-def _clean_stale(out: Path, restart: bool) -> None:
-    """Remove temporaries of interrupted atomic writes; when ``restart``, also what the failed run wrote (it
-    never reached a checkpoint, so none of it describes the new run)."""
-    for d in (out, out / "checkpoints", out / "samples"):
-        for tmp in d.glob(".*.tmp") if d.is_dir() else ():
-            tmp.unlink(missing_ok=True)
+def _clean_stale(files: OutputFolder, restart: bool) -> None:
+    """Remove temporaries of medgan's interrupted atomic writes; when ``restart``, also what the failed run wrote
+    (it never reached a checkpoint, so none of it describes the new run), file by file, only what medgan wrote."""
+    out = files.path
+    for d in ("", "checkpoints", "samples"):
+        folder = out / d
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for tmp in folder.glob(".*.tmp"):  # atomic_write's temporaries: .<name>.<random>.tmp
+            base = tmp.name[1:-4].rsplit(".", 1)[0]
+            if _matches(f"{d}/{base}" if d else base, RUN_FILES):
+                tmp.unlink(missing_ok=True)
     if restart:
-        for p in [out / "metrics.jsonl", out / "curves.png", *out.glob("samples/*.png"), out / "checkpoints" / "best.pt",
-                  *out.glob("checkpoints/step_*.pt"), *out.glob("tensorboard/events.out.tfevents.*")]:
-            p.unlink(missing_ok=True)
+        files.remove_matching(keep=lambda r: not _matches(r, RESTART_FILES))
 
 
 def _disk_error(e: OSError, out: Path, state: RunState | None) -> OutputError:
@@ -189,9 +220,8 @@ def _setup_run_dir(state: RunState, resume: bool, start: int, restart: bool) -> 
     reference."""
     trainer, cfg, out = state.trainer, state.cfg, state.out
     t, tdata = cfg.train, trainer.tdata
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / RUN_MARK, "medgan train run folder\n")
-    _clean_stale(out, restart)
+    _clean_stale(state.files, restart)
     (out / "checkpoints").mkdir(exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     atomic_write(out / "config.yaml", cfg.to_yaml())
@@ -253,12 +283,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
     out = Path(out_dir)
     dist, owns_group = init_distributed(cfg.train.device)
     lock = FolderLock(out, "medgan train") if dist.is_main else None
+    files = run_folder(out) if dist.is_main else None
     state: RunState | None = None
     handler = None
     try:
         if lock is not None:
             lock.acquire()
-        state, handler = _start(cfg, out, resume, dist)
+            files.open()
+        state, handler = _start(cfg, out, resume, dist, files)
         return _run(state)
     except OSError as e:
         if is_disk_error(e):
@@ -268,18 +300,28 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> TrainResult
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        if files is not None:
+            if state is not None and state.tb is not None:
+                for p in sorted((out / "tensorboard").glob("events.out.tfevents.*")):
+                    files.adopt(p.relative_to(files.path).as_posix())
+            files.close()
         if lock is not None:
             lock.release()
         close_distributed(owns_group)
 
 
-def _start(cfg: Config, out: Path, resume: bool, dist) -> tuple[RunState, logging.Handler | None]:
+def _start(cfg: Config, out: Path, resume: bool, dist, files: OutputFolder | None
+           ) -> tuple[RunState, logging.Handler | None]:
     """Setup: the run folder, the data, the trainer (from the checkpoint when resuming)."""
     from medgan.data.preprocess import prepare
     from medgan.data.sources import load_dataset
 
     t = cfg.train
-    ckpt_path, restart = check_run_dir(out, resume)
+    if files is not None:
+        ckpt_path, restart = check_run_dir(files, resume)
+    else:  # another rank: rank 0 checked the folder
+        last = out / "checkpoints" / "last.pt"
+        ckpt_path, restart = (last if resume and last.is_file() else None), False
     ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
     if ckpt is not None:
         for key in ("generator", "ema_generator", "discriminator"):
@@ -302,7 +344,7 @@ def _start(cfg: Config, out: Path, resume: bool, dist) -> tuple[RunState, loggin
     state = RunState(trainer, cfg, out, dist, data.name, monitor.MetricsLog(out / "metrics.jsonl"),
                      monitor.Progress(t.steps, start, False), z_fix=z_fix, y_fix=y_fix, step=start,
                      last_ckpt=out / "checkpoints" / "last.pt" if start > 0 else None,
-                     last_ckpt_step=start if start > 0 else None, tracking=tracking)
+                     last_ckpt_step=start if start > 0 else None, tracking=tracking, files=files)
     handler = _setup_run_dir(state, resume, start, restart) if dist.is_main else None
     state.tb = monitor.TensorBoard(out / "tensorboard") if (t.tensorboard and dist.is_main) else None
     state.progress = monitor.Progress(t.steps, start, t.progress and dist.is_main)

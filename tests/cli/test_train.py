@@ -80,7 +80,7 @@ def test_existing_run_without_resume(tmp_path, run_cli, tiny_yaml):
     (out_dir / "config.yaml").write_text("{}\n")
     code, _, err = run_cli(["train", "--dataset", "phantom2d", "--out", out_dir, "--config", tiny_yaml])
     _one_line_error(code, err)
-    assert "already holds a run" in err and "another --out" in err  # no checkpoint: --resume would not help
+    assert "medgan train did not write" in err and "another --out" in err  # not medgan's: never written into
 
 
 def test_resume_without_checkpoint(tmp_path, run_cli, tiny_yaml):

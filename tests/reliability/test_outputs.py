@@ -86,22 +86,18 @@ def test_a_users_file_where_the_new_run_writes_is_refused(tmp_path, ckpt2d):
     assert len(read_manifest(out)) == 3 and not (out / outdir.STAGING).exists()  # the previous run is untouched
 
 
-def test_folder_of_an_older_medgan_is_replaced_when_its_manifest_proves_it(tmp_path, ckpt2d):
-    """augment.json without manifest_sha256 (older medgan): exactly medgan's columns and only its own files."""
+def test_folder_of_an_older_medgan_without_per_file_hashes_is_not_replaced(tmp_path, ckpt2d):
+    """augment.json without per-file hashes (older medgan): medgan cannot prove which files are still its own, so
+    --overwrite is refused and every byte stays (issue 21: a name-based proof deleted a user's copied-in image)."""
     out = tmp_path / "o"
     augment(ckpt2d, out, n=3, progress=False)
     info = json.loads((out / "augment.json").read_text())
-    del info["manifest_sha256"]
+    del info["files"]
     (out / "augment.json").write_text(json.dumps(info))
-    augment(ckpt2d, out, n=1, overwrite=True, progress=False)
-    _assert_one_complete_run(out, 3)
-    info = json.loads((out / "augment.json").read_text())
-    del info["manifest_sha256"]
-    (out / "augment.json").write_text(json.dumps(info))
-    with open(out / "manifest.csv", "a") as f:
-        f.write("../elsewhere.png,0,x,0,x,0,x,0,9\n")  # a row that is not a file of the run
-    with pytest.raises(OutputError, match="is not the manifest"):
+    before = {f: (out / f).read_bytes() for f in _files(out)}
+    with pytest.raises(OutputError, match="recorded no per-file hashes"):
         augment(ckpt2d, out, n=1, overwrite=True, progress=False)
+    assert {f: (out / f).read_bytes() for f in _files(out)} == before
 
 
 def test_killed_run_leaves_nothing_that_looks_like_data_and_overwrite_cleans_up(tmp_path, ckpt2d):
