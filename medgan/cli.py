@@ -193,8 +193,15 @@ def augment_cmd(
     config: Path = ConfigOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     reject_near_copies: bool = opt("augment.reject_near_copies", "--reject-near-copies", help="Redraw samples "
-                                   "that are near-copies of the generator's training images (rebuilt from the "
-                                   "checkpoint's dataset; see medgan.evaluation.privacy); redraws go to the manifest."),
+                                   "that are near-copies of the generator's training images, read from --dataset "
+                                   "(see medgan.evaluation.privacy); redraws go to the manifest."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="With --reject-near-copies: the generator's training "
+                                "data (as given to 'medgan train', with its --scarce, --split-seed, --data-dir); "
+                                "checked against the checkpoint's training-set fingerprint. Required: medgan never "
+                                "opens the dataset a checkpoint names. (config: data.dataset)"),
+    scarce: list[str] = ScarceOpt,
+    split_seed: int = opt("data.split_seed", "--split-seed", help="Seed of the training split and scarcity."),
+    data_dir: Path = DataDirOpt,
 ) -> None:
     """Write labelled synthetic samples from a checkpoint, with a provenance manifest.
 
@@ -206,10 +213,14 @@ def augment_cmd(
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
         "augment.reject_near_copies": reject_near_copies, "augment.amp": amp, "augment.workers": workers,
+        "data.dataset": dataset, "data.scarce": scarce or None, "data.split_seed": split_seed,
+        "data.data_dir": str(data_dir) if data_dir is not None else None,
     })
     from medgan.synthesis.export import augment
 
-    typer.echo(augment(checkpoint, out, cfg.augment, progress=not quiet).summary())
+    named = "dataset" in cfg.data.model_fields_set  # by --dataset or the --config file, never the built-in default
+    typer.echo(augment(checkpoint, out, cfg.augment, train_data=cfg.data if named else None,
+                       progress=not quiet).summary())
 
 
 # ------------------------------------------------------------------------------------------- evaluate
@@ -270,13 +281,6 @@ def evaluate_cmd(
         "evaluate.primary": primary, "evaluate.target_specificity": target_specificity,
         "evaluate.group_size": group_size,
     })
-    if checkpoint is not None:  # a run folder: its best.pt when quality tracking wrote one, else last.pt
-        from medgan.training.checkpoint import resolve_checkpoint
-
-        choice = resolve_checkpoint(checkpoint)
-        if choice.why:
-            typer.echo(f"checkpoint: {choice.describe()}", err=True)
-        checkpoint = choice.path
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
                       log=None if quiet else typer.echo, progress=not quiet)
     typer.echo(report.summary(out))

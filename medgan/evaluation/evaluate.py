@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from medgan.config import Config, DataConfig, EvalConfig
     from medgan.data.dataset import RealData
     from medgan.evaluation.report import Report
+    from medgan.training.checkpoint import CheckpointChoice
 
 ALLOCATION_POLICY = (
     "ratio R adds round(R x N_real) synthetic images, given to the classes with the fewest real images first "
@@ -79,7 +80,7 @@ def load_real(d: DataConfig) -> RealData:
 
 
 def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, list[int]],
-              checkpoint: str | Path | None, synthetic: str | Path | SyntheticBank | None,
+              checkpoint: str | Path | CheckpointChoice | None, synthetic: str | Path | SyntheticBank | None,
               say: Callable[[str], None]) -> tuple[SyntheticBank | None, int | None]:
     """The synthetic pool (``None`` when nothing needs it) and the image size the evaluation runs at."""
     from medgan.evaluation.pool import check_matches_dataset, pool_from_checkpoint, pool_from_folder
@@ -91,7 +92,7 @@ def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, li
         n_pc = ev.n_synthetic or max([100] + [max(v) for v in allocs.values()])
         if ev.filter_confidence > 0:
             n_pc *= ev.filter_pool_factor  # enough images survive the filter
-        say(f"drawing {n_pc} synthetic images per class from {checkpoint}")
+        say(f"drawing {n_pc} synthetic images per class from {getattr(checkpoint, 'path', checkpoint)}")
         return pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed)
     if isinstance(synthetic, SyntheticBank):
         size = int(synthetic.shape[-1])
@@ -153,7 +154,9 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
              restart: bool = False) -> Report:
     """Run the downstream study (and, when asked, sample quality and memorisation checks); write the report.
 
-    ``checkpoint``: a generator checkpoint (synthetic images are drawn from it, leakage-guarded); ``synthetic``: an
+    ``checkpoint``: a generator checkpoint, or a run folder (its ``best.pt`` when quality tracking wrote one, else
+    ``last.pt``: :func:`~medgan.training.checkpoint.resolve_checkpoint`; the choice is logged), resolved and loaded
+    once; synthetic images are drawn from it, leakage-guarded. ``synthetic``: an
     augment output folder or ``.npz``, or an in-memory :class:`~medgan.synthesis.bank.SyntheticBank` (its
     provenance is the caller's responsibility: no leakage guard); never both. Without either, only conventional
     arms can run. With ``out_dir``, finished runs are stored there and a repeated call resumes (``restart``:
@@ -164,6 +167,12 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     ev = cfg.evaluate
     t_start = time.perf_counter()
     arms = check_request(ev, checkpoint, synthetic)
+    if checkpoint is not None:  # resolved once, here; loaded once, by the pool (pool_from_checkpoint)
+        from medgan.training.checkpoint import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint)
+        if checkpoint.why:
+            say(f"checkpoint: {checkpoint.describe()}")
     lock = files = None
     if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
         from medgan.evaluation.runstore import REPORT_FILES, check_runs, legacy_files

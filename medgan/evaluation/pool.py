@@ -22,6 +22,7 @@ from medgan.synthesis.bank import SyntheticBank
 
 if TYPE_CHECKING:
     from medgan.data.dataset import RealData
+    from medgan.training.checkpoint import CheckpointChoice
 
 
 def check_leakage(ckpt_data: dict[str, Any], data: RealData, where: str = "the checkpoint") -> None:
@@ -59,13 +60,16 @@ def check_matches_dataset(class_names: list[str], shape: tuple[int, ...], data: 
         )
 
 
-def pool_from_checkpoint(path: str | Path, data: RealData, size: int | None, n_per_class: int,
+def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, size: int | None, n_per_class: int,
                          seed: int) -> tuple[SyntheticBank, int]:
     """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks.
-    Returns the pool and the image size."""
+    ``path``: a checkpoint, a run folder, or the :class:`~medgan.training.checkpoint.CheckpointChoice` the caller
+    resolved; the file is loaded (and hashed) once. Returns the pool and the image size."""
     from medgan.synthesis.sampler import Sampler
-    from medgan.training.checkpoint import load_checkpoint
+    from medgan.training.checkpoint import CheckpointChoice, load_checkpoint, resolve_checkpoint
 
+    choice = path if isinstance(path, CheckpointChoice) else resolve_checkpoint(path)
+    path = choice.path
     ckpt = load_checkpoint(path)
     meta = ckpt["data"]
     ck_size = int(meta.get("size") or 0)
@@ -76,10 +80,11 @@ def pool_from_checkpoint(path: str | Path, data: RealData, size: int | None, n_p
     shape = (int(meta["channels"]),) + (size,) * int(meta["spatial_dims"])
     check_matches_dataset(meta["class_names"], shape, data, size, f"checkpoint {path}")
     check_leakage(meta, data, f"checkpoint {path}")
-    sampler = Sampler.from_loaded(ckpt, path)
+    sampler = Sampler.from_loaded(ckpt, choice)
     del ckpt
     source = {"kind": "checkpoint", "path": str(path), "sha256": sampler.checkpoint_sha256, "seed": seed,
-              "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"]}
+              "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"],
+              **({"checkpoint_choice": sampler.checkpoint_note} if choice.why else {})}
     return SyntheticBank.from_sampler(sampler, n_per_class=n_per_class, seed=seed, provenance=source), size
 
 

@@ -44,7 +44,8 @@ from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS
 from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:
-    from medgan.config import AugmentConfig
+    from medgan.config import AugmentConfig, DataConfig
+    from medgan.data.dataset import RealData
     from medgan.synthesis.sampler import Sampler
 
 
@@ -123,8 +124,9 @@ def _options(options: AugmentConfig | None, settings: dict[str, Any]) -> Augment
 
 
 def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig | None = None, *,
-            progress: bool = True, filter_fn: Callable[[Any, Any], Any] | None = None,
-            max_redraws: int | None = None, **settings: Any) -> AugmentResult:
+            train_data: str | DataConfig | RealData | None = None, progress: bool = True,
+            filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
+            **settings: Any) -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
     ``options`` is the ``augment`` config section (:class:`~medgan.config.AugmentConfig`, what the CLI passes);
@@ -137,7 +139,10 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     * ``seed``: run seed; per-sample seeds derive from (seed, class, index), so the same checkpoint, arguments and
       seed give byte-identical files;
     * ``reject_near_copies``: redraw samples that are near-copies of the generator's training images
-      (:mod:`medgan.synthesis.near_copies`; the training split is rebuilt from the checkpoint's own record);
+      (:mod:`medgan.synthesis.near_copies`), read from ``train_data``: a dataset spec, a
+      :class:`~medgan.config.DataConfig` (``medgan augment --dataset/--data-dir/--scarce/--split-seed``) or a
+      loaded :class:`~medgan.data.dataset.RealData`, which must reproduce the checkpoint's training-set
+      fingerprint. Required with ``reject_near_copies``: the dataset a checkpoint records is never opened;
     * ``amp``: ``off`` (fp32, the default) or ``bf16``: run the generator in bfloat16 (several times faster on
       CPUs with AMX / AVX512-BF16; images differ from fp32 by about 1% of the range at most, and are
       deterministic on a given machine). Recorded in ``augment.json``;
@@ -150,7 +155,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     the manifest column ``near_copy_redraws``.
     """
     o = _options(options, settings)
-    job = _Job.prepare(checkpoint, o, filter_fn)
+    job = _Job.prepare(checkpoint, o, filter_fn, train_data)
     out = Path(out_dir)
     job.writer_cls.check(job.prov)  # before touching the folder: a format that cannot hold the data
     _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
@@ -200,7 +205,8 @@ class _Job:
         return {self.sampler.class_names[c]: k for c, k in self.counts.items()}
 
     @classmethod
-    def prepare(cls, checkpoint: str | Path, o: AugmentConfig, filter_fn: Callable | None) -> _Job:
+    def prepare(cls, checkpoint: str | Path, o: AugmentConfig, filter_fn: Callable | None,
+                train_data: str | DataConfig | RealData | None = None) -> _Job:
         """Check the settings, load the checkpoint once, plan the counts, build the near-copy filter if asked."""
         from medgan import __version__
         from medgan.data.grid import model_grid
@@ -220,7 +226,7 @@ class _Job:
         if o.reject_near_copies and filter_fn is None:
             from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
 
-            filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta})
+            filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta}, train_data)
         meta = sampler.meta
         grid = model_grid(meta)
         prov = Provenance(

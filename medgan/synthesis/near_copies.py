@@ -1,20 +1,27 @@
 """Near-copy rejection while generating (``medgan augment --reject-near-copies``).
 
 A sample is redrawn when it sits closer (pixel space) to a real training image of the generator than the rule in
-:mod:`medgan.distances` allows (:data:`~medgan.distances.NEAR_COPY_RULE`); the filter is rebuilt from the
-generator's own training split, which must reproduce the checkpoint's training-set fingerprint.
+:mod:`medgan.distances` allows (:data:`~medgan.distances.NEAR_COPY_RULE`); the filter is built from the training
+data the USER names (``medgan augment --dataset``), whose training split must reproduce the checkpoint's
+training-set fingerprint. The dataset a checkpoint records is quoted in messages, never opened: a crafted
+checkpoint could name any folder.
 :func:`medgan.evaluation.privacy.memorisation_check` reports the same rule after the fact.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from medgan.distances import DEFAULT_PERCENTILE, NEAR_COPY_RULE, copy_threshold, nearest
-from medgan.errors import EvaluationError
+from medgan.errors import ConfigError, EvaluationError
+
+if TYPE_CHECKING:
+    from medgan.config import DataConfig
+    from medgan.data.dataset import RealData
 
 
 class NearCopyFilter:
@@ -49,30 +56,74 @@ def near_copy_filter(train_x: torch.Tensor, percentile: float = DEFAULT_PERCENTI
     return NearCopyFilter(train_x, percentile, threshold)
 
 
-def near_copy_filter_for_checkpoint(checkpoint: str | Path | dict[str, Any], data_dir: str | Path | None = None,
-                                    percentile: float = DEFAULT_PERCENTILE) -> NearCopyFilter:
-    """Rebuild a checkpoint's exact training split from its saved config and return a near-copy filter.
+def recorded_training_data(ckpt: dict[str, Any]) -> str:
+    """What a checkpoint says it was trained on, as TEXT for messages (never opened): the dataset spec of its
+    config (else its data record's name), with the scarcity and split seed of its record."""
+    data_cfg = (ckpt.get("config") or {}).get("data") if isinstance(ckpt.get("config"), dict) else None
+    meta = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}
+    spec = (data_cfg or {}).get("dataset") if isinstance(data_cfg, dict) else None
+    spec = spec if spec is not None else meta.get("name")
+    if spec is None:
+        return "the checkpoint does not say what it was trained on"
+    sc = meta.get("scarcity") if isinstance(meta.get("scarcity"), dict) else {}
+    scarce = " ".join(f"--scarce {s}" for s in (sc.get("spec") or []) if isinstance(s, str | int | float))
+    seed = sc.get("seed", (data_cfg or {}).get("split_seed") if isinstance(data_cfg, dict) else None)
+    extra = "".join(f" {b}" for b in (scarce, f"--split-seed {seed}" if isinstance(seed, int) else "") if b)
+    return f"the checkpoint says it was trained on {textwrap.shorten(repr(str(spec)), 120)}{extra}"
 
-    ``checkpoint``: a path, or the checkpoint's ``{"config", "data"}`` records (a
-    :class:`~medgan.synthesis.sampler.Sampler` keeps them as ``config`` and ``meta``, so nothing is loaded
-    twice). The dataset is reloaded from ``ckpt['config']['data']`` (dataset, scarcity, split seed; ``data_dir`` overrides the saved folder) and must
-    reproduce ``ckpt['data']['train_fingerprint']``, so the filter compares against exactly the images the
-    generator saw.
+
+def _user_data(train_data: str | DataConfig | RealData) -> RealData:
+    """The user's training data: a dataset spec, a :class:`~medgan.config.DataConfig` or loaded data."""
+    from medgan.config import DataConfig
+    from medgan.data.dataset import RealData
+    from medgan.data.sources import load_dataset
+
+    if isinstance(train_data, RealData):
+        return train_data
+    d = train_data if isinstance(train_data, DataConfig) else DataConfig(dataset=str(train_data))
+    return load_dataset(d.dataset, d.data_dir, d.split_seed, d.download, list(d.scarce))
+
+
+def near_copy_filter_for_checkpoint(checkpoint: str | Path | dict[str, Any],
+                                    train_data: str | DataConfig | RealData | None,
+                                    percentile: float = DEFAULT_PERCENTILE) -> NearCopyFilter:
+    """A near-copy filter against a generator's training images, read from data the CALLER names.
+
+    ``checkpoint``: a path, or the loaded checkpoint (at least its ``data`` record, and its ``config`` for the
+    hint; a :class:`~medgan.synthesis.sampler.Sampler` keeps them as ``meta`` and ``config``, so nothing is loaded
+    twice). ``train_data``: the generator's training data: a dataset spec, a :class:`~medgan.config.DataConfig`
+    (dataset, data folder, scarcity, split seed: what ``medgan augment --dataset/--data-dir/--scarce/--split-seed``
+    give) or a loaded :class:`~medgan.data.dataset.RealData`. Its training split must reproduce the checkpoint's
+    ``data.train_fingerprint``, so the filter compares against exactly the images the generator saw.
+
+    Data a checkpoint names is never opened: a crafted file could name any folder. Without ``train_data`` this
+    raises :class:`ConfigError` whose message quotes (as text) what the checkpoint says it was trained on.
     """
     from medgan.data.preprocess import prepare
-    from medgan.data.sources import load_dataset
-    from medgan.training.checkpoint import load_checkpoint
 
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    dcfg = dict(ckpt["config"].get("data", {}))
+    if isinstance(checkpoint, dict):
+        ckpt = checkpoint
+    else:
+        from medgan.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
     meta = ckpt["data"]
-    data = load_dataset(dcfg.get("dataset"), data_dir or dcfg.get("data_dir"), int(dcfg.get("split_seed", 0)),
-                        bool(dcfg.get("download", True)), list(dcfg.get("scarce") or []))
-    if meta.get("train_fingerprint") and data.fingerprint() != meta["train_fingerprint"]:
+    hint = recorded_training_data(ckpt)
+    if train_data is None:
+        raise ConfigError("--reject-near-copies compares samples with the generator's training images, which medgan "
+                          "reads only from data you name: pass --dataset (with the --scarce, --split-seed and "
+                          f"--data-dir of its training); {hint}")
+    theirs = meta.get("train_fingerprint")
+    if not theirs:
+        raise EvaluationError("the checkpoint records no training-set fingerprint, so medgan cannot verify that "
+                              "--dataset is the generator's training data; drop --reject-near-copies or use a "
+                              "checkpoint written by 'medgan train'")
+    data = _user_data(train_data)
+    if data.fingerprint() != theirs:
         raise EvaluationError(
-            f"cannot rebuild the generator's training images for --reject-near-copies: dataset "
-            f"'{dcfg.get('dataset')}' now gives fingerprint {data.fingerprint()[:12]}, the checkpoint recorded "
-            f"{meta['train_fingerprint'][:12]}; point --data-dir at the data the generator was trained on"
+            f"--reject-near-copies: the training split of dataset '{data.name}' (fingerprint "
+            f"{data.fingerprint()[:12]}) is not the generator's (fingerprint {str(theirs)[:12]}); pass the data it "
+            f"was trained on (--dataset, --scarce, --split-seed, --data-dir); {hint}"
         )
     td = prepare(data, meta.get("size"))
     return NearCopyFilter(td.x["train"], percentile)

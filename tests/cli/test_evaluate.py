@@ -59,7 +59,8 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
 
     synth = tmp_path / "synth"
     r = run_cli("augment", "--checkpoint", ckpt, "--out", synth, "--n", 30, "--format", "npz",
-                "--reject-near-copies", "--quiet")
+                "--reject-near-copies", "--dataset", "phantom2d", *[x for s in scarce for x in ("--scarce", s)],
+                "--quiet")
     assert r.returncode == 0, r.stderr
     assert (synth / "manifest.csv").read_text().splitlines()[0].split(",")[7] == "near_copy_redraws"
 
