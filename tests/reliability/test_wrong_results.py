@@ -9,9 +9,10 @@ import csv
 import io
 
 import pytest
-from helpers import make_checkpoint, one_line_error
-from reliability.util import phantom_meta
+from helpers import make_checkpoint, one_line_error, write_png
+from reliability.util import one_line, phantom_meta
 
+from medgan.data.folder import load_csv
 from medgan.synthesis.bank import SyntheticBank
 from medgan.synthesis.export import augment, read_manifest
 
@@ -50,3 +51,49 @@ def test_cell_escaping_is_exactly_reversible():
         assert not e.startswith(_FORMULA_START)
     assert escape_cell("normal") == "normal" and escape_cell("'quoted") == "'quoted"
     assert escape_cell(5) == 5  # numbers are never escaped (they are written non-negative)
+
+
+# ---------------------------------------------------------------------------------- CSV datasets (defect 9)
+
+
+def _csv_dataset(root, rows, header="path,label,split"):
+    for i in range(8):  # 8 different images, 4 per class
+        write_png(root / f"img{i}.png", value=10 * i + 1, shape=(8, 8))
+    (root / "data.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    return root / "data.csv"
+
+
+_GOOD = [f"img{i}.png,{i % 2},train" for i in range(6)] + ["img6.png,0,test", "img7.png,1,test"]
+
+
+def test_a_csv_dataset_with_one_image_in_train_and_test_is_refused(tmp_path):
+    """Defect 9: the same image in the training and the test split (leakage) was accepted."""
+    load_csv(_csv_dataset(tmp_path / "ok", _GOOD))  # the clean manifest loads
+    p = _csv_dataset(tmp_path / "a", [*_GOOD, "img0.png,0,test"])
+    one_line_error(load_csv, p, match="rows 2 and 10 list the same file")
+    msg = one_line_error(load_csv, p, match="in the train and the test split")
+    assert "img0.png" in msg and "leakage" in msg
+    # the same file reached by another path (relative with .., or absolute) is the same image
+    write_png(tmp_path / "b" / "sub" / "x.png", value=99, shape=(8, 8))
+    p = _csv_dataset(tmp_path / "b", [*_GOOD, "sub/x.png,0,train", "sub/../sub/x.png,0,val"])
+    one_line_error(load_csv, p, match="rows 10 and 11 list the same file")
+    p = _csv_dataset(tmp_path / "c", [*_GOOD, str((tmp_path / "c" / "img7.png").resolve()) + ",1,val"])
+    one_line_error(load_csv, p, match="rows 9 and 10 list the same file")
+
+
+def test_a_csv_dataset_with_one_image_under_two_labels_is_refused(tmp_path):
+    p = _csv_dataset(tmp_path, [*_GOOD, "img2.png,1,train"])
+    one_line_error(load_csv, p, match="rows 4 and 10 list the same file")
+    one_line_error(load_csv, p, match="as '0' and '1'; give each image one label")
+
+
+def test_a_csv_dataset_with_repeated_rows_is_refused(tmp_path, medgan_cli):
+    """8 training rows were counted as 11: repeats are refused, naming them (see docs/reliability.md for why
+    not silently dropped)."""
+    p = _csv_dataset(tmp_path, [*_GOOD, "img0.png,0,train", "img1.png,1,train", "img0.png,0,training"])
+    one_line_error(load_csv, p, match="rows 2 and 10 list")
+    r = medgan_cli("info", "dataset", p)
+    assert r.returncode == 1 and "twice; remove the repeated row" in one_line(r.stderr)
+    p = _csv_dataset(tmp_path / "nosplit", [f"img{i}.png,{i % 2}" for i in range(8)] + ["img3.png,1"],
+                     header="path,label")
+    one_line_error(load_csv, p, match="rows 5 and 10 list")
