@@ -97,3 +97,25 @@ def test_a_csv_dataset_with_repeated_rows_is_refused(tmp_path, medgan_cli):
     p = _csv_dataset(tmp_path / "nosplit", [f"img{i}.png,{i % 2}" for i in range(8)] + ["img3.png,1"],
                      header="path,label")
     one_line_error(load_csv, p, match="rows 5 and 10 list")
+
+
+# ------------------------------------------------------------------------- evaluate without a comparison (defect 10)
+
+
+@pytest.mark.parametrize("arms", ["gan", "gan,gan+oversample"])
+def test_evaluate_with_only_gan_arms_is_refused_before_any_work(tmp_path, ckpt2d, medgan_cli, arms):
+    """Defect 10: `--arms gan` exited 0 saying the GAN did NOT beat the best conventional option (`None`), Holm
+    over 0 comparisons."""
+    from medgan.config import load_config
+    from medgan.errors import EvaluationError
+    from medgan.evaluation.evaluate import check_request
+
+    cfg = load_config(None, {"evaluate.arms": arms})
+    with pytest.raises(EvaluationError, match="nothing to be compared with"):
+        check_request(cfg.evaluate, ckpt2d, None)
+    r = medgan_cli("evaluate", "--dataset", "phantom2d", "--checkpoint", ckpt2d, "--arms", arms, "--seeds", 2,
+                   "--epochs", 1, "--no-quality", "--no-privacy", "--out", tmp_path / "rep", "--quiet")
+    line = one_line(r.stderr)
+    assert r.returncode == 1 and "add a conventional arm, e.g. --arms baseline,classical+oversample," in line
+    assert not (tmp_path / "rep").exists()
+    assert check_request(load_config(None, {"evaluate.arms": "baseline," + arms}).evaluate, ckpt2d, None)
