@@ -119,3 +119,60 @@ def test_evaluate_with_only_gan_arms_is_refused_before_any_work(tmp_path, ckpt2d
     assert r.returncode == 1 and "add a conventional arm, e.g. --arms baseline,classical+oversample," in line
     assert not (tmp_path / "rep").exists()
     assert check_request(load_config(None, {"evaluate.arms": "baseline," + arms}).evaluate, ckpt2d, None)
+
+
+# ----------------------------------------------------------------------- intensity record of a checkpoint (defect 12)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"min": 255.0, "max": 0.0}, "'min' (255) is not below 'max' (0)"),
+    ({"min": 7.0, "max": 7.0}, "'min' (7) is not below 'max' (7)"),
+    ({"min": float("nan")}, "'min' is nan, not a finite number"),
+    ({"max": float("inf")}, "'max' is inf, not a finite number"),
+    ({"max": "255"}, "'max' is '255', not a finite number"),
+    ({"min": True}, "'min' is True, not a finite number"),
+    ({"dtype": "complex64"}, "'dtype' is 'complex64', not a numeric dtype name"),
+    ({"dtype": "uint9"}, "'dtype' is 'uint9', not a numeric dtype name"),
+    ({"dtype": None}, "'dtype' is None"),
+    ({"min": -1000.0}, "'min' (-1000) is outside the range of uint8 (0..255)"),
+    ({"max": 70000.0}, "'max' (70000) is outside the range of uint8 (0..255)"),
+    ({"dtype": "float16", "max": 1e6}, "'max' (1e+06) is outside the range of float16"),
+    ({"min": None}, "'min' is None, not a finite number"),
+    ("drop dtype", "lacks 'dtype'"),
+    ("not a dict", "is a str, not a mapping"),
+])
+def test_a_checkpoint_with_an_impossible_intensity_record_is_refused(tmp_path, ckpt2d, medgan_cli, change, field):
+    """Defect 12: min 255 and max 0 wrote inverted images, exit 0."""
+    import torch
+
+    from medgan.errors import CheckpointError
+    from medgan.training.checkpoint import load_checkpoint
+
+    ck = torch.load(ckpt2d, weights_only=True)
+    inten = dict(ck["data"]["intensity"])
+    assert inten == {"min": 0.0, "max": 255.0, "dtype": "uint8"}
+    if change == "drop dtype":
+        del inten["dtype"]
+    elif change == "not a dict":
+        inten = "0..255"
+    else:
+        inten.update(change)
+    ck["data"]["intensity"] = inten
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="intensity record") as ei:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert field in str(ei.value) and "\n" not in str(ei.value)
+    if change != {"min": 255.0, "max": 0.0}:
+        return
+    r = medgan_cli("augment", "--checkpoint", tmp_path / "bad.pt", "--out", tmp_path / "o", "--n", 1)
+    assert r.returncode == 1 and "(data.intensity)" in one_line(r.stderr) and field in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_sound_intensity_records_are_accepted():
+    from medgan.data.dataset import intensity_problem
+
+    for rec in ({"min": 0.0, "max": 255.0, "dtype": "uint8"}, {"min": -1024, "max": 3071, "dtype": "int16"},
+                {"min": 0.0, "max": 1.0, "dtype": "bool"}, {"min": -0.5, "max": 2.5e3, "dtype": "float32"},
+                {"min": 0.0, "max": 65535.0, "dtype": "uint16", "extra": "kept"}):
+        assert intensity_problem(rec) is None, rec
