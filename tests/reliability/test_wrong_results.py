@@ -176,3 +176,59 @@ def test_sound_intensity_records_are_accepted():
                 {"min": 0.0, "max": 1.0, "dtype": "bool"}, {"min": -0.5, "max": 2.5e3, "dtype": "float32"},
                 {"min": 0.0, "max": 65535.0, "dtype": "uint16", "extra": "kept"}):
         assert intensity_problem(rec) is None, rec
+
+
+# ------------------------------------------------------------- augment folders changed afterwards (defect 11)
+
+
+def _evaluate_synthetic(medgan_cli, folder, out):
+    return medgan_cli("evaluate", "--dataset", "phantom2d", "--synthetic", folder, "--seeds", 2, "--epochs", 1,
+                      "--no-quality", "--no-privacy", "--out", out, "--quiet")
+
+
+def test_synthetic_images_replaced_by_other_sizes_are_refused(tmp_path, ckpt2d, medgan_cli):
+    """Defect 11: PNGs replaced by 64-px ones under an augment.json that says 28 were evaluated at 64 px."""
+    out = tmp_path / "syn"
+    augment(ckpt2d, out, n=2, progress=False)
+    paths = [r["path"] for r in read_manifest(out)]
+    assert SyntheticBank.from_folder(out).shape == (1, 28, 28)
+    for rel in paths:
+        write_png(out / rel, value=128, shape=(64, 64))
+    msg = one_line_error(SyntheticBank.from_folder, out, match="holds an image of shape (1, 64, 64)")
+    assert paths[0] in msg and "records (1, 28, 28)" in msg
+    r = _evaluate_synthetic(medgan_cli, out, tmp_path / "rep")
+    assert r.returncode == 1 and "records (1, 28, 28)" in one_line(r.stderr)
+    assert not (tmp_path / "rep" / "report.json").exists()
+
+
+def test_a_hand_edited_manifest_is_refused(tmp_path, ckpt2d, medgan_cli):
+    """Defect 11: a manifest.csv whose SHA-256 no longer matched augment.json was used (labels swapped)."""
+    import json
+
+    from medgan.io import file_sha256
+
+    for fmt in ("png", "npz"):
+        out = tmp_path / fmt
+        augment(ckpt2d, out, n=2, format=fmt, progress=False)
+        SyntheticBank.from_folder(out)
+        recorded = json.loads((out / "augment.json").read_text())["manifest_sha256"]
+        text = (out / "manifest.csv").read_text().splitlines()
+        text[1], text[-1] = text[-1], text[1]  # two rows swapped: every file now has another row's label
+        (out / "manifest.csv").write_text("\n".join(text) + "\n")
+        found = file_sha256(out / "manifest.csv")
+        msg = one_line_error(SyntheticBank.from_folder, out, match="is not the manifest medgan augment wrote")
+        assert f"records SHA-256 {recorded[:16]}..., the file has {found[:16]}..." in msg
+        assert str(out / "manifest.csv") in msg
+    r = _evaluate_synthetic(medgan_cli, tmp_path / "png", tmp_path / "rep")
+    assert r.returncode == 1 and "is not the manifest medgan augment wrote" in one_line(r.stderr)
+
+
+def test_an_augment_json_with_an_impossible_intensity_record_is_refused(tmp_path, ckpt2d):
+    import json
+
+    out = tmp_path / "syn"
+    augment(ckpt2d, out, n=1, progress=False)
+    info = json.loads((out / "augment.json").read_text())
+    info["intensity"] = {**info["intensity"], "min": 255.0, "max": 0.0}
+    (out / "augment.json").write_text(json.dumps(info))
+    one_line_error(SyntheticBank.from_folder, out, match="intensity record 'min' (255) is not below 'max' (0)")
