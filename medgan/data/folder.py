@@ -22,6 +22,7 @@ from medgan.data.dataset import SPLITS, Intensity, RealData, Split, check_pixels
 from medgan.data.grid import kind_of_reader
 from medgan.data.readers import READABLE, Item, Readers, kind_of, one_line, visible
 from medgan.errors import DatasetError
+from medgan.io import unescape_cell
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
@@ -245,7 +246,9 @@ def load_csv(path: str | Path) -> RealData:
 
     def cell(r: list[str], name: str) -> str:
         i = col.get(name)
-        return r[i].strip() if i is not None and i < len(r) else ""
+        v = r[i].strip() if i is not None and i < len(r) else ""
+        # names that a spreadsheet would run are quoted in the manifests medgan augment writes (medgan.io.escape_cell)
+        return unescape_cell(v) if name in ("label", "class_name") else v
 
     files, raw_labels, splits = [], [], []
     for n, r in enumerate(body, start=2):

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medgan.errors import ConfigError, MedganError, OutputError
-from medgan.io import default_file_mode, file_sha256, is_disk_error, write_bytes_fast
+from medgan.io import default_file_mode, escape_cell, file_sha256, is_disk_error, write_bytes_fast
 from medgan.locks import FolderLock
 from medgan.synthesis import outdir
-from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, escape_cell, read_manifest  # noqa: F401
+from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, read_manifest  # noqa: F401  (part of this API)
 from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ which the next ``--overwrite`` removes file by file. Nothing half-written ever c
 **Spreadsheet safety.** A text cell of ``manifest.csv`` that a spreadsheet would run as a formula (one starting
 with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a class named ``=cmd|calc``) is written with a
 leading ``'`` (OWASP's advice against CSV injection), and so is one that already starts with quotes followed by
-such a character, so that :func:`unescape_cell` gives every name back exactly. Only text cells (``path``,
+such a character, so that :func:`medgan.io.unescape_cell` gives every name back exactly. Only text cells (``path``,
 ``class_name``, ``checkpoint_sha256``, ``medgan_version``) are escaped; the numeric ones (``label``, ``seed``,
 ``generator_step``, ``near_copy_redraws``, ``index``) are written as non-negative integers (the per-sample seeds
 are 63-bit), so none ever starts with ``-``. Every reader of the manifest (:func:`read_manifest`) undoes it.
@@ -37,13 +37,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from medgan.errors import OutputError
-from medgan.io import file_sha256
+from medgan.io import file_sha256, unescape_cell
 from medgan.locks import LOCK_NAME
 from medgan.synthesis.writers import EXTENSIONS, NPZ_NAME, class_dirs
 
@@ -53,19 +52,6 @@ MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", 
                     "near_copy_redraws", "index")
 STAGING = ".medgan-staging"
 _RECORD_KEYS = ("format", "class_names", "counts", "checkpoint_sha256", "medgan_version")
-_FORMULA = re.compile(r"'*[=+\-@\t\r]")  # what a spreadsheet may run as a formula, behind any quotes
-
-
-def escape_cell(value: object) -> object:
-    """A manifest cell a spreadsheet shows as text: a string that starts (after any quotes) with ``=``, ``+``,
-    ``-``, ``@``, a tab or a carriage return gets a leading ``'``; anything else is returned as is."""
-    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
-
-
-def unescape_cell(value: str) -> str:
-    """The inverse of :func:`escape_cell` on the text read back."""
-    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
-
 
 def read_manifest(folder: str | Path) -> list[dict[str, str]]:
     """The rows of an augment folder's ``manifest.csv``, with the spreadsheet escaping undone (raises

@@ -43,7 +43,7 @@ def test_class_names_that_a_spreadsheet_would_run_are_neutralised_and_round_trip
 
 
 def test_cell_escaping_is_exactly_reversible():
-    from medgan.synthesis.outdir import escape_cell, unescape_cell
+    from medgan.io import escape_cell, unescape_cell
 
     for s in ["=x", "+1", "-1", "@a", "\tx", "\rx", "'=x", "''+x", "'plain", "plain", "", "'", "a=b", "x-1"]:
         e = escape_cell(s)
@@ -232,3 +232,11 @@ def test_an_augment_json_with_an_impossible_intensity_record_is_refused(tmp_path
     info["intensity"] = {**info["intensity"], "min": 255.0, "max": 0.0}
     (out / "augment.json").write_text(json.dumps(info))
     one_line_error(SyntheticBank.from_folder, out, match="intensity record 'min' (255) is not below 'max' (0)")
+
+
+def test_an_augment_manifest_with_quoted_class_names_reads_back_as_a_dataset(tmp_path):
+    """docs/datasets.md: the manifests medgan augment writes can be read back directly as CSV datasets."""
+    names = ["=cmd|calc", "@home", "normal"]
+    ck = make_checkpoint(tmp_path / "c.pt", phantom_meta(2, class_names=names))
+    augment(ck, tmp_path / "syn", n=1, progress=False)
+    assert load_csv(tmp_path / "syn" / "manifest.csv").class_names == names
