@@ -305,5 +305,3 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
             os.unlink(tmp_manifest)
         raise
     return row, redraws, extra
-
-

@@ -53,6 +53,7 @@ MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", 
 STAGING = ".medgan-staging"
 _RECORD_KEYS = ("format", "class_names", "counts", "checkpoint_sha256", "medgan_version")
 
+
 def read_manifest(folder: str | Path) -> list[dict[str, str]]:
     """The rows of an augment folder's ``manifest.csv``, with the spreadsheet escaping undone (raises
     :class:`OutputError` when absent)."""
