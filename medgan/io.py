@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,6 +177,21 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file (checkpoints, synthetic outputs)."""
     return file_digest(path, "sha256")
+
+
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")  # what a spreadsheet may run as a formula, behind any quotes
+
+
+def escape_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text (OWASP's advice against CSV injection): a string that starts,
+    after any quotes, with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``; anything
+    else is returned as is. :func:`unescape_cell` gives the string back exactly."""
+    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
+
+
+def unescape_cell(value: str) -> str:
+    """The inverse of :func:`escape_cell` on the text read back."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
 
 
 def json_safe(o: Any) -> Any:

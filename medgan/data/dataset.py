@@ -53,6 +53,39 @@ def check_pixels(images: np.ndarray | list[np.ndarray], where: str, names: list[
                            "fix or remove them before training")
 
 
+def intensity_problem(record: Any) -> str | None:
+    """What makes an intensity record (``min``, ``max``, ``dtype``, as :meth:`Intensity.to_dict` writes it)
+    unusable, naming the field; ``None`` when it is sound: finite numbers, ``min`` below ``max``, a numeric numpy
+    dtype name, and both values inside that dtype's range. A record with ``min`` above ``max`` writes every image
+    inverted; one outside the dtype's range writes clipped images."""
+    if not isinstance(record, dict):
+        return f"is a {type(record).__name__}, not a mapping of min, max and dtype"
+    missing = [k for k in ("min", "max", "dtype") if k not in record]
+    if missing:
+        return f"lacks '{missing[0]}'"
+    name = record["dtype"]
+    try:
+        dt = np.dtype(name) if isinstance(name, str) else None
+    except TypeError:
+        dt = None
+    if dt is None or dt.name != name or dt.kind not in "biuf":
+        return f"'dtype' is {name!r}, not a numeric dtype name (uint8, uint16, int16, float32, ...)"
+    for k in ("min", "max"):
+        v = record[k]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(float(v)):
+            return f"'{k}' is {v!r}, not a finite number"
+    lo, hi = float(record["min"]), float(record["max"])
+    if not lo < hi:
+        return f"'min' ({lo:g}) is not below 'max' ({hi:g})"
+    if dt.kind in "iuf":
+        info = np.iinfo(dt) if dt.kind in "iu" else np.finfo(dt)
+        for k, v in (("min", lo), ("max", hi)):
+            if not float(info.min) <= v <= float(info.max):
+                return f"'{k}' ({v:g}) is outside the range of {name} ({info.min:g}..{info.max:g})"
+    return None
+
+
 @dataclass(frozen=True)
 class Intensity:
     """The source intensity range, so [-1, 1] model outputs can be written back as source values."""

@@ -22,6 +22,7 @@ from medgan.data.dataset import SPLITS, Intensity, RealData, Split, check_pixels
 from medgan.data.grid import kind_of_reader
 from medgan.data.readers import READABLE, Item, Readers, kind_of, one_line, visible
 from medgan.errors import DatasetError
+from medgan.io import unescape_cell
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
@@ -196,6 +197,30 @@ def _class_names_from_labels(raw: list[str], names_col: list[str] | None, path: 
     return names, [names.index(v) for v in raw]
 
 
+def _check_repeats(path: Path, files: list[Path], labels: list[int], splits: list[str | None],
+                   class_names: list[str]) -> None:
+    """Refuse a file (by its resolved path) listed in two rows: in two splits it is a test or validation image
+    that is also trained on (leakage); under two labels one of them is wrong; and a plain repeat would count
+    (and weigh) twice in training. A repeat is refused rather than dropped: the manifest was put together wrong
+    (two lists concatenated, a path typed twice), which may hide other mistakes, and the user's fix is one line."""
+    first: dict[Path, int] = {}
+    for i, f in enumerate(files):
+        j = first.setdefault(f.resolve(), i)
+        if j == i:
+            continue
+        rows = f"rows {j + 2} and {i + 2}"
+        if splits[i] != splits[j]:
+            raise DatasetError(f"manifest {path} {rows} list the same file ({f.resolve()}) in the "
+                               f"{splits[j] or 'train'} and the {splits[i] or 'train'} split: an image may not be "
+                               "both (leakage); keep it in one split only")
+        if labels[i] != labels[j]:
+            raise DatasetError(f"manifest {path} {rows} list the same file ({f.resolve()}) as "
+                               f"'{class_names[labels[j]]}' and '{class_names[labels[i]]}'; give each image one "
+                               "label (remove the wrong row)")
+        raise DatasetError(f"manifest {path} {rows} list the same file ({f.resolve()}) twice; remove the repeated "
+                           "row (a repeat would count twice in training)")
+
+
 def load_csv(path: str | Path) -> RealData:
     """A CSV manifest with a header row ``path,label[,split]``; paths are relative to the CSV's folder."""
     path = Path(path).expanduser()
@@ -221,7 +246,9 @@ def load_csv(path: str | Path) -> RealData:
 
     def cell(r: list[str], name: str) -> str:
         i = col.get(name)
-        return r[i].strip() if i is not None and i < len(r) else ""
+        v = r[i].strip() if i is not None and i < len(r) else ""
+        # names that a spreadsheet would run are quoted in the manifests medgan augment writes (medgan.io.escape_cell)
+        return unescape_cell(v) if name in ("label", "class_name") else v
 
     files, raw_labels, splits = [], [], []
     for n, r in enumerate(body, start=2):
@@ -247,6 +274,7 @@ def load_csv(path: str | Path) -> RealData:
         )
     names_col = [cell(r, "class_name") for r in body] if "class_name" in col else None
     class_names, labels = _class_names_from_labels(raw_labels, names_col, path)
+    _check_repeats(path, files, labels, splits, class_names)
     readers = Readers()
     items = []
     for n, f in enumerate(files, start=2):

@@ -51,6 +51,11 @@ def check_request(ev: EvalConfig, checkpoint: Any, synthetic: Any) -> list[Arm]:
     if checkpoint is not None and synthetic is not None:
         raise EvaluationError("pass either --checkpoint or --synthetic, not both")
     arms = expand_arms(list(ev.arms), list(ev.ratios))
+    if any(a.synthetic for a in arms) and not any(not a.synthetic for a in arms):
+        gan = ", ".join(a.name for a in arms)
+        raise EvaluationError(f"arms {gan} have nothing to be compared with: the verdict is about beating the best "
+                              "conventional option; add a conventional arm, e.g. --arms baseline,"
+                              f"classical+oversample,{','.join(dict.fromkeys(a.kind for a in arms))}")
     if any(a.synthetic for a in arms) and checkpoint is None and synthetic is None:
         gan = ", ".join(a.name for a in arms if a.synthetic)
         raise EvaluationError(f"arms {gan} need synthetic images: pass --checkpoint RUN/checkpoints/last.pt or "

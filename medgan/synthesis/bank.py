@@ -173,7 +173,7 @@ class SyntheticBank:
         from medgan.data.dataset import Intensity
         from medgan.data.grid import row_first
         from medgan.data.preprocess import to_model_tensor
-        from medgan.synthesis.export import INFO, read_manifest
+        from medgan.synthesis.outdir import INFO, MANIFEST, read_manifest
         from medgan.synthesis.writers import NPZ_NAME, file_axes_swapped
 
         p = Path(path)
@@ -184,17 +184,26 @@ class SyntheticBank:
         if (folder / INFO).is_file():
             info = json.loads((folder / INFO).read_text())
         npz = p if p.is_file() else (folder / NPZ_NAME if info.get("format") == "npz" else None)
+        want = _recorded_shape(folder, info)
         if npz is not None:
+            if info and (folder / MANIFEST).is_file():
+                _check_manifest(folder, info)
             images, labels, names = _read_npz(npz, info.get("spatial_dims"))
+            if want is not None and len(images) and tuple(images.shape[1:]) != want:
+                raise DatasetError(f"{npz} holds images of shape {tuple(images.shape[1:])} but {folder / INFO} "
+                                   f"records {want} (channels, *spatial): the file was changed after medgan augment "
+                                   "wrote it; re-run medgan augment")
             prov_rows = None
         else:
             rows = read_manifest(folder)
             if not info:
                 raise DatasetError(f"{folder} lacks {INFO}; it is not a complete 'medgan augment' output folder")
+            files = [_inside(folder, r.get("path"), n) for n, r in enumerate(rows, start=2)]
+            _check_manifest(folder, info)
             # files written before augment.json recorded "file_axes" hold medgan's array order as is
             swap = info.get("file_axes") == "natural" and file_axes_swapped(info["format"], model_grid(info).row_first)
-            images = np.stack([_read_file(_inside(folder, r.get("path"), n), int(info["spatial_dims"]), swap)
-                               for n, r in enumerate(rows, start=2)]) if rows \
+            images = np.stack([_as_recorded(_read_file(f, int(info["spatial_dims"]), swap), want, f, folder)
+                               for f in files]) if rows \
                 else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
             labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
             names = None
@@ -333,6 +342,45 @@ def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, lis
     except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {path} as .npz ({type(e).__name__}); is the file complete?") from None
     return images, labels, names
+
+
+def _check_manifest(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse a ``manifest.csv`` that is not the one ``augment.json`` records (``manifest_sha256``; folders of
+    medgan versions before that record are not checked): its rows would be trusted for labels and files."""
+    from medgan.io import file_sha256
+    from medgan.synthesis.outdir import INFO, MANIFEST
+
+    want = info.get("manifest_sha256")
+    if not want:
+        return
+    found = file_sha256(folder / MANIFEST)
+    if found != want:
+        raise DatasetError(f"{folder / MANIFEST} is not the manifest medgan augment wrote: {folder / INFO} records "
+                           f"SHA-256 {str(want)[:16]}..., the file has {found[:16]}...; it was edited or replaced "
+                           "afterwards: re-run medgan augment")
+
+
+def _recorded_shape(folder: Path, info: dict[str, Any]) -> tuple[int, ...] | None:
+    """``(C, *spatial)`` of the images ``augment.json`` records (``None`` without such a record); an intensity
+    record there must be sound (:func:`~medgan.data.dataset.intensity_problem`)."""
+    from medgan.data.dataset import intensity_problem
+    from medgan.synthesis.outdir import INFO
+
+    if "intensity" in info and (problem := intensity_problem(info["intensity"])):
+        raise DatasetError(f"{folder / INFO}: its intensity record {problem}; re-run medgan augment")
+    try:
+        return (int(info["channels"]),) + (int(info["size"]),) * int(info["spatial_dims"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _as_recorded(a: np.ndarray, want: tuple[int, ...] | None, path: Path, folder: Path) -> np.ndarray:
+    """A file's image, refused when its shape is not the one ``augment.json`` records (a file replaced later)."""
+    if want is not None and tuple(a.shape) != want:
+        raise DatasetError(f"{path} holds an image of shape {tuple(a.shape)} but {folder / 'augment.json'} records "
+                           f"{want} (channels, *spatial): the file was replaced after medgan augment wrote it; "
+                           "re-run medgan augment")
+    return a
 
 
 def _inside(folder: Path, rel: str | None, row: int) -> Path:

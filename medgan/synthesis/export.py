@@ -7,7 +7,8 @@ Output folder layout::
     out/augment.json                what was generated: class names, intensity mapping, geometry, counts, seed
     out/manifest.csv                one row per sample, written LAST
 
-Manifest columns: ``path`` (relative to the folder), ``label``, ``class_name``, ``seed`` (the per-sample seed:
+Manifest columns (text cells escaped against spreadsheet formulas, see :mod:`medgan.synthesis.outdir`):
+``path`` (relative to the folder), ``label``, ``class_name``, ``seed`` (the per-sample seed:
 :func:`medgan.synthesis.sampler.latents_for_seeds` regenerates the sample), ``checkpoint_sha256``,
 ``generator_step``, ``medgan_version``, ``near_copy_redraws`` (how often a ``filter_fn`` had the sample
 redrawn), ``index`` (the row in run order; the row of ``train_images`` for npz).
@@ -37,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medgan.errors import ConfigError, MedganError, OutputError
-from medgan.io import default_file_mode, file_sha256, is_disk_error, write_bytes_fast
+from medgan.io import default_file_mode, escape_cell, file_sha256, is_disk_error, write_bytes_fast
 from medgan.locks import FolderLock
 from medgan.synthesis import outdir
-from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS
+from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, read_manifest  # noqa: F401  (part of this API)
 from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:
@@ -284,12 +285,12 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
             stream = job.sampler.stream(counts=job.counts, seed=job.seed, out="source", batch_size=job.batch_size,
                                         filter_fn=job.filter_fn, workers=job.workers,
                                         max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
-            fixed = (prov.checkpoint_sha256, prov.generator_step, prov.medgan_version)
+            fixed = (escape_cell(prov.checkpoint_sha256), prov.generator_step, escape_cell(prov.medgan_version))
             for b in stream:
                 y = b.y.numpy() if isinstance(b.y, torch.Tensor) else np.asarray(b.y)
                 paths = writer.write_batch(b.x, y, b.index, b.seeds, row)
                 w.writerows(
-                    (p, int(lab), names[lab], int(s), *fixed, int(r), row + k)
+                    (escape_cell(p), int(lab), escape_cell(names[lab]), int(s), *fixed, int(r), row + k)
                     for k, (p, lab, s, r) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, strict=True))
                 )
                 redraws += int(b.redraws.sum())
@@ -322,13 +323,3 @@ def _file_hashes(stage: Path) -> dict[str, str]:
             if rel not in (MANIFEST, INFO):
                 out[rel] = file_sha256(os.path.join(root, n))
     return dict(sorted(out.items()))
-
-
-def read_manifest(folder: str | Path) -> list[dict[str, str]]:
-    """The rows of an augment folder's ``manifest.csv`` (raises :class:`OutputError` when absent)."""
-    p = Path(folder) / MANIFEST
-    if not p.is_file():
-        raise OutputError(f"{folder} has no {MANIFEST}: it is not a (complete) 'medgan augment' output folder; "
-                          "re-run medgan augment")
-    with open(p, newline="") as f:
-        return list(csv.DictReader(f))

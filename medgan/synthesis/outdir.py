@@ -22,6 +22,14 @@ while staging leaves the previous run untouched and a hidden staging folder, whi
 ``kill -9`` during the swap (a few renames) leaves a run without manifest, recorded by its ``augment.json``,
 which the next ``--overwrite`` removes file by file. Nothing half-written ever carries a manifest.
 
+**Spreadsheet safety.** A text cell of ``manifest.csv`` that a spreadsheet would run as a formula (one starting
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a class named ``=cmd|calc``) is written with a
+leading ``'`` (OWASP's advice against CSV injection), and so is one that already starts with quotes followed by
+such a character, so that :func:`medgan.io.unescape_cell` gives every name back exactly. Only text cells (``path``,
+``class_name``, ``checkpoint_sha256``, ``medgan_version``) are escaped; the numeric ones (``label``, ``seed``,
+``generator_step``, ``near_copy_redraws``, ``index``) are written as non-negative integers (the per-sample seeds
+are 63-bit), so none ever starts with ``-``. Every reader of the manifest (:func:`read_manifest`) undoes it.
+
 The caller holds the folder's lock (:class:`medgan.locks.FolderLock`) throughout.
 """
 
@@ -35,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan.errors import OutputError
-from medgan.io import file_sha256
+from medgan.io import file_sha256, unescape_cell
 from medgan.locks import LOCK_NAME
 from medgan.synthesis.writers import EXTENSIONS, NPZ_NAME, class_dirs
 
@@ -45,6 +53,17 @@ MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", 
                     "near_copy_redraws", "index")
 STAGING = ".medgan-staging"
 _RECORD_KEYS = ("format", "class_names", "counts", "checkpoint_sha256", "medgan_version")
+
+
+def read_manifest(folder: str | Path) -> list[dict[str, str]]:
+    """The rows of an augment folder's ``manifest.csv``, with the spreadsheet escaping undone (raises
+    :class:`OutputError` when absent)."""
+    p = Path(folder) / MANIFEST
+    if not p.is_file():
+        raise OutputError(f"{folder} has no {MANIFEST}: it is not a (complete) 'medgan augment' output folder; "
+                          "re-run medgan augment")
+    with open(p, newline="") as f:
+        return [{k: unescape_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 class Layout:
@@ -113,7 +132,8 @@ def read_run(out: Path) -> Layout | None:
             try:
                 with open(man, newline="") as f:
                     reader = csv.reader(f)
-                    ok = tuple(next(reader, ())) == MANIFEST_COLUMNS and all(r and layout.owns(r[0]) for r in reader)
+                    ok = tuple(next(reader, ())) == MANIFEST_COLUMNS and all(r and layout.owns(unescape_cell(r[0]))
+                                                                             for r in reader)
             except (OSError, csv.Error, UnicodeDecodeError):
                 ok = False
         if not ok:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from medgan.data.dataset import intensity_problem
 from medgan.errors import CheckpointError
 from medgan.io import atomic_write
 
@@ -169,6 +170,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
             raise CheckpointError(f"{p}: '{key}' is a {type(ckpt[key]).__name__}, not a mapping; the file is not a "
                                   "valid medgan checkpoint: pass one written by 'medgan train'")
+    if "intensity" in ckpt["data"]:
+        problem = intensity_problem(ckpt["data"]["intensity"])
+        if problem:
+            raise CheckpointError(f"{p}: its intensity record (data.intensity) {problem}, so synthetic images would "
+                                  "get wrong values; the file is damaged or edited: use a checkpoint as 'medgan "
+                                  "train' wrote it")
     if not isinstance(ckpt.get("step", 0), int) or isinstance(ckpt.get("step"), bool):
         raise CheckpointError(f"{p}: 'step' is not an integer; the file is not a valid medgan checkpoint")
     model = ckpt["config"].get("model")

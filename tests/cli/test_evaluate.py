@@ -35,7 +35,7 @@ def test_synthetic_folder_of_another_dataset_is_refused(tmp_path, run_cli):
     import numpy as np
 
     np.savez(tmp_path / "s.npz", train_images=np.zeros((4, 28, 28), np.uint8), train_labels=np.array([[0], [1], [0], [1]]))
-    r = run_cli("evaluate", "--dataset", "phantom2d", "--synthetic", tmp_path / "s.npz", "--arms", "gan",
+    r = run_cli("evaluate", "--dataset", "phantom2d", "--synthetic", tmp_path / "s.npz", "--arms", "baseline,gan",
                 "--out", tmp_path / "rep")
     assert r.returncode == 1 and "has classes" in r.stderr and "phantom2d" in r.stderr
 
@@ -98,6 +98,6 @@ def test_end_to_end_train_augment_evaluate(tmp_path, run_cli):
     assert d2["quality"] is None and d2["privacy"] is None
 
     # the same checkpoint against another scarcity is a leakage-guard failure
-    r = run_cli("evaluate", "--dataset", "phantom2d", "--scarce", "2=10", "--checkpoint", ckpt, "--arms", "gan",
+    r = run_cli("evaluate", "--dataset", "phantom2d", "--scarce", "2=10", "--checkpoint", ckpt, "--arms", "baseline,gan",
                 "--out", tmp_path / "rep_bad")
     assert r.returncode == 1 and "leakage guard" in r.stderr and "--scarce 0=40" in r.stderr

@@ -53,7 +53,7 @@ def test_bad_requests_are_refused_before_training():
     bad = SyntheticBank.from_tensors(torch.cat([pool.images, pool.images], 1), pool.labels, pool.class_names,
                                      provenance=pool.provenance)  # 2 channels, dataset has 1
     with pytest.raises(EvaluationError, match="shape"):
-        evaluate(_cfg(**{"evaluate.arms": "gan"}), synthetic=bad)
+        evaluate(_cfg(**{"evaluate.arms": "baseline,gan"}), synthetic=bad)
 
 
 def test_tiny_study_writes_a_complete_report(tmp_path):

@@ -225,7 +225,10 @@ def test_resuming_from_nan_weights_is_refused(tmp_path):
     ck = load_checkpoint(out / "checkpoints" / "last.pt")
     name = next(iter(ck["discriminator"]))
     ck["discriminator"][name] = ck["discriminator"][name] * float("inf")
-    save_checkpoint(out / "checkpoints" / "last.pt", ck)
+    from medgan.training.run import run_folder
+
+    with run_folder(out):  # written as medgan's (a changed file in a run folder is refused before it is read)
+        save_checkpoint(out / "checkpoints" / "last.pt", ck)
     with pytest.raises(CheckpointError, match="discriminator weights hold NaN"):
         train(tiny_cfg(train__steps=4), out, resume=True)
 
