@@ -165,9 +165,15 @@ def write_grid(data: RealData, path: str | Path, size: int | None = None, per_cl
 
 
 def dataset_report(cfg: DataConfig, grid: str | Path | None = None, per_class: int = 8) -> str:
-    """Load the dataset of a data config, describe it, and write the example grid if asked (the ``info`` CLI)."""
+    """Load the dataset of a data config, describe it, and write the example grid if asked (the ``info`` CLI).
+
+    The grid is a PNG: another suffix is refused (:class:`ConfigError`) before the dataset is loaded."""
     from medgan.data.sources import load_dataset
 
+    if grid is not None and Path(grid).suffix.lower() != ".png":
+        from medgan.errors import ConfigError
+
+        raise ConfigError(f"--grid {grid}: the grid is written as a PNG image; give a file name ending in .png")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split_seed=cfg.split_seed, download=cfg.download,
                         scarce=cfg.scarce or None)
     text = describe(data, cfg.size)
