@@ -273,7 +273,7 @@ class EvalConfig(Section):
     @classmethod
     def _seeds(cls, v: int) -> int:
         if v < 2:
-            raise ValueError(f"confidence intervals and paired tests need at least 2 seeds; use --seeds 5 "
+            raise ValueError("confidence intervals and paired tests need at least 2 seeds; use --seeds 5 "
                              "(or 10 for permutation p-values below 0.0625)")
         if v > MAX_EVAL_SEEDS:
             raise ValueError(f"at most {MAX_EVAL_SEEDS} seeds per arm (each seed trains one classifier per arm)")
