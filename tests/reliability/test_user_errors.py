@@ -33,7 +33,9 @@ def _yaml(tmp_path, data: dict):
 
 
 def _evaluate(tmp_path, ckpt, *args):
-    return ("evaluate", "--dataset", "phantom2d", "--checkpoint", ckpt, "--out", tmp_path / "out", *args)
+    """An evaluation that would be quick if it started (``args`` come last: a repeated flag's last value wins)."""
+    return ("evaluate", "--dataset", "phantom2d", "--checkpoint", ckpt, "--out", tmp_path / "out", "--seeds", "2",
+            "--epochs", "1", "--no-quality", "--no-privacy", "--device", "cpu", *args)
 
 
 @pytest.mark.parametrize("arms", ["", ",,"])
@@ -73,14 +75,15 @@ def test_non_finite_scarcity_is_refused(tmp_path, refused, ckpt2d, value):
 ])
 def test_seed_flags_are_bounded(tmp_path, refused, args, key):
     """Defect 17: a seed beyond 2**63 ended in `ValueError: Overflow when unpacking long long`."""
-    line = refused(*args, "--out", tmp_path / "out")
+    line = refused(*args, "--out", tmp_path / "out", *(["--dry-run"] if args[0] == "train" else []))
     assert f"'{key}'" in line and "from 0 to 9223372036854775807" in line
 
 
 def test_seeds_in_yaml_and_the_split_seed_are_bounded(tmp_path, refused, medgan_cli):
     """Defect 17 (YAML), and the split seed, which seeds numpy.random.RandomState (below 2**32)."""
     cfg = _yaml(tmp_path, {"train": {"seed": 2**64}})
-    assert "'train.seed'" in refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out")
+    assert "'train.seed'" in refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out",
+                                     "--dry-run")
     line = refused("info", "dataset", "phantom2d", "--split-seed", str(2**32))
     assert "'data.split_seed'" in line and "from 0 to 4294967295" in line
     assert medgan_cli("info", "dataset", "phantom2d", "--split-seed", str(2**32 - 1)).returncode == 0
@@ -90,7 +93,7 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, refused):
     """Defect 18: a Latin-1 config file ended in `UnicodeDecodeError`."""
     cfg = tmp_path / "latin1.yaml"
     cfg.write_bytes("train:\n  steps: 5  # réglage\n".encode("latin-1"))
-    line = refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out")
+    line = refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out", "--dry-run")
     assert str(cfg) in line and "is not UTF-8 text" in line and "UTF-8 YAML" in line
 
 
@@ -105,7 +108,7 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, refused):
 def test_non_finite_floats_are_refused(tmp_path, refused, section, key, value):
     """Defect 25: `lr_g: .inf` passed validation and failed at step 2; every float setting must be finite."""
     cfg = _yaml(tmp_path, {section: {key: value}})
-    line = refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out")
+    line = refused("train", "--dataset", "phantom2d", "--config", cfg, "--out", tmp_path / "out", "--dry-run")
     assert f"'{section}.{key}'" in line and "finite number" in line
 
 
@@ -145,14 +148,14 @@ def test_boolean_settings_still_take_booleans(tmp_path, medgan_cli):
     assert yaml.safe_load(r.stdout)["train"]["channels_last"] is True
 
 
-def test_two_scarcity_rules_for_one_class_are_refused(tmp_path, refused):
+def test_two_scarcity_rules_for_one_class_are_refused(tmp_path, refused, tiny_yaml):
     """Defect 26: with two --scarce rules for one class the last won silently; also when one names the class by
     index and the other by name (caught once the class names are known, still before --out is created)."""
     line = refused("train", "--dataset", "phantom2d", "--scarce", "0=10", "--scarce", "0=0.5", "--out",
-                   tmp_path / "out")
+                   tmp_path / "out", "--dry-run")
     assert "two --scarce rules for class '0'" in line
-    line = refused("train", "--dataset", "phantom2d", "--scarce", "0=10", "--scarce", "few_large=5", "--out",
-                   tmp_path / "out")
+    line = refused("train", "--dataset", "phantom2d", "--config", tiny_yaml, "--steps", "1", "--scarce", "0=10",
+                   "--scarce", "few_large=5", "--out", tmp_path / "out")
     assert "two --scarce rules for class 'few_large'" in line
 
 
