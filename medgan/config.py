@@ -247,12 +247,10 @@ class EvalConfig(Section):
     device: str = "auto"
     """Where classifiers train: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``."""
 
-    @field_validator("arms", "ratios", mode="before")
+    @field_validator("arms", mode="before")
     @classmethod
-    def _split_csv(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
+    def _split_arms(cls, v: Any) -> Any:
+        return _csv(v)
 
     @field_validator("arms")
     @classmethod
@@ -264,6 +262,7 @@ class EvalConfig(Section):
     @field_validator("ratios", mode="before")
     @classmethod
     def _ratios(cls, v: Any) -> Any:
+        v = _csv(v)
         for r in v if isinstance(v, list) else []:
             if r != "balance" and not isinstance(r, bool):
                 check_ratio(r)
@@ -278,6 +277,13 @@ class EvalConfig(Section):
         if v > MAX_EVAL_SEEDS:
             raise ValueError(f"at most {MAX_EVAL_SEEDS} seeds per arm (each seed trains one classifier per arm)")
         return v
+
+
+def _csv(v: Any) -> Any:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; anything else as given."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return v
 
 
 class Config(Section):

@@ -8,6 +8,9 @@ import pytest
 import yaml
 from reliability.util import one_line
 
+from medgan.config import load_config
+from medgan.errors import ConfigError
+
 pytestmark = pytest.mark.usefixtures("fast_phantoms")
 
 
@@ -58,6 +61,8 @@ def test_ratio_and_seed_counts_are_bounded_up_front(tmp_path, refused, ckpt2d, a
     assert needle in refused(*_evaluate(tmp_path, ckpt2d, "--arms", "baseline,gan", *args))
     line = refused(*_evaluate(tmp_path, ckpt2d, "--config", _yaml(tmp_path, {"evaluate": {"ratios": [1e9]}})))
     assert "'evaluate.ratios'" in line and "(0, 100]" in line
+    with pytest.raises(ConfigError, match=r"bad synthetic ratio '1e9'; use a number in \(0, 100\]"):
+        load_config(None, {"evaluate.ratios": "0.5,1e9"})  # the library's comma-separated form too
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400", "-inf"])
