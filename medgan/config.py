@@ -10,16 +10,21 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from medgan.config_rules import (
+    MAX_EVAL_SEEDS,
+    MAX_SEED,
+    MAX_SPLIT_SEED,
+    Section,
+    check_ratio,
+    scarce_rule,
+    seed_bound,
+)
 from medgan.errors import ConfigError
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     dataset: str = "phantom2d"
     """A MedMNIST name (``breastmnist``, ``pneumoniamnist_64``), ``phantom2d``/``phantom3d``, or a path
     (.npz in MedMNIST layout, a folder with one sub-folder per class, a CSV manifest ``path,label[,split]``)."""
@@ -41,8 +46,24 @@ class DataConfig(_Section):
             return [s for s in v.split(",") if s.strip()]
         return v
 
+    @field_validator("scarce")
+    @classmethod
+    def _check_scarce(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for spec in v:
+            name = scarce_rule(spec)[0].strip()
+            if name.lower() in seen:
+                raise ConfigError(f"two --scarce rules for class '{name}' ({', '.join(v)}); give one rule per class")
+            seen.add(name.lower())
+        return v
 
-class ModelConfig(_Section):
+    @field_validator("split_seed")
+    @classmethod
+    def _split_seed(cls, v: int) -> int:
+        return seed_bound(v, MAX_SPLIT_SEED, "it seeds numpy.random.RandomState")
+
+
+class ModelConfig(Section):
     latent_dim: int = Field(100, ge=1)
     base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
@@ -59,7 +80,7 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class DiffAugmentConfig(_Section):
+class DiffAugmentConfig(Section):
     policy: list[Literal["translation", "cutout", "brightness", "contrast"]] = Field(
         default_factory=lambda: ["translation", "cutout", "brightness", "contrast"]
     )
@@ -73,7 +94,7 @@ class DiffAugmentConfig(_Section):
     adjust_speed: float = Field(0.05, ge=0.0)
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(64, ge=1)
     lr_g: float = Field(2e-4, gt=0.0)
@@ -120,6 +141,7 @@ class TrainConfig(_Section):
     """torch intra-op threads (0: leave torch's default)."""
     device: str = "auto"
     seed: int = 0
+    """0 to 2**63 - 1 (:data:`MAX_SEED`)."""
     log_every: int = Field(50, ge=0)
     sample_every: int = Field(500, ge=0)
     checkpoint_every: int = Field(1000, ge=0)
@@ -139,8 +161,13 @@ class TrainConfig(_Section):
     tensorboard: bool = False
     progress: bool = True
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        return seed_bound(v, MAX_SEED, "a signed 64-bit integer")
 
-class AugmentConfig(_Section):
+
+class AugmentConfig(Section):
     n: int | None = None
     classes: list[str] = Field(default_factory=list)
     balance: bool = False
@@ -158,30 +185,36 @@ class AugmentConfig(_Section):
     """Generator precision: ``off`` (fp32) or ``bf16`` (bfloat16 inference: several times faster on CPUs with
     AMX / AVX512-BF16, images within about 1% of the fp32 ones, byte-identical repeats on the same machine)."""
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        return seed_bound(v, MAX_SEED, "a signed 64-bit integer")
+
 
 ARM_NAMES = Literal["baseline", "oversample", "weighted", "classical", "classical+oversample", "gan",
                     "gan+oversample", "gan+weighted", "gan+classical", "gan+classical+oversample"]
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     arms: list[ARM_NAMES] = Field(default_factory=lambda: [
         "baseline", "oversample", "weighted", "classical+oversample", "gan+oversample", "gan+classical+oversample"])
     """Arms to compare (docs/evaluation.md). GAN arms run once per ratio."""
     ratios: list[float | Literal["balance"]] = Field(default_factory=lambda: [0.5, 1.0])
     seeds: int = 10
-    """Seeds per arm (paired across arms): 10 allow exact permutation p-values down to 0.002."""
+    """Seeds per arm (paired across arms): 10 allow exact permutation p-values down to 0.002; 2 to
+    :data:`MAX_EVAL_SEEDS`."""
     classifier: Literal["smallcnn", "resnet18"] = "smallcnn"
-    epochs: int = 80
+    epochs: int = Field(80, ge=1)
     """Budget: at most this many epochs of ceil(N_real_train / batch_size) steps (classical+oversample needed ~50
     to converge on BreastMNIST 20%: docs/results.md, protocol check)."""
-    patience: int = 20
+    patience: int = Field(20, ge=1)
     """Stop after this many epochs without a better validation score (but not before ``min_epochs``)."""
-    min_epochs: int = 40
+    min_epochs: int = Field(40, ge=0)
     """No early stop before this many epochs (capped at ``epochs``)."""
     select: Literal["auroc", "loss", "balanced_accuracy"] = "auroc"
     """The validation score that picks the kept weights (pipelines/protocol_check.py measures the choice)."""
-    batch_size: int = 32
-    lr: float = 1e-3
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
     primary: Literal["sens_at_spec", "sens_youden", "auroc", "pauroc", "balanced_accuracy"] = "sens_at_spec"
     """The metric the verdict uses; default: scarce-class sensitivity at the specificity chosen on validation."""
     target_specificity: float = Field(0.8, gt=0.0, lt=1.0)
@@ -201,7 +234,7 @@ class EvalConfig(_Section):
     channels_last: bool | Literal["auto"] = "auto"
     """Channels-last memory format for the classifiers; ``auto``: on for the small CNN, off for ResNet-18 (as
     measured by pipelines/bench_evaluate.py)."""
-    n_synthetic: int | None = None
+    n_synthetic: int | None = Field(None, ge=1)
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)
     """Sample filtering: keep only synthetic images that the reference classifier (a class-balanced small CNN
@@ -210,19 +243,50 @@ class EvalConfig(_Section):
     filter_pool_factor: int = Field(3, ge=1)
     quality: bool = True
     privacy: bool = True
-    threads: int = 0
+    threads: int = Field(0, ge=0)
     device: str = "auto"
     """Where classifiers train: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``."""
 
-    @field_validator("arms", "ratios", mode="before")
+    @field_validator("arms", mode="before")
     @classmethod
-    def _split_csv(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [s.strip() for s in v.split(",") if s.strip()]
+    def _split_arms(cls, v: Any) -> Any:
+        return _csv(v)
+
+    @field_validator("arms")
+    @classmethod
+    def _some_arm(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("no arm to run; name at least one, e.g. --arms baseline,gan+oversample")
+        return v
+
+    @field_validator("ratios", mode="before")
+    @classmethod
+    def _ratios(cls, v: Any) -> Any:
+        v = _csv(v)
+        for r in v if isinstance(v, list) else []:
+            if r != "balance" and not isinstance(r, bool):
+                check_ratio(r)
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("confidence intervals and paired tests need at least 2 seeds; use --seeds 5 "
+                             "(or 10 for permutation p-values below 0.0625)")
+        if v > MAX_EVAL_SEEDS:
+            raise ValueError(f"at most {MAX_EVAL_SEEDS} seeds per arm (each seed trains one classifier per arm)")
         return v
 
 
-class Config(_Section):
+def _csv(v: Any) -> Any:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; anything else as given."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return v
+
+
+class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -309,7 +373,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         p = resolve_config_path(path)
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}); a config must be a UTF-8 YAML "
+                              "file") from None
         except yaml.YAMLError as e:
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             at = f" (line {line + 1})" if line is not None else ""
@@ -326,4 +393,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         got = f" (got {err['input']!r})" if not isinstance(err.get("input"), (dict, list)) else ""
-        raise ConfigError(f"invalid value for '{loc}': {err['msg']}{got}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid value for '{loc}': {msg}{got}") from None

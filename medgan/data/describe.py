@@ -165,9 +165,15 @@ def write_grid(data: RealData, path: str | Path, size: int | None = None, per_cl
 
 
 def dataset_report(cfg: DataConfig, grid: str | Path | None = None, per_class: int = 8) -> str:
-    """Load the dataset of a data config, describe it, and write the example grid if asked (the ``info`` CLI)."""
+    """Load the dataset of a data config, describe it, and write the example grid if asked (the ``info`` CLI).
+
+    The grid is a PNG: another suffix is refused (:class:`ConfigError`) before the dataset is loaded."""
     from medgan.data.sources import load_dataset
 
+    if grid is not None and Path(grid).suffix.lower() != ".png":
+        from medgan.errors import ConfigError
+
+        raise ConfigError(f"--grid {grid}: the grid is written as a PNG image; give a file name ending in .png")
     if grid is not None:  # before any work: a new path or a grid medgan wrote, never a user's file
         from medgan.outputs import replaceable_file
         from medgan.viz import is_medgan_png

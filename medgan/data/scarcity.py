@@ -11,32 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medgan.config_rules import scarce_rule
 from medgan.data.classes import class_index
-from medgan.errors import DatasetError
+from medgan.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     from medgan.data.dataset import RealData
 
 
 def parse_scarce(specs: list[str], class_names: list[str]) -> dict[int, tuple[str, float]]:
-    """``["0=0.2", "benign=30"]`` -> ``{0: ("fraction", 0.2), 1: ("count", 30)}``."""
+    """``["0=0.2", "benign=30"]`` -> ``{0: ("fraction", 0.2), 1: ("count", 30)}``; a malformed rule or two
+    rules for one class (``0=0.2`` and ``benign=30`` when class 0 is ``benign``) are a :class:`ConfigError`."""
     out: dict[int, tuple[str, float]] = {}
     for spec in specs:
-        if "=" not in spec:
-            raise DatasetError(f"bad --scarce '{spec}'; use CLASS=FRACTION (e.g. 0=0.2) or CLASS=N (e.g. malignant=30)")
-        cls_tok, val_tok = spec.split("=", 1)
+        cls_tok, kind, val = scarce_rule(spec)
         c = class_index(cls_tok, class_names, DatasetError)
-        try:
-            val = float(val_tok)
-        except ValueError:
-            raise DatasetError(f"bad --scarce value '{val_tok}' for class '{cls_tok}'; use a fraction in (0, 1] "
-                               "or a whole number of images") from None
-        if "." in val_tok or val < 1 or val_tok.strip() == "1.0":
-            if not 0 < val <= 1:
-                raise DatasetError(f"--scarce fraction for class '{cls_tok}' must be in (0, 1], got {val_tok}")
-            out[c] = ("fraction", val)
-        else:
-            out[c] = ("count", int(val))
+        if c in out:
+            raise ConfigError(f"two --scarce rules for class '{class_names[c]}' ({', '.join(specs)}); give one rule "
+                              "per class")
+        out[c] = (kind, val if kind == "fraction" else int(val))
     return out
 
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medgan.errors import EvaluationError
+from medgan.config_rules import check_ratio
+from medgan.errors import ConfigError
 
 if TYPE_CHECKING:
     from medgan.data.dataset import RealData
@@ -73,48 +74,53 @@ def _ratio_label(r: float | str) -> str:
 
 def expand_arms(arms: list[str], ratios: list[float | str]) -> list[Arm]:
     """Arm names -> :class:`Arm` objects; GAN arms expand to one arm per ratio (``gan@0.5``, ``gan@balance``)."""
+    if not arms:
+        raise ConfigError("no arm to run; name at least one, e.g. --arms baseline,gan+oversample")
     out: list[Arm] = []
     for a in arms:
         a = a.strip().lower()
         if a not in BASE_ARMS:
-            raise EvaluationError(f"unknown arm '{a}'; choose from: {', '.join(BASE_ARMS)} (--arms, comma-separated)")
+            raise ConfigError(f"unknown arm '{a}'; choose from: {', '.join(BASE_ARMS)} (--arms, comma-separated)")
         if a in GAN_ARMS:
             if not ratios:
-                raise EvaluationError(f"arm '{a}' needs at least one ratio; pass --ratio 0.5,1.0 or --ratio balance")
+                raise ConfigError(f"arm '{a}' needs at least one ratio; pass --ratio 0.5,1.0 or --ratio balance")
             for r in ratios:
-                if not isinstance(r, str) and not (float(r) > 0):
-                    raise EvaluationError(f"synthetic ratio must be > 0 or 'balance', got {r} (--ratio)")
+                if r != "balance":
+                    try:
+                        check_ratio(r)
+                    except ValueError as e:
+                        raise ConfigError(str(e)) from None
                 out.append(Arm(f"{a}@{_ratio_label(r)}", a, r))
         else:
             out.append(Arm(a, a))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
-        raise EvaluationError(f"arms repeat: {', '.join(names)}; list each arm and ratio once")
+        raise ConfigError(f"arms repeat: {', '.join(names)}; list each arm and ratio once")
     return out
 
 
 def check_choices(arms: str | None = None, classifier: str | None = None, ratios: str | None = None) -> None:
-    """Friendly errors for command-line values before the config validates them."""
+    """Friendly errors (:class:`ConfigError`, exit code 2) for command-line values before the config validates them:
+    unknown or no arms, an unknown classifier, a ratio that is not a number in (0, MAX_RATIO] or 'balance'."""
     from medgan.classify.nets import CLASSIFIERS
 
+    if arms is not None and not any(a.strip() for a in arms.split(",")):
+        raise ConfigError(f"--arms '{arms}' names no arm; choose from: {', '.join(BASE_ARMS)} (comma-separated)")
     for a in (arms or "").split(","):
         if a.strip() and a.strip().lower() not in BASE_ARMS:
-            raise EvaluationError(f"unknown arm '{a.strip()}'; choose from: {', '.join(BASE_ARMS)} "
-                                  "(--arms, comma-separated)")
+            raise ConfigError(f"unknown arm '{a.strip()}'; choose from: {', '.join(BASE_ARMS)} "
+                              "(--arms, comma-separated)")
     if classifier is not None and classifier not in CLASSIFIERS:
-        raise EvaluationError(f"unknown classifier '{classifier}'; choose one of: {', '.join(CLASSIFIERS)} "
-                              "(--classifier)")
+        raise ConfigError(f"unknown classifier '{classifier}'; choose one of: {', '.join(CLASSIFIERS)} "
+                          "(--classifier)")
     for r in (ratios or "").split(","):
         r = r.strip()
         if not r or r == "balance":
             continue
         try:
-            ok = float(r) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise EvaluationError(f"bad synthetic ratio '{r}'; use numbers > 0 (synthetic:real, e.g. 0.5,1.0) or "
-                                  "'balance' (--ratio)")
+            check_ratio(r)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def scarce_classes(data: RealData) -> list[int]:

@@ -185,6 +185,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         from medgan.locks import FolderLock
         from medgan.outputs import OutputFolder
 
+        created = not Path(out_dir).exists()
         ensure_writable_dir(out_dir)
         lock = FolderLock(out_dir, "medgan evaluate").acquire()  # one evaluation per report folder
     try:
@@ -198,6 +199,11 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
             files.close()
         if lock is not None:
             lock.release()
+            if created:  # a request refused before anything was written leaves no folder behind
+                try:
+                    Path(out_dir).rmdir()
+                except OSError:
+                    pass
 
 
 def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, progress: bool, restart: bool,

@@ -15,17 +15,18 @@ def run_cli(medgan_cli):
     return medgan_cli
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--arms", "baseline,smote"], "unknown arm 'smote'; choose from: baseline, oversample, weighted, classical, classical+oversample, gan"),
-    (["--classifier", "vgg16"], "unknown classifier 'vgg16'; choose one of: smallcnn, resnet18"),
-    (["--ratio", "0.5,-1"], "bad synthetic ratio '-1'"),
-    (["--arms", "baseline,gan"], "need synthetic images: pass --checkpoint"),
-    (["--arms", "baseline", "--seeds", "1"], "at least 2 seeds"),
-    (["--arms", "baseline", "--checkpoint", "nowhere/last.pt"], "checkpoint not found"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--arms", "baseline,smote"], "unknown arm 'smote'; choose from: baseline, oversample, weighted, classical, classical+oversample, gan", 2),
+    (["--classifier", "vgg16"], "unknown classifier 'vgg16'; choose one of: smallcnn, resnet18", 2),
+    (["--ratio", "0.5,-1"], "bad synthetic ratio '-1'", 2),
+    (["--arms", "baseline,gan"], "need synthetic images: pass --checkpoint", 1),
+    (["--arms", "baseline", "--seeds", "1"], "at least 2 seeds", 2),
+    (["--arms", "baseline", "--checkpoint", "nowhere/last.pt"], "checkpoint not found", 1),
 ])
-def test_bad_input_is_one_line(tmp_path, run_cli, args, message):
+def test_bad_input_is_one_line(tmp_path, run_cli, args, message, code):
+    """Configuration errors (arms, classifier, ratio, seeds) exit 2, other user errors 1 (issue 21, defect 25)."""
     r = run_cli("evaluate", "--dataset", "phantom2d", "--out", tmp_path / "rep", "--no-quality", *args)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == code, r.stderr
     assert message in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "rep" / "report.json").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medgan.errors import EvaluationError
+from medgan.errors import ConfigError
 from medgan.evaluation.arms import check_choices, expand_arms
 
 
@@ -15,11 +15,11 @@ def test_arms_and_choices():
     assert arms[1].balanced and arms[2].classical and arms[3].synthetic and arms[5].classical and arms[5].synthetic
     gos = expand_arms(["gan+oversample"], [1.0])[0]
     assert gos.name == "gan+oversample@1.0" and gos.synthetic and gos.balanced and not gos.classical
-    with pytest.raises(EvaluationError, match="unknown arm 'smote'"):
+    with pytest.raises(ConfigError, match="unknown arm 'smote'"):
         expand_arms(["smote"], [1.0])
-    with pytest.raises(EvaluationError, match="unknown arm 'gans'.*baseline, oversample"):
+    with pytest.raises(ConfigError, match="unknown arm 'gans'.*baseline, oversample"):
         check_choices(arms="baseline,gans")
-    with pytest.raises(EvaluationError, match="unknown classifier 'vgg'.*smallcnn, resnet18"):
+    with pytest.raises(ConfigError, match="unknown classifier 'vgg'.*smallcnn, resnet18"):
         check_choices(classifier="vgg")
-    with pytest.raises(EvaluationError, match="bad synthetic ratio 'x'"):
+    with pytest.raises(ConfigError, match="bad synthetic ratio 'x'"):
         check_choices(ratios="0.5,x")

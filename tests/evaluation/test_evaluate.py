@@ -11,7 +11,7 @@ from helpers import SCARCE
 from medgan.config import load_config
 from medgan.data.preprocess import prepare
 from medgan.data.sources import load_dataset
-from medgan.errors import EvaluationError
+from medgan.errors import ConfigError, EvaluationError
 from medgan.evaluation.evaluate import evaluate
 from medgan.synthesis.bank import SyntheticBank
 from medgan.training.checkpoint import save_checkpoint
@@ -47,7 +47,7 @@ def test_checkpoint_with_another_fingerprint_is_refused(tmp_path):
 def test_bad_requests_are_refused_before_training():
     with pytest.raises(EvaluationError, match="need synthetic images"):
         evaluate(_cfg(**{"evaluate.arms": "baseline,gan"}))
-    with pytest.raises(EvaluationError, match="at least 2 seeds"):
+    with pytest.raises(ConfigError, match="at least 2 seeds"):  # refused by the configuration itself
         evaluate(_cfg(**{"evaluate.arms": "baseline", "evaluate.seeds": 1}))
     pool = _noisy_pool()
     bad = SyntheticBank.from_tensors(torch.cat([pool.images, pool.images], 1), pool.labels, pool.class_names,
