@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medgan.data import medmnist
-from medgan.data.dataset import RealData
+from medgan.data.dataset import RealData, check_splits
 from medgan.data.npz import load_npz
 from medgan.data.splits import ensure_splits
 from medgan.errors import DatasetError
@@ -32,6 +32,7 @@ def validate(data: RealData) -> RealData:
             f"dataset '{data.name}' has a single class ({data.class_names[0] if data.class_names else '?'}); "
             "a class-conditional GAN and its evaluation need at least two classes"
         )
+    check_splits(data)
     empty = [n for n, c in zip(data.class_names, counts, strict=True) if c == 0]
     if empty:
         raise DatasetError(

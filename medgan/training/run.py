@@ -149,15 +149,25 @@ def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: 
     """A checkpoint can only be resumed with the same data (classes, shape, training images) and model."""
     cd = ckpt.get("data") or {}
     here = {**tdata.data.meta(), "size": tdata.size}
+    run_spec = ((ckpt.get("config") or {}).get("data") or {}).get("dataset")
     for key, what in (("class_names", "classes"), ("spatial_dims", "dims"), ("channels", "channels"),
-                      ("size", "model size")):
-        if cd.get(key) != here.get(key):
+                      ("size", "model size"), ("train_fingerprint", "training images")):
+        if key == "train_fingerprint" and not cd.get(key):
+            continue
+        if cd.get(key) == here.get(key):
+            continue
+        if key != "size" and run_spec is not None and str(run_spec) != str(cfg.data.dataset):
+            raise CheckpointError(
+                f"cannot resume {path}: the run used the dataset {run_spec!r}, this call asks for "
+                f"{str(cfg.data.dataset)!r} (their {what} differ); drop --dataset to resume with the run's own "
+                f"(its config.yaml names it) or pass --dataset {run_spec}"
+            )
+        if key != "train_fingerprint":
             raise CheckpointError(
                 f"cannot resume {path}: it was trained on '{cd.get('name')}' with {what} {cd.get(key)}, this run "
                 f"uses '{here['name']}' with {what} {here.get(key)}; resume with the same dataset/--size or use "
                 "another --out"
             )
-    if cd.get("train_fingerprint") and cd.get("train_fingerprint") != here["train_fingerprint"]:
         raise CheckpointError(
             f"cannot resume {path}: its training images differ from this run's ('{cd.get('name')}' vs "
             f"'{here['name']}', --scarce/--data-dir/split seed changed?); resume with the same data or use another --out"

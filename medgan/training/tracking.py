@@ -263,6 +263,15 @@ class TrackQuality(Hook):
         if self.every <= 0:
             return
         tr = state.trainer
+        y_val = tr.tdata.y["val"]
+        if not len(y_val):
+            monitor.warn("quality tracking is skipped: the dataset has no validation images to measure against "
+                         "(add a val split or more images per class; train.eval_every: 0 silences this)")
+            return
+        missing = [n for c, n in enumerate(tr.class_names) if not bool((y_val == c).any())]
+        if missing:
+            monitor.warn(f"quality tracking cannot measure class(es) {', '.join(repr(n) for n in missing)}: no "
+                         "validation images of them (their distances stay empty and they do not enter the score)")
         t0 = time.perf_counter()
         ref = load_or_train_reference(tr, state.out / TRACK_DIR, self.n_per_class)
         self.tracker = QualityTracker(ref, tr.num_classes, tr.latent_dim, self.n_per_class, state.cfg.train.seed,

@@ -1,0 +1,99 @@
+"""Crashes after work started, and messages (issue 21, defects 19-24, 26, 27): inputs that failed only once the run
+folder existed are refused before it is made, crafted checkpoints and library arguments are one-line errors before
+anything is allocated, and the messages say what the user must do."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import SAMPLES_DIR, tiny_cfg
+from reliability.util import one_line
+
+from medgan.training.run import train
+
+pytestmark = pytest.mark.usefixtures("fast_phantoms")
+
+
+def _gray(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, 255, (n, 28, 28)).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------- 19: train after the folder
+
+
+def test_an_empty_validation_split_skips_quality_tracking_with_a_warning(tmp_path, capsys):
+    """Defect 19: `torch.cat(): expected a non-empty list` in quality tracking, after the run folder was made."""
+    tr, lab = _gray(20), np.arange(20) % 2
+    p = tmp_path / "noval.npz"
+    np.savez(p, train_images=tr, train_labels=lab, val_images=tr[:0], val_labels=lab[:0], test_images=tr[:4],
+             test_labels=lab[:4])
+    res = train(tiny_cfg(data__dataset=str(p), train__eval_every=2, train__steps=2), tmp_path / "run")
+    assert res.checkpoint.is_file()
+    assert "quality tracking is skipped: the dataset has no validation images" in capsys.readouterr().err
+
+
+def test_a_class_without_validation_images_is_not_tracked_but_the_run_goes_on(tmp_path, capsys):
+    tr, lab = _gray(20), np.arange(20) % 2
+    p = tmp_path / "oneval.npz"
+    np.savez(p, train_images=tr, train_labels=lab, val_images=tr[:3], val_labels=np.array([1, 1, 1]),
+             test_images=tr[:4], test_labels=lab[:4])
+    res = train(tiny_cfg(data__dataset=str(p), train__eval_every=2, train__steps=2), tmp_path / "run")
+    assert "quality tracking cannot measure class(es) '0'" in capsys.readouterr().err
+    assert np.isnan(res.metrics["q_fd"][0]) and np.isfinite(res.metrics["q_fd"][1])
+
+
+def test_eight_dicom_slices_in_two_class_folders_train(tmp_path, capsys):
+    """Defect 19: 8 DICOM slices in two class folders (stratified split: no validation image) crashed tracking."""
+    src = SAMPLES_DIR / "dicom" / "pydicom" / "CT_small.dcm"
+    if not src.is_file():
+        pytest.skip("shared DICOM sample not found")
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(4):
+            shutil.copy(src, tmp_path / "data" / c / f"{i}.dcm")
+    res = train(tiny_cfg(data__dataset=str(tmp_path / "data"), data__size=28, train__eval_every=2,
+                         train__steps=2), tmp_path / "run")
+    assert res.checkpoint.is_file()
+    assert "quality tracking is skipped" in capsys.readouterr().err
+
+
+def test_rgb_validation_images_beside_gray_training_images_are_refused_before_the_folder(tmp_path, medgan_cli,
+                                                                                         tiny_yaml):
+    """Defect 19: a convolution RuntimeError (traceback) once the run had started."""
+    rgb = np.random.RandomState(1).randint(0, 255, (4, 28, 28, 3)).astype(np.uint8)
+    p = tmp_path / "mixed.npz"
+    np.savez(p, train_images=_gray(20), train_labels=np.arange(20) % 2, val_images=rgb, val_labels=np.arange(4) % 2)
+    r = medgan_cli("train", "--dataset", p, "--config", tiny_yaml, "--out", tmp_path / "run")
+    line = one_line(r.stderr)
+    assert r.returncode == 1 and "val_images[0] has 3 channel(s)" in line and "training images have 1" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("images, what", [
+    (np.full((20, 28, 28), 1e300), "train_images[0] holds the value 1e+300"),
+    (np.where(np.arange(20)[:, None, None] % 2, 3e38, -3e38) * np.ones((20, 28, 28)), "a range float32 cannot hold"),
+])
+def test_float_values_beyond_float32_are_refused_before_the_folder(tmp_path, medgan_cli, tiny_yaml, images, what):
+    """Defect 19: float64 pixels near 1e300 became `Input contains NaN` after the run folder was made."""
+    p = tmp_path / "huge.npz"
+    np.savez(p, train_images=images, train_labels=np.arange(20) % 2)
+    r = medgan_cli("train", "--dataset", p, "--config", tiny_yaml, "--out", tmp_path / "run")
+    line = one_line(r.stderr)
+    assert r.returncode == 1 and what in line and "rescale" in line
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------- 24: resume, another dataset
+
+
+def test_resume_with_another_dataset_names_the_runs_dataset_and_the_way_out(tmp_path, medgan_cli, tiny_yaml):
+    out = tmp_path / "run"
+    assert medgan_cli("train", "--dataset", "phantom2d", "--config", tiny_yaml, "--out", out).returncode == 0
+    r = medgan_cli("train", "--dataset", "phantom3d", "--out", out, "--resume", "--steps", 4)
+    line = one_line(r.stderr)
+    assert r.returncode == 1
+    assert "the run used the dataset 'phantom2d'" in line and "drop --dataset" in line
+    assert "--dataset phantom2d" in line
+    assert medgan_cli("train", "--out", out, "--resume", "--steps", 4).returncode == 0
