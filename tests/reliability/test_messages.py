@@ -4,13 +4,21 @@ anything is allocated, and the messages say what the user must do."""
 
 from __future__ import annotations
 
+import resource
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import SAMPLES_DIR, tiny_cfg
-from reliability.util import one_line
+from reliability.util import ROOT, one_line
 
+from medgan.errors import CheckpointError
+from medgan.synthesis.sampler import Sampler
+from medgan.training.checkpoint import save_checkpoint
 from medgan.training.run import train
 
 pytestmark = pytest.mark.usefixtures("fast_phantoms")
@@ -97,3 +105,57 @@ def test_resume_with_another_dataset_names_the_runs_dataset_and_the_way_out(tmp_
     assert "the run used the dataset 'phantom2d'" in line and "drop --dataset" in line
     assert "--dataset phantom2d" in line
     assert medgan_cli("train", "--out", out, "--resume", "--steps", 4).returncode == 0
+
+
+# ------------------------------------------------------------------------------------- 20: crafted checkpoints
+
+
+def _limit_memory():  # in the child before exec: a regression fails with MemoryError instead of taking the machine
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+
+def _crafted(src: Path, dst: Path, change) -> Path:
+    ck = {k: v for k, v in torch.load(src, weights_only=True).items()
+          if k not in ("format", "format_version", "medgan_version")}
+    change(ck)
+    return save_checkpoint(dst, ck)
+
+
+def test_a_crafted_latent_dim_is_refused_before_anything_is_allocated(tmp_path, ckpt2d):
+    """Defect 20: `latent_dim` 10^9 built a generator of terabytes before looking at the weights. Run bounded
+    (3 GB of address space, a timeout)."""
+    bad = _crafted(ckpt2d, tmp_path / "latent.pt", lambda c: c["config"]["model"].update(latent_dim=10**9))
+    proc = subprocess.run([sys.executable, "-m", "medgan", "augment", "--checkpoint", bad, "--out", tmp_path / "o",
+                           "--n", "1"], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          preexec_fn=_limit_memory)
+    line = one_line(proc.stderr)
+    assert proc.returncode == 1 and "model.latent_dim is 1000000000, outside 1..16384" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda c: c["config"]["model"].update(latent_dim=9), "model.latent_dim is 9 but the generator weights take 8"),
+    (lambda c: c["config"]["model"].update(base_channels=2), "model.base_channels is 2 but the generator weights"),
+    (lambda c: c["data"].update(channels=3), "'channels' is 3 but the generator weights write 1"),
+    (lambda c: c["data"].update(size=10**12), "'size' is 1000000000000, outside 1..1024"),
+])
+def test_a_record_that_does_not_fit_its_weights_is_one_line_before_building(tmp_path, ckpt2d, change, what,
+                                                                            monkeypatch):
+    import medgan.models
+
+    monkeypatch.setattr(medgan.models, "build_generator", lambda *a, **k: pytest.fail("built before checking"))
+    bad = _crafted(ckpt2d, tmp_path / "bad.pt", change)
+    with pytest.raises(CheckpointError, match="inconsistent or crafted") as e:
+        Sampler.from_checkpoint(bad)
+    assert what in str(e.value) and "\n" not in str(e.value)
+
+
+def test_info_of_a_checkpoint_naming_more_classes_than_its_weights_is_one_line(tmp_path, ckpt2d, medgan_cli):
+    """Defect 20: three class names for two-class weights made `medgan info checkpoint` raise in zip()."""
+    four = _crafted(ckpt2d, tmp_path / "four.pt",
+                    lambda c: c["data"].update(class_names=["a", "b", "c", "d"], train_counts=[1, 2, 3, 4]))
+    r = medgan_cli("info", "checkpoint", four)
+    assert r.returncode == 1 and "it names 4 classes but its generator weights are for 3" in one_line(r.stderr)
+    counts = _crafted(ckpt2d, tmp_path / "counts.pt", lambda c: c["data"].update(class_names=["a", "b"]))
+    r = medgan_cli("info", "checkpoint", counts)
+    assert r.returncode == 1 and "'train_counts' does not give one count per class (2 class names)" in one_line(r.stderr)
