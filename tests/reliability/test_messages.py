@@ -16,7 +16,7 @@ import torch
 from helpers import SAMPLES_DIR, tiny_cfg
 from reliability.util import ROOT, one_line
 
-from medgan.errors import CheckpointError
+from medgan.errors import CheckpointError, MedganError
 from medgan.synthesis.sampler import Sampler
 from medgan.training.checkpoint import save_checkpoint
 from medgan.training.run import train
@@ -159,3 +159,56 @@ def test_info_of_a_checkpoint_naming_more_classes_than_its_weights_is_one_line(t
     counts = _crafted(ckpt2d, tmp_path / "counts.pt", lambda c: c["data"].update(class_names=["a", "b"]))
     r = medgan_cli("info", "checkpoint", counts)
     assert r.returncode == 1 and "'train_counts' does not give one count per class (2 class names)" in one_line(r.stderr)
+
+
+# ------------------------------------------------------------------------------------- 21, 26: library arguments
+
+
+@pytest.fixture(scope="module")
+def bank2d(ckpt2d):
+    from medgan.synthesis.bank import SyntheticBank
+
+    return SyntheticBank.from_checkpoint(ckpt2d, n_per_class=2)
+
+
+@pytest.mark.parametrize("kw, what", [
+    ({"prob": "0.5"}, "prob must be a number in [0, 1], got '0.5'"),
+    ({"prob": None}, "prob must be a number in [0, 1], got None"),
+    ({"prob": 1.5}, "prob must be a number in [0, 1], got 1.5"),
+    ({"class_prob": {"few_large": 2.0}}, "class_prob['few_large'] must be a number in [0, 1], got 2.0"),
+    ({"class_prob": {"few_large": -0.1}}, "class_prob['few_large'] must be a number in [0, 1], got -0.1"),
+    ({"class_prob": [0.5]}, "class_prob must be a mapping"),
+])
+def test_transform_probabilities_are_checked_up_front(bank2d, kw, what):
+    """Defects 21, 26: `prob="0.5"` or `None` raised a TypeError; `class_prob={...: 2.0}` was silently clipped."""
+    from medgan.synthesis.transforms import RandSyntheticReplace, RandSyntheticReplaced
+
+    for make in (lambda: RandSyntheticReplaced("image", bank=bank2d, **kw), lambda: RandSyntheticReplace(bank2d, **kw)):
+        with pytest.raises(MedganError) as e:
+            make()
+        assert what in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_bank_larger_than_memory_is_refused_naming_the_numbers(ckpt2d, monkeypatch):
+    """Defect 21: `SyntheticBank.from_checkpoint(n_per_class=10**9)` raised MemoryError."""
+    import medgan.synthesis.bank as bank
+
+    monkeypatch.setattr(bank, "available_memory", lambda: 1 << 30)
+    with pytest.raises(MedganError, match=r"n_per_class=1000000000 x 3 class\(es\) x 1x28x28 uint8 images need "
+                                          r"2190\.5 GiB, more than the 1\.0 GiB of memory available"):
+        bank.SyntheticBank.from_checkpoint(ckpt2d, n_per_class=10**9)
+    assert len(bank.SyntheticBank.from_checkpoint(ckpt2d, n_per_class=3)) == 9
+
+
+def test_a_bank_from_tensors_refuses_non_finite_images():
+    """Defect 26: NaN images were cast to uint8 (with a numpy warning) and handed out as data."""
+    from medgan.synthesis.bank import SyntheticBank
+
+    x = torch.zeros(3, 1, 28, 28)
+    x[2, 0, 5, 5] = float("nan")
+    with pytest.raises(MedganError, match=r"1 image\(s\) hold NaN or infinite values \(first x\[2\]\)"):
+        SyntheticBank.from_tensors(x, [0, 1, 0], ["a", "b"])
+    x[2] = float("-inf")
+    with pytest.raises(MedganError, match="NaN or infinite"):
+        SyntheticBank.from_tensors(x.numpy(), [0, 1, 0], ["a", "b"])
+    assert len(SyntheticBank.from_tensors(torch.zeros(3, 1, 28, 28), [0, 1, 0], ["a", "b"])) == 3
