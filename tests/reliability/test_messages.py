@@ -212,3 +212,31 @@ def test_a_bank_from_tensors_refuses_non_finite_images():
     with pytest.raises(MedganError, match="NaN or infinite"):
         SyntheticBank.from_tensors(x.numpy(), [0, 1, 0], ["a", "b"])
     assert len(SyntheticBank.from_tensors(torch.zeros(3, 1, 28, 28), [0, 1, 0], ["a", "b"])) == 3
+
+
+# ------------------------------------------------------------------------------------- 22, 23: messages
+
+
+def test_a_pool_without_a_class_names_the_real_flag():
+    """Defect 22: the message told to run augment "without --classes"; the flag is --class."""
+    from medgan.errors import EvaluationError
+    from medgan.evaluation.pool import draw_for_arm
+
+    with pytest.raises(EvaluationError) as e:
+        draw_for_arm(torch.zeros(4, dtype=torch.long), [1, 2], seed=0)
+    assert "without --class)" in str(e.value) and "--classes" not in str(e.value)
+
+
+def test_medgan_data_dir_naming_a_file_says_so(tmp_path, monkeypatch, medgan_cli, tiny_yaml):
+    """Defect 23: MEDGAN_DATA_DIR set to the .npz itself gave "cannot write to ... to download" (or "not found")."""
+    f = tmp_path / "breastmnist.npz"
+    f.write_bytes(b"not used")
+    monkeypatch.setenv("MEDGAN_DATA_DIR", str(f))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    r = medgan_cli("train", "--dataset", "breastmnist", "--config", tiny_yaml, "--out", tmp_path / "run")
+    line = one_line(r.stderr)
+    assert r.returncode == 1 and f"the variable MEDGAN_DATA_DIR names a file ({f}), not a folder" in line
+    assert f"(e.g. {tmp_path})" in line and not (tmp_path / "run").exists()
+    r = medgan_cli("train", "--dataset", "breastmnist", "--config", tiny_yaml, "--out", tmp_path / "run",
+                   "--data-dir", f)
+    assert r.returncode == 1 and f"--data-dir names a file ({f})" in one_line(r.stderr)
