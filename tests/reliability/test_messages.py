@@ -240,3 +240,35 @@ def test_medgan_data_dir_naming_a_file_says_so(tmp_path, monkeypatch, medgan_cli
     r = medgan_cli("train", "--dataset", "breastmnist", "--config", tiny_yaml, "--out", tmp_path / "run",
                    "--data-dir", f)
     assert r.returncode == 1 and f"--data-dir names a file ({f})" in one_line(r.stderr)
+
+
+# ------------------------------------------------------------------------------------- 27: control characters
+
+
+def test_a_class_name_with_a_line_break_is_refused_at_load(tmp_path, medgan_cli):
+    """Defect 27: a class folder named "bad<newline>name" broke the `medgan info dataset` table (and would have
+    travelled into checkpoints, manifests and DICOM headers). Refused at load, shown escaped."""
+    from helpers import write_png
+
+    for c in ("ok", "bad\nname"):
+        for i in range(3):
+            write_png(tmp_path / "data" / c / f"{i}.png", 10 * i)
+    r = medgan_cli("info", "dataset", tmp_path / "data")
+    line = one_line(r.stderr)
+    assert r.returncode == 1 and "the class name 'bad\\nname'" in line and "rename the class folder" in line
+    assert r.stdout == ""
+
+
+def test_a_csv_class_name_with_a_tab_is_refused(tmp_path):
+    from helpers import write_png
+
+    from medgan.data.sources import load_dataset
+    from medgan.errors import DatasetError
+
+    rows = ["path,label,class_name"]
+    for i in range(6):
+        write_png(tmp_path / f"{i}.png", 10 * i)
+        rows.append(f'{i}.png,{i % 2},"{"a" if i % 2 == 0 else "b	c"}"')
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match=r"the class name 'b\\tc'"):
+        load_dataset(str(tmp_path / "m.csv"))
