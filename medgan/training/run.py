@@ -189,7 +189,7 @@ def default_hooks(cfg: Config) -> list[Hook]:
     t = cfg.train
     return [hooks.NonFiniteGuard(t.log_every, t.checkpoint_every, t.eval_every), hooks.CollectStats(t.log_every),
             hooks.CollapseCheck(t.collapse_every),
-            TrackQuality(t.eval_every, t.eval_samples, t.collapse_threshold, t.drift_threshold),
+            TrackQuality(t.eval_every, t.eval_samples, t.drift_threshold),
             hooks.WriteLog(t.log_every), hooks.Curves(t.log_every), hooks.SampleGrid(t.sample_every),
             hooks.SaveCheckpoint(t.checkpoint_every)]
 

@@ -272,3 +272,17 @@ def test_a_csv_class_name_with_a_tab_is_refused(tmp_path):
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DatasetError, match=r"the class name 'b\\tc'"):
         load_dataset(str(tmp_path / "m.csv"))
+
+
+# ------------------------------------------------------------------------------------- polish: one collapse alarm
+
+
+def test_a_collapsed_class_warns_once_per_step(tmp_path, capsys):
+    """The collapse check and quality tracking both warned at the same step (two measures, two alarms): the
+    collapse check is the one alarm; tracking keeps the diversity ratio as a term of its score."""
+    cfg = tiny_cfg(train__steps=2, train__collapse_threshold=5.0, train__collapse_every=2, train__eval_every=2,
+                   train__eval_samples=8, train__sample_every=0)
+    train(cfg, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert err.count("possible mode collapse at step 2") == 1, err
+    assert (tmp_path / "run" / "train.log").read_text().count("possible mode collapse") == 1
