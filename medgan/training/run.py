@@ -237,7 +237,7 @@ def _loop(state: RunState, hooks: list[Hook], steps: int) -> None:
         t0 = time.perf_counter()
         for _ in range(nxt - state.step):
             trainer.train_step()
-        trainer._sync()
+        trainer.sync()
         dt = time.perf_counter() - t0
         state.progress.update(nxt - state.step)
         state.chunk_seconds = dt
@@ -328,11 +328,11 @@ def _run(state: RunState) -> TrainResult:
     if dist.is_main and start < t.steps:
         for h in run_hooks:
             h.start(state)
-    trainer._reset_accumulators()
+    trainer.reset_accumulators()
     try:
         _loop(state, run_hooks, t.steps)
     except KeyboardInterrupt:
-        if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
+        if dist.is_main and state.step > (state.last_ckpt_step or 0) and trainer.losses_finite:
             save_checkpoint(out / "checkpoints" / "last.pt", state.payload())
             monitor.warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue "
                          "with --resume", state.progress)
