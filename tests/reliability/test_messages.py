@@ -286,3 +286,22 @@ def test_a_collapsed_class_warns_once_per_step(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("possible mode collapse at step 2") == 1, err
     assert (tmp_path / "run" / "train.log").read_text().count("possible mode collapse") == 1
+
+
+# ------------------------------------------------------------------------------------- polish: strict JSON
+
+
+def test_info_checkpoint_json_is_strict_json_even_with_nan_quality(tmp_path, ckpt2d, medgan_cli):
+    """`--json` printed with json.dumps, so a NaN of the quality record reached stdout as `NaN` (not JSON)."""
+    import json
+
+    ck = _crafted(ckpt2d, tmp_path / "best.pt",
+                  lambda c: c.update(quality={"q_fd": [float("nan"), 1.5], "q_score": float("inf")}))
+    r = medgan_cli("info", "checkpoint", ck, "--json")
+    assert r.returncode == 0, r.stderr
+
+    def refuse(name):
+        raise AssertionError(f"{name} in --json output")
+
+    info = json.loads(r.stdout, parse_constant=refuse)
+    assert info["quality"] == {"q_fd": [None, 1.5], "q_score": None}
