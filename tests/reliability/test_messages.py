@@ -138,6 +138,8 @@ def test_a_crafted_latent_dim_is_refused_before_anything_is_allocated(tmp_path, 
     (lambda c: c["config"]["model"].update(base_channels=2), "model.base_channels is 2 but the generator weights"),
     (lambda c: c["data"].update(channels=3), "'channels' is 3 but the generator weights write 1"),
     (lambda c: c["data"].update(size=10**12), "'size' is 1000000000000, outside 1..1024"),
+    (lambda c: c["data"].update(intensity="0..255"), "'intensity' is not {min, max, dtype}"),
+    (lambda c: c["data"]["intensity"].update(dtype="object"), "'intensity' is not {min, max, dtype}"),
 ])
 def test_a_record_that_does_not_fit_its_weights_is_one_line_before_building(tmp_path, ckpt2d, change, what,
                                                                             monkeypatch):
