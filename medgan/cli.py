@@ -117,7 +117,9 @@ def info_checkpoint(
     if as_json:
         import json
 
-        typer.echo(json.dumps(checkpoint_info(path), indent=2))
+        from medgan.io import json_safe
+
+        typer.echo(json.dumps(json_safe(checkpoint_info(path)), indent=2, allow_nan=False))
     else:
         typer.echo(checkpoint_report(path))
 

@@ -86,6 +86,50 @@ def intensity_problem(record: Any) -> str | None:
     return None
 
 
+def _name(split: str, sp: Split, i: int) -> str:
+    return sp.paths[i] if sp.paths else f"{split}_images[{i}]"
+
+
+def check_splits(data: RealData) -> None:
+    """Refuse splits the model cannot take together: a channel count other than the training images' (an RGB
+    validation image beside gray training images), and float values that float32 cannot hold or whose range
+    (max - min, over all splits) overflows it (the [-1, 1] scaling would turn them into NaN)."""
+    for s, sp in data.splits.items():
+        chans = [a.shape[0] for a in sp.images] if isinstance(sp.images, list) else [sp.images.shape[1]] * len(sp)
+        bad = next((i for i, c in enumerate(chans) if c != data.channels), None)
+        if bad is not None:
+            raise DatasetError(f"dataset '{data.name}': {_name(s, sp, bad)} has {chans[bad]} channel(s) but the "
+                               f"training images have {data.channels}; convert all images to one kind (all gray or "
+                               "all RGB)")
+    big = float(np.finfo(np.float32).max)
+    lo: tuple[float, str] | None = None
+    hi: tuple[float, str] | None = None
+    for s, sp in data.splits.items():
+        if isinstance(sp.images, list):
+            ranges = [(float(a.min()), float(a.max())) if a.dtype.kind == "f" and a.size else None for a in sp.images]
+        elif sp.images.dtype.kind == "f" and sp.images.size:
+            flat = sp.images.reshape(len(sp.images), -1)
+            ranges = list(zip(flat.min(axis=1).tolist(), flat.max(axis=1).tolist(), strict=True))
+        else:
+            continue
+        for i, r in enumerate(ranges):
+            if r is None:
+                continue
+            amin, amax = r
+            if max(-amin, amax) > big:
+                raise DatasetError(f"dataset '{data.name}': {_name(s, sp, i)} holds the value "
+                                   f"{amin if -amin > amax else amax:.4g}, beyond float32 (about 3.4e38), which "
+                                   "medgan trains in; rescale the images (e.g. to 0..1) before training")
+            if lo is None or amin < lo[0]:
+                lo = (amin, _name(s, sp, i))
+            if hi is None or amax > hi[0]:
+                hi = (amax, _name(s, sp, i))
+    if lo is not None and hi is not None and not (hi[0] - lo[0] <= big):
+        raise DatasetError(f"dataset '{data.name}': the intensities span {lo[0]:.4g} ({lo[1]}) to {hi[0]:.4g} "
+                           f"({hi[1]}), a range float32 cannot hold; rescale the images (e.g. to 0..1) before "
+                           "training")
+
+
 @dataclass(frozen=True)
 class Intensity:
     """The source intensity range, so [-1, 1] model outputs can be written back as source values."""

@@ -140,6 +140,10 @@ def locate(subset: str, size: int, data_dir: str | Path | None = None, allow_dow
     found = find_local(subset, size, data_dir)
     if found is not None:
         return found
+    for d, what in ((data_dir, "--data-dir"), (os.environ.get("MEDGAN_DATA_DIR"), "the variable MEDGAN_DATA_DIR")):
+        if d and Path(d).is_file():
+            raise DatasetError(f"{what} names a file ({d}), not a folder; point it at the folder that holds the "
+                               f"MedMNIST .npz files (e.g. {Path(d).parent}), or pass the file itself as --dataset")
     entry = registry()[subset]["sizes"][str(size)]
     where = Path(data_dir or os.environ.get("MEDGAN_DATA_DIR") or user_cache())
     if not allow_download:

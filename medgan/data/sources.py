@@ -12,10 +12,11 @@ A dataset spec is one of:
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from medgan.data import medmnist
-from medgan.data.dataset import RealData
+from medgan.data.dataset import RealData, check_splits
 from medgan.data.npz import load_npz
 from medgan.data.splits import ensure_splits
 from medgan.errors import DatasetError
@@ -26,12 +27,18 @@ def validate(data: RealData) -> RealData:
     for s, sp in data.splits.items():  # before anything counts per class (bincount)
         if len(sp) and (sp.labels.min() < 0 or sp.labels.max() >= data.num_classes):
             raise DatasetError(f"dataset '{data.name}': {s} labels outside 0..{data.num_classes - 1}")
+    for name in data.class_names:  # they travel into checkpoints, manifests, DICOM headers, tables and messages
+        if any(unicodedata.category(ch) == "Cc" for ch in str(name)):
+            where = data.extra.get("root") or data.extra.get("path") or data.name
+            raise DatasetError(f"the class name {str(name)!r} in {str(where)!r} holds a control character (a line "
+                               "break or tab); rename the class folder (or the CSV's class_name) to printable text")
     counts = data.counts("train")
     if data.num_classes < 2 or sum(c > 0 for c in counts) < 2:
         raise DatasetError(
             f"dataset '{data.name}' has a single class ({data.class_names[0] if data.class_names else '?'}); "
             "a class-conditional GAN and its evaluation need at least two classes"
         )
+    check_splits(data)
     empty = [n for n, c in zip(data.class_names, counts, strict=True) if c == 0]
     if empty:
         raise DatasetError(

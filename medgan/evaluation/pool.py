@@ -175,7 +175,7 @@ def draw_for_arm(pool_y: torch.Tensor, alloc: list[int], seed: int) -> tuple[tor
         have = np.flatnonzero(labels == c)
         if len(have) == 0:
             raise EvaluationError(f"the synthetic pool has no image of class {c}; it is needed to add {k} synthetic "
-                                  "images: generate every class (medgan augment without --classes)")
+                                  "images: generate every class (medgan augment without --class)")
         if k <= len(have):
             idx.append(rs.choice(have, size=k, replace=False))
         else:

@@ -24,6 +24,7 @@ import torch
 from medgan.data.classes import class_index
 from medgan.data.grid import Grid, model_grid
 from medgan.errors import DatasetError, MedganError
+from medgan.runtime import available_memory
 
 if TYPE_CHECKING:
     from medgan.synthesis.sampler import Sampler
@@ -116,6 +117,11 @@ class SyntheticBank:
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         a = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+        finite = np.isfinite(a.reshape(len(a), -1)).all(axis=1) if a.ndim and len(a) else np.ones(0, bool)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise MedganError(f"{len(bad)} image(s) hold NaN or infinite values (first x[{int(bad[0])}]); a bank "
+                              "takes model-space images in [-1, 1]: drop or fix them")
         yy = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         return cls(_encode(a, storage), yy, class_names, intensity, provenance, grid, layout)
 
@@ -147,6 +153,13 @@ class SyntheticBank:
             raise MedganError(f"n_per_class must be a positive number of images per class, got {n_per_class!r}")
         idx = s.resolve_classes(classes)
         total = int(n_per_class) * len(idx)
+        need = total * int(np.prod(s.shape)) * (1 if storage == "uint8" else 2)
+        free = available_memory()
+        if free is not None and need > free:
+            raise MedganError(f"n_per_class={int(n_per_class)} x {len(idx)} class(es) x {'x'.join(map(str, s.shape))} "
+                              f"{storage} images need {need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB "
+                              "of memory available; ask for fewer images per class (or write them to disk with "
+                              "'medgan augment' and use SyntheticBank.from_folder)")
         data = np.empty((total, *s.shape), dtype=np.uint8 if storage == "uint8" else np.float16)
         labels = np.empty(total, dtype=np.int64)
         pos = 0

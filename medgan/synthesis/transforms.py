@@ -49,6 +49,14 @@ __all__ = ["RandSyntheticReplace", "RandSyntheticReplaced", "RandSyntheticReplac
            "label_index"]
 
 
+def _probability(value: Any, what: str) -> float:
+    """A probability given by the user: a real number in [0, 1] (not a string, ``None`` or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise MedganError(f"{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 class RandSyntheticReplace(RandomizableTransform):
     """With probability ``prob``, replace an image by a synthetic image of the same class from ``bank``.
 
@@ -79,7 +87,9 @@ class RandSyntheticReplace(RandomizableTransform):
                  classes: Sequence[int | str] | None = None, value_range: str | tuple[float, float] = "auto",
                  class_names: Sequence[str] | Mapping[Any, Any] | None = None, layout: str | None = None,
                  check: bool = True) -> None:
-        RandomizableTransform.__init__(self, prob)
+        RandomizableTransform.__init__(self, _probability(prob, "prob"))
+        if class_prob is not None and not isinstance(class_prob, Mapping):
+            raise MedganError(f"class_prob must be a mapping {{class: probability}}, got {type(class_prob).__name__}")
         if not isinstance(bank, SyntheticBank):
             raise MedganError("bank must be a SyntheticBank (SyntheticBank.from_checkpoint / from_folder / "
                               "from_tensors)")
@@ -114,7 +124,7 @@ class RandSyntheticReplace(RandomizableTransform):
             i = self.classes(c)
             if classes is not None and i not in eligible:
                 raise MedganError(f"class_prob names class {c!r}, which is not in classes={list(classes)}")
-            p[i] = min(max(float(v), 0.0), 1.0)
+            p[i] = _probability(v, f"class_prob[{c!r}]")
         for i in np.flatnonzero(p > 0):
             if not bank.has(int(i)):
                 raise MedganError(f"the synthetic bank holds no image of class {bank.class_names[i]!r}; add it to "
@@ -129,6 +139,16 @@ class RandSyntheticReplace(RandomizableTransform):
         if self.value_range == "source":
             return (float(self.bank.intensity["min"]), float(self.bank.intensity["max"]))
         return self.value_range  # type: ignore[return-value]
+
+    @property
+    def replacing(self) -> bool:
+        """Whether the last :meth:`randomize` decided to replace the sample."""
+        return bool(self._do_transform)
+
+    @property
+    def current_class(self) -> int:
+        """The bank's class index of the label last given to :meth:`randomize` (-1 before the first call)."""
+        return self._label
 
     def probability(self, label: Any) -> float:
         """The replacement probability for a sample of class ``label``."""
@@ -238,7 +258,7 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
                  synthesize_key: str | None = "synthesize", class_name_key: str | None = "class_name",
                  check: bool = True) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        RandomizableTransform.__init__(self, _probability(prob, "prob"))
         if bank is None:
             raise MedganError("RandSyntheticReplaced needs bank=SyntheticBank(...)")
         self.label_key = label_key
@@ -257,7 +277,7 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
 
     def randomize(self, label: Any, force: bool = False) -> None:
         self.replacer.randomize(label, force)
-        self._do_transform = self.replacer._do_transform
+        self._do_transform = self.replacer.replacing
 
     def _check_class_name(self, d: Mapping[Hashable, Any], label: Any) -> None:
         name = d.get(self.class_name_key) if self.class_name_key else None
@@ -268,8 +288,8 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
             named = r.classes(name)
         except MedganError:
             return  # a class_name the mapping does not know: nothing to compare
-        if named != r._label:
-            raise MedganError(f"label {label!r} maps to the bank's class {r.bank.class_names[r._label]!r} but the "
+        if named != r.current_class:
+            raise MedganError(f"label {label!r} maps to the bank's class {r.bank.class_names[r.current_class]!r} but the "
                               f"sample's {self.class_name_key} is {name!r}; pass class_names=[...] with the "
                               "pipeline's class names in label order")
 

@@ -178,9 +178,97 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                                   "train' wrote it")
     if not isinstance(ckpt.get("step", 0), int) or isinstance(ckpt.get("step"), bool):
         raise CheckpointError(f"{p}: 'step' is not an integer; the file is not a valid medgan checkpoint")
+    check_record(ckpt, p)
     model = ckpt["config"].get("model")
     if isinstance(model, dict) and "conditioning" not in model:
         # written before model.conditioning existed: those generators concatenated a label embedding to z (the
         # default is now class-conditional batch norm)
         ckpt["config"]["model"] = {**model, "conditioning": LEGACY_CONDITIONING}
     return ckpt
+
+
+#: Sane bounds of a checkpoint's record, checked before anything is built from it (a crafted ``latent_dim`` of
+#: 10^9 would otherwise allocate terabytes): far beyond any model medgan trains, far below what exhausts memory.
+MAX_RECORD = {"latent_dim": 1 << 14, "embed_dim": 1 << 14, "base_channels": 1 << 12, "channels": 64, "size": 1024,
+              "classes": 100_000}
+
+
+def _int_in(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _intensity_ok(it: Any) -> bool:
+    import math
+
+    import numpy as np
+
+    if not isinstance(it, dict):
+        return False
+    lo, hi = it.get("min"), it.get("max")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)):
+        return False
+    try:
+        return np.dtype(str(it.get("dtype"))).kind in "biuf"
+    except TypeError:
+        return False
+
+
+def check_record(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint whose ``data``/``config.model`` record is out of sane bounds (:data:`MAX_RECORD`) or
+    does not fit its generator weights (latent and embedding widths, number of classes, channels, dims), before
+    anything is built or allocated from it. Keys that are absent are left to the readers (which say so)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {what}; the checkpoint is inconsistent or crafted: pass one written by "
+                               "'medgan train'")
+
+    meta, model = ckpt["data"], ckpt["config"].get("model")
+    model = model if isinstance(model, dict) else {}
+    names = meta.get("class_names")
+    if "class_names" in meta and (not isinstance(names, list) or not 1 <= len(names) <= MAX_RECORD["classes"]
+                                  or not all(isinstance(n, str | int) and not isinstance(n, bool) for n in names)):
+        raise bad(f"'class_names' is not a list of 1..{MAX_RECORD['classes']} names")
+    counts = meta.get("train_counts")
+    if counts is not None and names is not None and (not isinstance(counts, list) or len(counts) != len(names)):
+        raise bad(f"'train_counts' does not give one count per class ({len(names)} class names)")
+    if "spatial_dims" in meta and meta["spatial_dims"] not in (2, 3):
+        raise bad(f"'spatial_dims' is {meta['spatial_dims']!r}, not 2 or 3")
+    for key in ("channels", "size"):
+        if key in meta and not _int_in(meta[key], 1, MAX_RECORD[key]):
+            raise bad(f"'{key}' is {meta[key]!r}, outside 1..{MAX_RECORD[key]}")
+    if meta.get("intensity") is not None and not _intensity_ok(meta["intensity"]):
+        raise bad("'intensity' is not {min, max, dtype} with finite numbers and a numeric dtype")
+    for key in ("latent_dim", "embed_dim", "base_channels"):
+        if key in model and not _int_in(model[key], 1, MAX_RECORD[key]):
+            raise bad(f"model.{key} is {model[key]!r}, outside 1..{MAX_RECORD[key]}")
+    for key in ("generator", "ema_generator"):
+        if isinstance(ckpt.get(key), dict) and ckpt[key]:
+            _check_weights(ckpt[key], meta, model, key.replace("_", " "), bad)
+
+
+def _check_weights(state: dict[str, Any], meta: dict[str, Any], model: dict[str, Any], what: str, bad) -> None:
+    """The generator's weight shapes against the record (the layout of :mod:`medgan.models.generator`)."""
+    convs = []
+    while isinstance(state.get(f"net.{len(convs)}.conv.weight"), torch.Tensor):
+        convs.append(state[f"net.{len(convs)}.conv.weight"])
+    if len(convs) < 2:
+        raise bad(f"the {what} weights are not a medgan generator's (no net.0.conv.weight, net.1.conv.weight)")
+    dims = meta.get("spatial_dims")
+    if dims in (2, 3) and any(w.dim() != 2 + dims for w in convs):
+        raise bad(f"the {what} weights are not {dims}D convolutions as 'spatial_dims' says")
+    embed = state.get("embed.weight")
+    tables = [v for k, v in state.items() if k.startswith("cbn.") and isinstance(v, torch.Tensor)]
+    rows = {int(t.shape[0]) for t in ([embed] if isinstance(embed, torch.Tensor) else []) + tables if t.dim() == 2}
+    names = meta.get("class_names")
+    if isinstance(names, list) and rows and rows != {len(names)}:
+        raise bad(f"it names {len(names)} classes but its {what} weights are for {', '.join(map(str, sorted(rows)))}")
+    e_dim = int(embed.shape[1]) if isinstance(embed, torch.Tensor) and embed.dim() == 2 else 0
+    if "embed_dim" in model and e_dim and e_dim != model["embed_dim"]:
+        raise bad(f"model.embed_dim is {model['embed_dim']} but the {what} embedding is {e_dim} wide")
+    if "latent_dim" in model and int(convs[0].shape[0]) != model["latent_dim"] + e_dim:
+        raise bad(f"model.latent_dim is {model['latent_dim']} but the {what} weights take "
+                  f"{int(convs[0].shape[0]) - e_dim} noise inputs")
+    if "base_channels" in model and int(convs[-1].shape[0]) != model["base_channels"]:
+        raise bad(f"model.base_channels is {model['base_channels']} but the {what} weights end "
+                  f"{int(convs[-1].shape[0])} wide")
+    if "channels" in meta and int(convs[-1].shape[1]) != meta["channels"]:
+        raise bad(f"'channels' is {meta['channels']} but the {what} weights write {int(convs[-1].shape[1])}")

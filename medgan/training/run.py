@@ -180,15 +180,25 @@ def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: 
     """A checkpoint can only be resumed with the same data (classes, shape, training images) and model."""
     cd = ckpt.get("data") or {}
     here = {**tdata.data.meta(), "size": tdata.size}
+    run_spec = ((ckpt.get("config") or {}).get("data") or {}).get("dataset")
     for key, what in (("class_names", "classes"), ("spatial_dims", "dims"), ("channels", "channels"),
-                      ("size", "model size")):
-        if cd.get(key) != here.get(key):
+                      ("size", "model size"), ("train_fingerprint", "training images")):
+        if key == "train_fingerprint" and not cd.get(key):
+            continue
+        if cd.get(key) == here.get(key):
+            continue
+        if key != "size" and run_spec is not None and str(run_spec) != str(cfg.data.dataset):
+            raise CheckpointError(
+                f"cannot resume {path}: the run used the dataset {run_spec!r}, this call asks for "
+                f"{str(cfg.data.dataset)!r} (their {what} differ); drop --dataset to resume with the run's own "
+                f"(its config.yaml names it) or pass --dataset {run_spec}"
+            )
+        if key != "train_fingerprint":
             raise CheckpointError(
                 f"cannot resume {path}: it was trained on '{cd.get('name')}' with {what} {cd.get(key)}, this run "
                 f"uses '{here['name']}' with {what} {here.get(key)}; resume with the same dataset/--size or use "
                 "another --out"
             )
-    if cd.get("train_fingerprint") and cd.get("train_fingerprint") != here["train_fingerprint"]:
         raise CheckpointError(
             f"cannot resume {path}: its training images differ from this run's ('{cd.get('name')}' vs "
             f"'{here['name']}', --scarce/--data-dir/split seed changed?); resume with the same data or use another --out"
@@ -210,7 +220,7 @@ def default_hooks(cfg: Config) -> list[Hook]:
     t = cfg.train
     return [hooks.NonFiniteGuard(t.log_every, t.checkpoint_every, t.eval_every), hooks.CollectStats(t.log_every),
             hooks.CollapseCheck(t.collapse_every),
-            TrackQuality(t.eval_every, t.eval_samples, t.collapse_threshold, t.drift_threshold),
+            TrackQuality(t.eval_every, t.eval_samples, t.drift_threshold),
             hooks.WriteLog(t.log_every), hooks.Curves(t.log_every), hooks.SampleGrid(t.sample_every),
             hooks.SaveCheckpoint(t.checkpoint_every)]
 
@@ -257,7 +267,7 @@ def _loop(state: RunState, hooks: list[Hook], steps: int) -> None:
         t0 = time.perf_counter()
         for _ in range(nxt - state.step):
             trainer.train_step()
-        trainer._sync()
+        trainer.sync()
         dt = time.perf_counter() - t0
         state.progress.update(nxt - state.step)
         state.chunk_seconds = dt
@@ -360,11 +370,11 @@ def _run(state: RunState) -> TrainResult:
     if dist.is_main and start < t.steps:
         for h in run_hooks:
             h.start(state)
-    trainer._reset_accumulators()
+    trainer.reset_accumulators()
     try:
         _loop(state, run_hooks, t.steps)
     except KeyboardInterrupt:
-        if dist.is_main and state.step > (state.last_ckpt_step or 0) and int(trainer._bad_step) < 0:
+        if dist.is_main and state.step > (state.last_ckpt_step or 0) and trainer.losses_finite:
             save_checkpoint(out / "checkpoints" / "last.pt", state.payload())
             monitor.warn(f"interrupted: saved {out / 'checkpoints' / 'last.pt'} at step {trainer.step}; continue "
                          "with --resume", state.progress)

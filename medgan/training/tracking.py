@@ -23,9 +23,10 @@ class from fixed noise, and per class ``c``:
   of the synthetic images over that of (up to as many) real training images of ``c``.
 
 These go to ``metrics.jsonl`` (lists, one value per class), TensorBoard (``q_fd/class_0``, ...) and
-``curves.png``. Alarms: ``q_collapsed_classes`` (diversity ratio below ``train.collapse_threshold``) and
-``q_drifted_classes`` (fidelity below ``train.drift_threshold`` where the denominator is reliable and the class is
-fully phased in), each with a warning in ``train.log``.
+``curves.png``. Alarm: ``q_drifted_classes`` (fidelity below ``train.drift_threshold`` where the denominator is
+reliable and the class is fully phased in), with a warning in ``train.log``. Mode collapse has one alarm, the
+collapse check (:class:`medgan.training.hooks.CollapseCheck`, every ``train.collapse_every`` steps, with or without
+tracking and validation images); ``q_diversity_ratio`` here is a term of the score, not a second alarm.
 
 **The score and ``best.pt``** (lower is better; :func:`quality_score`)::
 
@@ -249,12 +250,11 @@ def _rounded(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrackQuality(Hook):
-    """Quality tracking (module docstring): measures, logs, raises the collapse/drift alarm, marks a new best."""
+    """Quality tracking (module docstring): measures, logs, raises the drift alarm, marks a new best."""
 
-    def __init__(self, every: int, n_per_class: int, collapse_threshold: float, drift_threshold: float) -> None:
+    def __init__(self, every: int, n_per_class: int, drift_threshold: float) -> None:
         super().__init__(every)
         self.n_per_class = int(n_per_class)
-        self.collapse_threshold = float(collapse_threshold)
         self.drift_threshold = float(drift_threshold)
         self.tracker: QualityTracker | None = None
         self.seconds = 0.0
@@ -263,6 +263,15 @@ class TrackQuality(Hook):
         if self.every <= 0:
             return
         tr = state.trainer
+        y_val = tr.tdata.y["val"]
+        if not len(y_val):
+            monitor.warn("quality tracking is skipped: the dataset has no validation images to measure against "
+                         "(add a val split or more images per class; train.eval_every: 0 silences this)")
+            return
+        missing = [n for c, n in enumerate(tr.class_names) if not bool((y_val == c).any())]
+        if missing:
+            monitor.warn(f"quality tracking cannot measure class(es) {', '.join(repr(n) for n in missing)}: no "
+                         "validation images of them (their distances stay empty and they do not enter the score)")
         t0 = time.perf_counter()
         ref = load_or_train_reference(tr, state.out / TRACK_DIR, self.n_per_class)
         self.tracker = QualityTracker(ref, tr.num_classes, tr.latent_dim, self.n_per_class, state.cfg.train.seed,
@@ -288,8 +297,6 @@ class TrackQuality(Hook):
             state.tracking = {"best_score": rec["q_score"], "best_step": state.step}
             state.save_best = {"step": state.step, **_rounded(rec)}
         rec["q_best_step"] = state.tracking.get("best_step")
-        rec["q_collapsed_classes"] = [n for n, r in zip(names, rec["q_diversity_ratio"], strict=True)
-                                      if math.isfinite(r) and r < self.collapse_threshold]
         rec["q_drifted_classes"] = [n for n, f, s in zip(names, rec["q_fidelity"], rec["q_sensitivity"], strict=True)
                                     if phased_in and math.isfinite(f) and s >= MIN_SENSITIVITY
                                     and f < self.drift_threshold]
@@ -308,11 +315,6 @@ class TrackQuality(Hook):
                 state.tb.add({"step": state.step, **rec})
 
     def _warn(self, state: RunState, rec: dict[str, Any]) -> None:
-        if rec["q_collapsed_classes"]:
-            monitor.warn(f"possible mode collapse at step {state.step}: the diversity ratio of "
-                         f"{', '.join(repr(c) for c in rec['q_collapsed_classes'])} is below "
-                         f"{self.collapse_threshold} (ratios {[round(v, 3) for v in rec['q_diversity_ratio']]})",
-                         state.progress)
         if rec["q_drifted_classes"]:
             monitor.warn(f"class drift at step {state.step}: the real-data classifier assigns too few samples of "
                          f"{', '.join(repr(c) for c in rec['q_drifted_classes'])} to their class (fidelity "

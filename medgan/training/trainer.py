@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from medgan.errors import CheckpointError, TrainingError
 from medgan.runtime import (
@@ -152,7 +153,7 @@ class Trainer:
         self.amp = t.amp == "bf16"
         self.step = 0
         self.d_updates = 0
-        self._reset_accumulators()
+        self.reset_accumulators()
         self._set_cond_scale(self.cond_scale(0))
 
     # ------------------------------------------------------------------------------------ the step
@@ -194,7 +195,8 @@ class Trainer:
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=self.gen_noise, device=self.device)
 
-    def _reset_accumulators(self) -> None:
+    def reset_accumulators(self) -> None:
+        """Start a new interval: zero the loss/D-output means and forget the first non-finite step."""
         z = torch.zeros((), device=self.device)
         self._acc = {"loss_d": z.clone(), "loss_g": z.clone(), "d_real": z.clone(), "d_fake": z.clone()}
         self._acc_n = 0
@@ -287,31 +289,34 @@ class Trainer:
     def _update_ema(self) -> None:
         if self.G_ema is None:
             return
+        # torch's public EMA (swa_utils: one fused lerp over all parameters, the same arithmetic and speed as
+        # before, so CPU runs stay bit-identical); copies are plain per-tensor copy_ (a few dozen tensors)
         src_p = list(self.G.parameters())
         dst_p = list(self.G_ema.parameters())
         beta = self.ema_beta(self.step)
         if beta <= 0:
-            torch._foreach_copy_(dst_p, src_p)
+            for d, s in zip(dst_p, src_p, strict=True):
+                d.copy_(s)
         else:
-            torch._foreach_lerp_(dst_p, src_p, 1.0 - beta)
-        bufs = list(self.G.buffers())
-        if bufs:
-            torch._foreach_copy_(list(self.G_ema.buffers()), bufs)
+            get_ema_multi_avg_fn(beta)(dst_p, src_p, None)
+        for d, s in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            d.copy_(s)
 
     def run(self, n: int) -> dict[str, float]:
         """Run ``n`` steps; return timing and the mean losses/D outputs over them (one device sync)."""
-        self._reset_accumulators()
+        self.reset_accumulators()
         t0 = time.perf_counter()
         for _ in range(n):
             self.train_step()
-        self._sync()
+        self.sync()
         seconds = time.perf_counter() - t0
         stats = self.pop_stats()
         images = n * self.cfg.train.batch_size * self.cfg.train.d_steps * self.dist.world_size
         stats.update({"steps": n, "seconds": seconds, "images_per_s": images / seconds if seconds > 0 else 0.0})
         return stats
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
+        """Wait for the device's queued work (CUDA), so that a timing covers it; a no-op on CPU."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -330,6 +335,12 @@ class Trainer:
             self._acc[k].zero_()
         self._acc_n = 0
         return out
+
+    @property
+    def losses_finite(self) -> bool:
+        """Whether every loss on this process was finite since the last :meth:`reset_accumulators` (no
+        communication between ranks: :meth:`first_bad_step` agrees across them)."""
+        return int(self._bad_step) < 0
 
     def first_bad_step(self) -> tuple[int, float, float] | None:
         """``(step, loss_d, loss_g)`` of the first non-finite loss since the last reset, agreed across ranks."""

@@ -56,7 +56,7 @@ def test_tracking_is_written_at_the_right_steps(tmp_path):
         for key in PER_CLASS:
             assert len(r[key]) == 3, key
         assert r["q_sensitivity"] == tracked[0]["q_sensitivity"]  # the denominator is fixed for the run
-        assert r["q_seconds"] > 0 and isinstance(r["q_collapsed_classes"], list)
+        assert r["q_seconds"] > 0 and isinstance(r["q_drifted_classes"], list)
     assert (run / "tracking" / "feature_net.pt").is_file()
     ref = json.loads((run / "tracking" / "reference.json").read_text())
     assert len(ref["val_sensitivity"]) == 3 and len(ref["fd_floor"]) == 3
@@ -97,12 +97,11 @@ def test_alarms_fire_from_the_tracked_numbers(tmp_path):
     run = tmp_path / "r"
     train(_cfg(train__collapse_threshold=5.0, train__drift_threshold=5.0, train__steps=2), run)
     rec = [r for r in _records(run) if "q_score" in r][-1]
-    assert rec["q_collapsed_classes"] == ["few_large", "many_small", "single_bright"]
+    assert "q_collapsed_classes" not in rec  # one collapse alarm: the collapse check's (test_run.py)
     reliable = [n for n, s in zip(["few_large", "many_small", "single_bright"], rec["q_sensitivity"], strict=True)
                 if s >= tracking.MIN_SENSITIVITY]
     assert rec["q_drifted_classes"] == reliable
     log = (run / "train.log").read_text()
-    assert "possible mode collapse at step 2: the diversity ratio" in log
     if reliable:
         assert "class drift at step 2" in log
 
