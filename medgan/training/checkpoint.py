@@ -197,26 +197,11 @@ def _int_in(value: Any, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
-def _intensity_ok(it: Any) -> bool:
-    import math
-
-    import numpy as np
-
-    if not isinstance(it, dict):
-        return False
-    lo, hi = it.get("min"), it.get("max")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)):
-        return False
-    try:
-        return np.dtype(str(it.get("dtype"))).kind in "biuf"
-    except TypeError:
-        return False
-
-
 def check_record(ckpt: dict[str, Any], path: str | Path) -> None:
     """Refuse a checkpoint whose ``data``/``config.model`` record is out of sane bounds (:data:`MAX_RECORD`) or
     does not fit its generator weights (latent and embedding widths, number of classes, channels, dims), before
-    anything is built or allocated from it. Keys that are absent are left to the readers (which say so)."""
+    anything is built or allocated from it. Keys that are absent are left to the readers (which say so); the
+    intensity record is checked by :func:`medgan.data.dataset.intensity_problem` (in :func:`load_checkpoint`)."""
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{path}: {what}; the checkpoint is inconsistent or crafted: pass one written by "
                                "'medgan train'")
@@ -235,8 +220,6 @@ def check_record(ckpt: dict[str, Any], path: str | Path) -> None:
     for key in ("channels", "size"):
         if key in meta and not _int_in(meta[key], 1, MAX_RECORD[key]):
             raise bad(f"'{key}' is {meta[key]!r}, outside 1..{MAX_RECORD[key]}")
-    if meta.get("intensity") is not None and not _intensity_ok(meta["intensity"]):
-        raise bad("'intensity' is not {min, max, dtype} with finite numbers and a numeric dtype")
     for key in ("latent_dim", "embed_dim", "base_channels"):
         if key in model and not _int_in(model[key], 1, MAX_RECORD[key]):
             raise bad(f"model.{key} is {model[key]!r}, outside 1..{MAX_RECORD[key]}")

@@ -138,8 +138,8 @@ def test_a_crafted_latent_dim_is_refused_before_anything_is_allocated(tmp_path, 
     (lambda c: c["config"]["model"].update(base_channels=2), "model.base_channels is 2 but the generator weights"),
     (lambda c: c["data"].update(channels=3), "'channels' is 3 but the generator weights write 1"),
     (lambda c: c["data"].update(size=10**12), "'size' is 1000000000000, outside 1..1024"),
-    (lambda c: c["data"].update(intensity="0..255"), "'intensity' is not {min, max, dtype}"),
-    (lambda c: c["data"]["intensity"].update(dtype="object"), "'intensity' is not {min, max, dtype}"),
+    (lambda c: c["data"].update(intensity="0..255"), "intensity record (data.intensity) is a str"),
+    (lambda c: c["data"]["intensity"].update(dtype="object"), "intensity record (data.intensity) 'dtype' is 'object'"),
 ])
 def test_a_record_that_does_not_fit_its_weights_is_one_line_before_building(tmp_path, ckpt2d, change, what,
                                                                             monkeypatch):
@@ -147,7 +147,7 @@ def test_a_record_that_does_not_fit_its_weights_is_one_line_before_building(tmp_
 
     monkeypatch.setattr(medgan.models, "build_generator", lambda *a, **k: pytest.fail("built before checking"))
     bad = _crafted(ckpt2d, tmp_path / "bad.pt", change)
-    with pytest.raises(CheckpointError, match="inconsistent or crafted") as e:
+    with pytest.raises(CheckpointError, match="inconsistent or crafted|damaged or edited") as e:
         Sampler.from_checkpoint(bad)
     assert what in str(e.value) and "\n" not in str(e.value)
 
