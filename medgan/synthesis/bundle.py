@@ -7,10 +7,16 @@
 
       configs/metadata.json    class names, intensity mapping, layout and spacing, latent size, inputs/outputs
       configs/inference.json   a monai.bundle config: network (TorchScript), network_def (medgan's module),
-                               latents, labels and images for num_samples of class_index
-      models/model.ts          the TorchScript module
+                               latents, labels and images for num_samples per class (or of class_index), and
+                               ``run``: write them to output_dir with MONAI's SaveImage
+      configs/logging.conf     the logging setup monai.bundle reads
+      models/model.ts          the TorchScript module (parameters frozen: its output needs no torch.no_grad)
       models/model.pt          the generator's state dict (for network_def)
-      docs/README.md
+      docs/README.md           how to run it; docs/LICENSE
+
+``python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json`` (in the
+bundle's folder, or with ``--bundle_root``; needs ``fire``: ``pip install 'medgan[bundle]'``) or
+``monai.bundle.run(config_file=..., meta_file=..., bundle_root=...)`` writes the images.
 
 Every export computes ``G(z, y)``: ``z`` standard-normal latents, ``y`` class indices (``metadata.json`` names
 them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` lays out the training data's files
@@ -44,6 +50,7 @@ class ExportedGenerator(torch.nn.Module):
         self.generator = generator
         self.swap = bool(swap)
         self.spatial_dims = int(generator.spatial_dims)
+        self.requires_grad_(False)  # an inference module: G(z, y).numpy() works without torch.no_grad()
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = self.generator(z, y)
@@ -105,7 +112,7 @@ def _mark(sampler) -> str:
 
 
 def exported_module(sampler, layout: str = "monai") -> tuple[ExportedGenerator, tuple[torch.Tensor, torch.Tensor]]:
-    """The module to export (eval mode, CPU, fp32) and example inputs."""
+    """The module to export (eval mode, CPU, fp32, parameters frozen) and example inputs."""
     from medgan.data.grid import model_grid
 
     if layout not in ("monai", "array"):
@@ -147,6 +154,14 @@ def _onnx(module: torch.nn.Module, example, path: Path, mark: str) -> None:
     atomic_write(path, model.SerializeToString())
 
 
+def bundle_spacing(grid, layout: str) -> list[float] | None:
+    """The model grid's spacing in the bundle's layout; ``None`` when the checkpoint does not know it (as
+    ``augment.json`` and ``medgan info checkpoint`` say), never a made-up 1.0."""
+    if not grid.spacing:
+        return None
+    return list(grid.monai_spacing()) if layout == "monai" else [float(v) for v in grid.spacing]
+
+
 def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
     """``configs/metadata.json``: MONAI's bundle metadata fields plus the class names and the intensity mapping."""
     import monai
@@ -158,7 +173,7 @@ def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
     meta, grid = sampler.meta, model_grid(sampler.meta)
     inten = meta["intensity"]
     shape = list(sampler.shape)
-    spacing = list(grid.monai_spacing()) if layout == "monai" else list(grid.spacing or [1.0] * grid.spatial_dims)
+    spacing = bundle_spacing(grid, layout)
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
         "version": "0.1.0",
@@ -196,37 +211,145 @@ def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
 
 def bundle_inference(sampler, layout: str) -> dict[str, Any]:
     """``configs/inference.json``: a monai.bundle config that loads the network and generates ``num_samples``
-    images of class ``class_index`` (``images`` in [-1, 1], ``source_images`` in the training data's range)."""
-    inten = sampler.meta["intensity"]
+    images per class (or of class ``class_index`` when set): ``images`` in [-1, 1], ``source_images`` in the
+    training data's range; ``run`` writes ``source_images`` (the training data's dtype) to ``output_dir`` with
+    MONAI's ``SaveImage`` as ``<class folder>_<index>`` files (``output_ext``: ``.png`` for 2D 8-bit images,
+    else ``.nii.gz``; either may be asked for)."""
+    from medgan.data.classes import folder_names
+    from medgan.data.grid import model_grid
+
+    meta = sampler.meta
+    inten = meta["intensity"]
     cfg = sampler.config.get("model") or {}
+    dims, c = int(meta["spatial_dims"]), sampler.num_classes
+    spacing = bundle_spacing(model_grid(meta), layout) or [1.0] * dims  # the affine: identity when unknown
+    dtype, channels = str(inten["dtype"]), int(meta["channels"])
+    integer = dtype.startswith(("uint", "int"))
+    png = dims == 2 and dtype == "uint8" and channels in (1, 3)  # PNG holds these exactly; else NIfTI
+    # MONAI's NIfTI writer fails on a squeezed 2D single-channel image: keep its trailing axis of length 1
+    squeeze = f"$not (str(@output_ext).lower().startswith('.nii') and {dims == 2 and channels == 1})"
     return {
-        "imports": ["$import torch"],
+        "imports": ["$import torch", "$import monai"],
         "bundle_root": ".",
+        "output_dir": "$@bundle_root + '/eval'",
+        "output_ext": ".png" if png else ".nii.gz",
         "device": "$torch.device('cpu')",
         "network_def": {
             "_target_": "medgan.models.generator.ConditionalGenerator",
-            "spatial_dims": int(sampler.meta["spatial_dims"]), "out_channels": int(sampler.meta["channels"]),
-            "size": int(sampler.meta["size"]), "num_classes": sampler.num_classes,
+            "spatial_dims": dims, "out_channels": channels,
+            "size": int(meta["size"]), "num_classes": c,
             "latent_dim": int(cfg.get("latent_dim", sampler.latent_dim)),
             "base_channels": int(cfg.get("base_channels", 64)), "embed_dim": int(cfg.get("embed_dim", 32)),
             "conditioning": str(cfg.get("conditioning", "concat")),
         },
         "layout": layout,
         "network": "$torch.jit.load(@bundle_root + '/models/model.ts', map_location=@device).eval()",
+        "class_names": list(sampler.class_names),
+        "class_folders": folder_names(sampler.class_names),
         "num_samples": 8,
-        "class_index": 0,
+        "class_index": None,
         "seed": 0,
         "rng": "$torch.Generator().manual_seed(@seed)",
-        "z": f"$torch.randn(@num_samples, {sampler.latent_dim}, generator=@rng).to(@device)",
-        "y": "$torch.full((@num_samples,), @class_index, dtype=torch.long, device=@device)",
+        "y": (f"$(torch.arange({c}).repeat_interleave(@num_samples) if @class_index is None else "
+              "torch.full((@num_samples,), int(@class_index), dtype=torch.long)).to(@device)"),
+        "z": f"$torch.randn(len(@y), {sampler.latent_dim}, generator=@rng).to(@device)",
         "images": "$@network(@z, @y).detach()",
         "source_images": f"$(@images.clamp(-1, 1) + 1) * 0.5 * ({inten['max']} - {inten['min']}) + {inten['min']}",
+        "output_images": "$@source_images.round()" if integer else "$@source_images",
+        "affine": f"$torch.diag(torch.tensor({[*spacing, 1.0]}, dtype=torch.float64))",
+        "saver": {"_target_": "SaveImage", "output_dir": "@output_dir", "output_ext": "@output_ext",
+                  "output_postfix": "", "separate_folder": False, "resample": False, "output_dtype": dtype,
+                  "squeeze_end_dims": squeeze, "print_log": False},
+        "run": [
+            "$[@saver(monai.data.MetaTensor(x.cpu(), affine=@affine, meta={'filename_or_obj': "
+            "@class_folders[int(label)] + '_' + str(k % @num_samples).zfill(4), 'original_affine': @affine, "
+            "'spatial_shape': tuple(x.shape[1:])})) "
+            "for k, (x, label) in enumerate(zip(@output_images, @y))]",
+            "$print('wrote', len(@y), 'synthetic images to', @output_dir)",
+        ],
     }
 
 
 #: The files of a bundle (relative to its folder).
 BUNDLE_FILES = ("models/model.ts", "models/model.pt", "configs/metadata.json", "configs/inference.json",
-                "docs/README.md")
+                "configs/logging.conf", "docs/README.md", "docs/LICENSE")
+
+#: ``configs/logging.conf``: the model zoo's logging setup (INFO to stdout), which ``monai.bundle run`` applies.
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+
+def bundle_readme(sampler) -> str:
+    """``docs/README.md``: what the bundle makes and how to run it."""
+    names = ", ".join(f"{i} = {n!r}" for i, n in enumerate(sampler.class_names))
+    return f"""# medgan conditional generator ({sampler.meta.get('name')})
+
+A DCGAN generator `G(z, y)` trained by medgan: `z` standard-normal latents, `y` a class index ({names}).
+It makes SYNTHETIC images, not real patient data. `configs/metadata.json` names the classes, the intensity
+mapping back to the training data's values, the layout and the spacing (`null`: unknown).
+
+## Run
+
+In this folder (`pip install monai fire`; elsewhere add `--bundle_root PATH/TO/BUNDLE`):
+
+```bash
+python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json
+```
+
+writes `num_samples` (8) images of every class to `eval/` (`output_dir`), named `<class>_<index>.nii.gz`,
+in the training data's value range and dtype. Override any setting on the command line, e.g.
+`--num_samples 100 --class_index 1 --seed 3 --output_dir /tmp/synth --output_ext .png` (`.png`: 2D only).
+From Python:
+
+```python
+from monai.bundle import run
+run(config_file="configs/inference.json", meta_file="configs/metadata.json", bundle_root=".", num_samples=4)
+```
+
+or, for the images as a tensor:
+
+```python
+from monai.bundle import ConfigParser
+p = ConfigParser()
+p.read_config("configs/inference.json")
+p["bundle_root"], p["class_index"] = ".", 0
+images = p.get_parsed_content("images")  # (8, C, *spatial) in [-1, 1]
+```
+
+`network` is the TorchScript module `models/model.ts` (no medgan needed; its output needs no
+`torch.no_grad()`); `network_def` builds medgan's own module for the state dict `models/model.pt`.
+
+Checkpoint SHA-256 `{sampler.checkpoint_sha256}`, generator step {sampler.step}.
+"""
+
+
+def bundle_license(sampler) -> str:
+    """``docs/LICENSE``: the terms of the bundle's parts."""
+    lic = sampler.meta.get("licence") or sampler.meta.get("license")
+    data = f"its licence: {lic}" if lic else "the licence of that dataset"
+    return (f"The configuration files of this bundle were written by medgan (Apache License 2.0).\n\n"
+            f"The weights in models/ were trained on the dataset {sampler.meta.get('name')!r}; they and the images "
+            f"they generate are subject to {data}.\n")
 
 
 def _bundle(sampler, module, example, out: Path, layout: str) -> None:
@@ -238,13 +361,9 @@ def _bundle(sampler, module, example, out: Path, layout: str) -> None:
     atomic_write(out / "models" / "model.pt", lambda f: torch.save(sampler.generator.state_dict(), f))
     atomic_write(out / "configs" / "metadata.json", json.dumps(bundle_metadata(sampler, layout), indent=2) + "\n")
     atomic_write(out / "configs" / "inference.json", json.dumps(bundle_inference(sampler, layout), indent=2) + "\n")
-    atomic_write(out / "docs" / "README.md",
-        "# medgan conditional generator\n\nSYNTHETIC images, not real patient data. `configs/metadata.json` names "
-        "the classes and the intensity mapping.\n\n```python\nfrom monai.bundle import ConfigParser\n"
-        "p = ConfigParser()\np.read_config('configs/inference.json')\np['bundle_root'] = '.'\n"
-        "p['class_index'] = 0\nimages = p.get_parsed_content('images')  # (8, C, *spatial) in [-1, 1]\n```\n"
-        "`network` is the TorchScript module (no medgan needed); `network_def` builds medgan's own module for "
-        "`models/model.pt`.\n")
+    atomic_write(out / "configs" / "logging.conf", LOGGING_CONF)
+    atomic_write(out / "docs" / "README.md", bundle_readme(sampler))
+    atomic_write(out / "docs" / "LICENSE", bundle_license(sampler))
 
 
 def bundle_folder(out: Path, overwrite: bool):
