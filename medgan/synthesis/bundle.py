@@ -29,6 +29,7 @@ them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,15 @@ class ExportResult:
     class_names: list[str]
     shape: tuple[int, ...]
     latent_dim: int
+    checkpoint: str = ""
+    """The checkpoint exported and why (a run folder gives its ``best.pt`` when present, else ``last.pt``)."""
 
     def summary(self) -> str:
         kind = {"torchscript": "TorchScript module", "onnx": "ONNX model", "bundle": "MONAI Bundle"}[self.format]
+        ck = f"\ncheckpoint: {self.checkpoint}" if self.checkpoint else ""
         return (f"wrote {kind} G(z, y) to {self.path}: z (B, {self.latent_dim}) float32, y (B,) int64 class index "
                 f"({', '.join(f'{i}={n!r}' for i, n in enumerate(self.class_names))}) -> images "
-                f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]")
+                f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]{ck}")
 
 
 #: The mark every export carries (a TorchScript extra file, an ONNX metadata property): ``--overwrite`` replaces
@@ -385,9 +389,11 @@ def bundle_folder(out: Path, overwrite: bool):
 
 
 def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_ema: bool = True,  # noqa: A002
-                     layout: str = "monai", overwrite: bool = False) -> ExportResult:
+                     layout: str = "monai", overwrite: bool = False,
+                    log: Callable[[str], None] | None = None) -> ExportResult:
     """Export the generator of ``checkpoint`` (file or run folder) to ``out`` as ``format`` (see the module
-    docstring)."""
+    docstring). ``log``: called with ``checkpoint: PATH (why, step N)``, the file exported (a run folder gives its
+    ``best.pt`` when present, else ``last.pt``), before anything is written (the CLI prints it on stderr)."""
     from medgan.synthesis.sampler import Sampler
 
     fmt = str(format).lower()
@@ -401,6 +407,8 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
         folder = bundle_folder(out, overwrite)
     try:
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
+        if log is not None:
+            log(f"checkpoint: {sampler.checkpoint_note}")
         module, example = exported_module(sampler, layout)
         if fmt == "torchscript":
             _torchscript(module, example, out, _mark(sampler))
@@ -411,4 +419,5 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
     finally:
         if folder is not None:
             folder.close()
-    return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim)
+    return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim,
+                        sampler.checkpoint_note)
