@@ -161,3 +161,19 @@ def test_bundle_spacing_agrees_with_the_checkpoint(tmp_path, breast):
     info = json.loads((tmp_path / "aug" / "augment.json").read_text())
     assert meta["spacing"] is None and info["spacing"] is None
     assert not checkpoint_info(breast).get("spacing")
+
+
+def test_export_says_which_checkpoint_file_it_exports(tmp_path, breast, medgan_cli):
+    """A run folder without best.pt gives last.pt: stderr says so before the export, the summary too."""
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(breast, run / "checkpoints" / "last.pt")
+    r = medgan_cli("export", run, "--format", "torchscript", "--out", tmp_path / "g.pt")
+    assert r.returncode == 0, r.stderr
+    said = f"checkpoint: {run / 'checkpoints' / 'last.pt'} (the run's last checkpoint; it has no best.pt"
+    assert said in r.stderr and said in r.stdout
+    seen = []
+    export_generator(run, tmp_path / "h.pt", "torchscript", log=lambda s: seen.append((s, (tmp_path / "h.pt").exists())))
+    assert len(seen) == 1 and seen[0][0].startswith(said) and seen[0][1] is False
