@@ -407,9 +407,9 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
         folder = bundle_folder(out, overwrite)
     try:
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
-        if log is not None:
-            log(f"checkpoint: {sampler.checkpoint_note}")
         module, example = exported_module(sampler, layout)
+        if log is not None:  # every check passed: which file, then the work
+            log(f"checkpoint: {sampler.checkpoint_note}")
         if fmt == "torchscript":
             _torchscript(module, example, out, _mark(sampler))
         elif fmt == "onnx":

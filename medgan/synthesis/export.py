@@ -156,17 +156,18 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     the manifest column ``near_copy_redraws``.
 
     ``log``: called with ``checkpoint: PATH (why, step N)``, the file used (a run folder gives its ``best.pt`` when
-    present, else ``last.pt``), before anything is written (the CLI prints it on stderr).
+    present, else ``last.pt``), once the request passed its checks and before anything is written (the CLI prints
+    it on stderr).
     """
     o = _options(options, settings)
     job = _Job.prepare(checkpoint, o, filter_fn, train_data)
-    if log is not None:
-        log(f"checkpoint: {job.sampler.checkpoint_note}")
     out = Path(out_dir)
     job.writer_cls.check(job.prov)  # before touching the folder: a format that cannot hold the data
     _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
     with FolderLock(out, "medgan augment"):
         prev = outdir.prepare(out, bool(o.overwrite), outdir.Layout(job.info()))
+        if log is not None:  # every check passed: which file, then the work
+            log(f"checkpoint: {job.sampler.checkpoint_note}")
         t0 = time.perf_counter()
         stage = outdir.new_staging(out)
         try:

@@ -119,6 +119,6 @@ def test_augment_says_which_checkpoint_of_a_run_folder_before_writing(tmp_path, 
     assert r.stderr.index(said) < r.stderr.index("augment -> png")  # before the progress bar: before the work
     seen = []
     augment(run, tmp_path / "p", n=1, progress=False,
-            log=lambda s: seen.append((s, (tmp_path / "p").exists())))
+            log=lambda s: seen.append((s, any(f.is_file() for f in (tmp_path / "p").rglob("*.png")))))
     assert seen == [(f"checkpoint: {run / 'checkpoints' / 'best.pt'} (the run's best checkpoint by tracked "
                      "quality; last.pt is beside it, step 7)", False)]
