@@ -68,7 +68,7 @@ def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
 
 def bundle_inference(sampler, layout: str) -> dict[str, Any]:
     """``configs/inference.json``: a monai.bundle config that loads the network and generates ``num_samples``
-    images per class (or of class ``class_index`` when set): ``images`` in [-1, 1], ``source_images`` in the
+    images per class (or of class ``class_index`` when set: an index, a class name or its folder name): ``images`` in [-1, 1], ``source_images`` in the
     training data's range; ``run`` writes ``source_images`` (the training data's dtype) to ``output_dir`` with
     MONAI's ``SaveImage`` as ``<class folder>_<index>`` files (``output_ext``: ``.png`` for 2D 8-bit images,
     else ``.nii.gz``; either may be asked for)."""
@@ -107,8 +107,11 @@ def bundle_inference(sampler, layout: str) -> dict[str, Any]:
         "class_index": None,
         "seed": 0,
         "rng": "$torch.Generator().manual_seed(@seed)",
-        "y": (f"$(torch.arange({c}).repeat_interleave(@num_samples) if @class_index is None else "
-              "torch.full((@num_samples,), int(@class_index), dtype=torch.long)).to(@device)"),
+        "class_id": ("$None if @class_index is None else (@class_names.index(@class_index) if @class_index in "
+                     "@class_names else @class_folders.index(@class_index) if @class_index in @class_folders else "
+                     "int(@class_index))"),
+        "y": (f"$(torch.arange({c}).repeat_interleave(@num_samples) if @class_id is None else "
+              "torch.full((@num_samples,), @class_id, dtype=torch.long)).to(@device)"),
         "z": f"$torch.randn(len(@y), {sampler.latent_dim}, generator=@rng).to(@device)",
         "images": "$@network(@z, @y).detach()",
         "source_images": f"$(@images.clamp(-1, 1) + 1) * 0.5 * ({inten['max']} - {inten['min']}) + {inten['min']}",
@@ -171,7 +174,8 @@ python -m monai.bundle run --config_file configs/inference.json --meta_file conf
 
 writes `num_samples` (8) images of every class to `eval/` (`output_dir`), named `<class>_<index>.nii.gz`,
 in the training data's value range and dtype. Override any setting on the command line, e.g.
-`--num_samples 100 --class_index 1 --seed 3 --output_dir /tmp/synth --output_ext .png` (`.png`: 2D only).
+`--num_samples 100 --class_index 1 --seed 3 --output_dir /tmp/synth --output_ext .png` (`.png`: 2D only;
+`class_index` may also be a class name or its folder name).
 From Python:
 
 ```python

@@ -143,7 +143,8 @@ def test_bundle_runs_with_monai_bundle_run_function(tmp_path, adrenal_ct, monkey
     export_generator(adrenal_ct, out, "bundle")
     monkeypatch.chdir(tmp_path)
     run(config_file=str(out / "configs" / "inference.json"), meta_file=str(out / "configs" / "metadata.json"),
-        logging_file=False, bundle_root=str(out), output_dir=str(tmp_path / "synth"), num_samples=1, class_index=1)
+        logging_file=False, bundle_root=str(out), output_dir=str(tmp_path / "synth"), num_samples=1,
+        class_index=Sampler.from_checkpoint(adrenal_ct).class_names[1])  # a name works as well as an index
     files = sorted((tmp_path / "synth").iterdir())
     assert [p.name for p in files] == [f"{Sampler.from_checkpoint(adrenal_ct).class_names[1]}_0000.nii.gz"]
     img = nib.load(files[0])
