@@ -67,6 +67,12 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file, or the 
 ScarceOpt = typer.Option(None, "--scarce", help="Keep CLASS=FRACTION or CLASS=N of a class's training images (repeatable).")
 
 
+def _to_stderr(line: str) -> None:
+    """What a command says before its work starts (which checkpoint file it uses): on stderr, so that stdout
+    holds the summary only."""
+    typer.echo(line, err=True)
+
+
 def load_cli_config(config: Path | None, overrides: dict):
     from medgan.config import load_config
 
@@ -107,7 +113,7 @@ def info_dataset(
 
 @info_app.command("checkpoint")
 def info_checkpoint(
-    path: Path = typer.Argument(..., help="A checkpoint file, or a run folder (its checkpoints/last.pt)."),
+    path: Path = typer.Argument(..., help="A checkpoint file, or a run folder (best.pt when present, else last.pt)."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> None:
     """Describe a checkpoint: classes and training counts, image shape and grid, step, training config,
@@ -222,7 +228,7 @@ def augment_cmd(
 
     named = "dataset" in cfg.data.model_fields_set  # by --dataset or the --config file, never the built-in default
     typer.echo(augment(checkpoint, out, cfg.augment, train_data=cfg.data if named else None,
-                       progress=not quiet).summary())
+                       progress=not quiet, log=None if quiet else _to_stderr).summary())
 
 
 # ------------------------------------------------------------------------------------------- evaluate
@@ -293,7 +299,8 @@ def evaluate_cmd(
 
 @app.command("export")
 def export_cmd(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'medgan train' (or its run folder)."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by 'medgan train', or its run folder (best.pt "
+                                      "when present, else last.pt)."),
     fmt: str = typer.Option(..., "--format", "-f", help="torchscript (a .pt module G(z, y)), onnx (a .onnx model "
                             "G(z, y)) or bundle (a MONAI Bundle folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (torchscript, onnx) or folder (bundle)."),
@@ -304,7 +311,8 @@ def export_cmd(
     with class names and intensity mapping, configs/inference.json, models/)."""
     from medgan.synthesis.bundle import export_generator
 
-    typer.echo(export_generator(checkpoint, out, fmt, use_ema=not no_ema, overwrite=overwrite).summary())
+    typer.echo(export_generator(checkpoint, out, fmt, use_ema=not no_ema, overwrite=overwrite,
+                                log=_to_stderr).summary())
 
 
 def main() -> None:

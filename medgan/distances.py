@@ -98,10 +98,11 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float] | N
 
 
 def mean_pairwise_distance(x: np.ndarray | torch.Tensor, max_n: int = 500, seed: int = 0) -> float:
-    """Mean Euclidean distance between distinct samples (a seeded subset of ``max_n`` for large sets)."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).reshape(len(x), -1).double()
-    if len(t) < 2:
+    """Mean Euclidean distance between distinct samples (a seeded subset of ``max_n`` for large sets); ``nan``
+    (not measurable) for fewer than two samples, an empty class included."""
+    if len(x) < 2:  # before the reshape: an empty set cannot be reshaped to (0, -1)
         return float("nan")
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).reshape(len(x), -1).double()
     if len(t) > max_n:
         t = t[torch.as_tensor(np.random.RandomState(seed).choice(len(t), max_n, replace=False))]
     d = torch.cdist(t, t)

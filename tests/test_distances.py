@@ -34,3 +34,12 @@ def test_prdc_and_diversity():
     assert prdc(real[:5], real, k=5) is None
     assert mean_pairwise_distance(np.zeros((10, 3))) == 0.0
     assert mean_pairwise_distance(real) > mean_pairwise_distance(real * 0.1)
+
+
+def test_sets_too_small_to_measure_give_nan_not_an_error():
+    """An empty class (a pool without synthetic images of it) is 'not measurable', never a reshape error."""
+    assert np.isnan(mean_pairwise_distance(np.zeros((0, 16), np.float32)))
+    assert np.isnan(mean_pairwise_distance(np.zeros((0, 1, 8, 8), np.float32)))
+    assert np.isnan(mean_pairwise_distance(np.zeros((1, 16), np.float32)))
+    assert np.isnan(kernel_distance(np.zeros((0, 4)), np.ones((5, 4)))["mean"])
+    assert prdc(np.zeros((0, 4)), np.ones((9, 4))) is None

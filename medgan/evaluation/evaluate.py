@@ -97,8 +97,7 @@ def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, li
         n_pc = ev.n_synthetic or max([100] + [max(v) for v in allocs.values()])
         if ev.filter_confidence > 0:
             n_pc *= ev.filter_pool_factor  # enough images survive the filter
-        say(f"drawing {n_pc} synthetic images per class from {getattr(checkpoint, 'path', checkpoint)}")
-        return pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed)
+        return pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed, say)
     if isinstance(synthetic, SyntheticBank):
         size = int(synthetic.shape[-1])
         check_matches_dataset(list(synthetic.class_names), synthetic.shape, data, size, "the synthetic pool")
@@ -160,7 +159,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     """Run the downstream study (and, when asked, sample quality and memorisation checks); write the report.
 
     ``checkpoint``: a generator checkpoint, or a run folder (its ``best.pt`` when quality tracking wrote one, else
-    ``last.pt``: :func:`~medgan.training.checkpoint.resolve_checkpoint`; the choice is logged), resolved and loaded
+    ``last.pt``: :func:`~medgan.training.checkpoint.resolve_checkpoint`; the file is always logged), resolved and loaded
     once; synthetic images are drawn from it, leakage-guarded. ``synthetic``: an
     augment output folder or ``.npz``, or an in-memory :class:`~medgan.synthesis.bank.SyntheticBank` (its
     provenance is the caller's responsibility: no leakage guard); never both. Without either, only conventional
@@ -176,8 +175,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         from medgan.training.checkpoint import resolve_checkpoint
 
         checkpoint = resolve_checkpoint(checkpoint)
-        if checkpoint.why:
-            say(f"checkpoint: {checkpoint.describe()}")
+        say(f"checkpoint: {checkpoint.describe()}")  # always: which file, before any work
     lock = files = None
     if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
         from medgan.evaluation.runstore import REPORT_FILES, check_runs, legacy_files
@@ -210,7 +208,7 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
               t_start: float) -> Report:
     """The stages of :func:`evaluate` (module docstring), with the output folder (``files``) locked and open."""
     from medgan.data.preprocess import prepare
-    from medgan.evaluation.pool import filter_pool
+    from medgan.evaluation.pool import check_pool_classes, filter_pool
     from medgan.evaluation.runstore import RunStore
     from medgan.runtime import resolve_device
 
@@ -222,6 +220,8 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
     real_counts = data.counts("train")
     allocs = {a.name: fill_smallest_first(real_counts, a.ratio) for a in arms if a.synthetic}
     pool, size = load_pool(cfg, data, arms, allocs, checkpoint, synthetic, say)
+    if pool is not None:
+        check_pool_classes(pool, allocs, real_counts)  # every class the GAN arms add, before the first run
     study = Study(prepare(data, size), ev, device, scarce_classes(data), allocs)
     if pool is not None and str(pool.provenance.get("leakage_guard", "")).startswith("unverified"):
         study.notes.append(f"leakage guard {pool.provenance['leakage_guard']}")

@@ -11,12 +11,14 @@ seed, or the evaluation refuses. The bank's ``provenance`` says how the guard wa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from medgan.data.classes import folder_name
 from medgan.errors import EvaluationError
 from medgan.synthesis.bank import SyntheticBank
 
@@ -61,10 +63,11 @@ def check_matches_dataset(class_names: list[str], shape: tuple[int, ...], data: 
 
 
 def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, size: int | None, n_per_class: int,
-                         seed: int) -> tuple[SyntheticBank, int]:
+                         seed: int, say: Callable[[str], None] | None = None) -> tuple[SyntheticBank, int]:
     """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks.
     ``path``: a checkpoint, a run folder, or the :class:`~medgan.training.checkpoint.CheckpointChoice` the caller
-    resolved; the file is loaded (and hashed) once. Returns the pool and the image size."""
+    resolved; the file is loaded (and hashed) once. ``say`` announces the drawing once the checks passed (a
+    refusal announces no work). Returns the pool and the image size."""
     from medgan.synthesis.sampler import Sampler
     from medgan.training.checkpoint import CheckpointChoice, load_checkpoint, resolve_checkpoint
 
@@ -80,8 +83,10 @@ def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, si
     shape = (int(meta["channels"]),) + (size,) * int(meta["spatial_dims"])
     check_matches_dataset(meta["class_names"], shape, data, size, f"checkpoint {path}")
     check_leakage(meta, data, f"checkpoint {path}")
-    sampler = Sampler.from_loaded(ckpt, choice)
+    sampler = Sampler.from_loaded(ckpt, choice)  # checks the weights too
     del ckpt
+    if say is not None:
+        say(f"drawing {n_per_class} synthetic images per class from {path}")
     source = {"kind": "checkpoint", "path": str(path), "sha256": sampler.checkpoint_sha256, "seed": seed,
               "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"],
               **({"checkpoint_choice": sampler.checkpoint_note} if choice.why else {})}
@@ -131,6 +136,25 @@ def pool_from_folder(path: str | Path, data: RealData, size: int | None) -> tupl
                       f"the generator behind {path}")
     bank.provenance = {"kind": "folder", "path": str(path), "leakage_guard": how, **bank.provenance}
     return bank, syn_size
+
+
+def check_pool_classes(pool: SyntheticBank, allocs: dict[str, list[int]], real_counts: list[int]) -> None:
+    """Every class a GAN arm adds synthetic images of has images in the pool: checked once the pool is loaded and
+    the allocations are known, before the first run (not after hours of training, when the arm comes up)."""
+    have = pool.counts
+    majority = max(real_counts, default=0)
+    for c, name in enumerate(pool.class_names):
+        arms = [a for a, alloc in allocs.items() if alloc[c] > 0]
+        if not arms or have[c] > 0:
+            continue
+        most = max(allocs[a][c] for a in arms)
+        where = f" ({pool.provenance['path']})" if pool.provenance.get("path") else ""
+        raise EvaluationError(
+            f"the synthetic pool{where} has no image of class '{name}' (index {c}), and arms {', '.join(arms)} add "
+            f"up to {most} of them: write that class too (medgan augment --class {folder_name(name)} --n {most}, "
+            "or without --class; --balance writes only the classes below the majority count)"
+            + (", use --ratio balance (it adds none to the majority class)," if real_counts[c] == majority else "")
+            + " or pass --checkpoint to draw every class")
 
 
 def filter_pool(pool: SyntheticBank, model: torch.nn.Module, threshold: float, device: torch.device,

@@ -7,10 +7,16 @@
 
       configs/metadata.json    class names, intensity mapping, layout and spacing, latent size, inputs/outputs
       configs/inference.json   a monai.bundle config: network (TorchScript), network_def (medgan's module),
-                               latents, labels and images for num_samples of class_index
-      models/model.ts          the TorchScript module
+                               latents, labels and images for num_samples per class (or of class_index), and
+                               ``run``: write them to output_dir with MONAI's SaveImage
+      configs/logging.conf     the logging setup monai.bundle reads
+      models/model.ts          the TorchScript module (parameters frozen: its output needs no torch.no_grad)
       models/model.pt          the generator's state dict (for network_def)
-      docs/README.md
+      docs/README.md           how to run it; docs/LICENSE
+
+``python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json`` (in the
+bundle's folder, or with ``--bundle_root``; needs ``fire``: ``pip install 'medgan[bundle]'``) or
+``monai.bundle.run(config_file=..., meta_file=..., bundle_root=...)`` writes the images.
 
 Every export computes ``G(z, y)``: ``z`` standard-normal latents, ``y`` class indices (``metadata.json`` names
 them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` lays out the training data's files
@@ -23,13 +29,21 @@ them), images in [-1, 1] ``(B, C, *spatial)`` laid out as MONAI's ``LoadImage`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from medgan.errors import MedganError, OutputError
+from medgan.synthesis.bundle_config import (  # noqa: F401  (part of this module's API)
+    LOGGING_CONF,
+    bundle_inference,
+    bundle_license,
+    bundle_metadata,
+    bundle_readme,
+    bundle_spacing,
+)
 
 EXPORT_FORMATS = ("torchscript", "onnx", "bundle")
 ONNX_OPSET = 17
@@ -44,6 +58,7 @@ class ExportedGenerator(torch.nn.Module):
         self.generator = generator
         self.swap = bool(swap)
         self.spatial_dims = int(generator.spatial_dims)
+        self.requires_grad_(False)  # an inference module: G(z, y).numpy() works without torch.no_grad()
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = self.generator(z, y)
@@ -57,12 +72,15 @@ class ExportResult:
     class_names: list[str]
     shape: tuple[int, ...]
     latent_dim: int
+    checkpoint: str = ""
+    """The checkpoint exported and why (a run folder gives its ``best.pt`` when present, else ``last.pt``)."""
 
     def summary(self) -> str:
         kind = {"torchscript": "TorchScript module", "onnx": "ONNX model", "bundle": "MONAI Bundle"}[self.format]
+        ck = f"\ncheckpoint: {self.checkpoint}" if self.checkpoint else ""
         return (f"wrote {kind} G(z, y) to {self.path}: z (B, {self.latent_dim}) float32, y (B,) int64 class index "
                 f"({', '.join(f'{i}={n!r}' for i, n in enumerate(self.class_names))}) -> images "
-                f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]")
+                f"(B, {', '.join(map(str, self.shape))}) in [-1, 1]{ck}")
 
 
 #: The mark every export carries (a TorchScript extra file, an ONNX metadata property): ``--overwrite`` replaces
@@ -105,7 +123,7 @@ def _mark(sampler) -> str:
 
 
 def exported_module(sampler, layout: str = "monai") -> tuple[ExportedGenerator, tuple[torch.Tensor, torch.Tensor]]:
-    """The module to export (eval mode, CPU, fp32) and example inputs."""
+    """The module to export (eval mode, CPU, fp32, parameters frozen) and example inputs."""
     from medgan.data.grid import model_grid
 
     if layout not in ("monai", "array"):
@@ -147,87 +165,9 @@ def _onnx(module: torch.nn.Module, example, path: Path, mark: str) -> None:
     atomic_write(path, model.SerializeToString())
 
 
-def bundle_metadata(sampler, layout: str) -> dict[str, Any]:
-    """``configs/metadata.json``: MONAI's bundle metadata fields plus the class names and the intensity mapping."""
-    import monai
-    import numpy as np
-
-    from medgan import __version__
-    from medgan.data.grid import model_grid
-
-    meta, grid = sampler.meta, model_grid(sampler.meta)
-    inten = meta["intensity"]
-    shape = list(sampler.shape)
-    spacing = list(grid.monai_spacing()) if layout == "monai" else list(grid.spacing or [1.0] * grid.spatial_dims)
-    return {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
-        "version": "0.1.0",
-        "changelog": {"0.1.0": f"exported by medgan {__version__} from checkpoint step {sampler.step}"},
-        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__, "optional_packages_version": {"medgan": __version__},
-        "name": f"medgan conditional generator ({meta.get('name')})",
-        "task": "class-conditional synthesis of labelled images",
-        "description": ("DCGAN generator G(z, y) trained by medgan. z: standard-normal latents; y: class index; "
-                        "output in [-1, 1]. SYNTHETIC images: not real patient data."),
-        "authors": "medgan", "copyright": "see the training data's licence",
-        "data_source": meta.get("name"), "data_type": meta.get("source_kind") or "array",
-        "class_names": list(sampler.class_names),
-        "intensity": {"model_range": [-1.0, 1.0], "source_min": inten["min"], "source_max": inten["max"],
-                      "source_dtype": inten["dtype"],
-                      "to_source": "x_source = (x + 1) / 2 * (source_max - source_min) + source_min"},
-        "layout": layout, "spacing": spacing, "modality": meta.get("modality"),
-        "checkpoint_sha256": sampler.checkpoint_sha256, "generator_step": sampler.step, "ema": sampler.used_ema,
-        "latents": "standard normal; medgan.synthesis.seeds.latents_for_seeds(seeds, latent_dim) reproduces medgan's",
-        "network_data_format": {
-            "inputs": {
-                "z": {"type": "vector", "format": "latent", "num_channels": sampler.latent_dim,
-                      "spatial_shape": [], "dtype": "float32", "value_range": [], "is_patch_data": False},
-                "y": {"type": "vector", "format": "class index", "num_channels": 1, "spatial_shape": [],
-                      "dtype": "int64", "value_range": [0, sampler.num_classes - 1], "is_patch_data": False},
-            },
-            "outputs": {
-                "pred": {"type": "image", "format": "magnitude", "num_channels": shape[0],
-                         "spatial_shape": shape[1:], "dtype": "float32", "value_range": [-1, 1],
-                         "is_patch_data": False, "channel_def": {str(c): "intensity" for c in range(shape[0])}},
-            },
-        },
-    }
-
-
-def bundle_inference(sampler, layout: str) -> dict[str, Any]:
-    """``configs/inference.json``: a monai.bundle config that loads the network and generates ``num_samples``
-    images of class ``class_index`` (``images`` in [-1, 1], ``source_images`` in the training data's range)."""
-    inten = sampler.meta["intensity"]
-    cfg = sampler.config.get("model") or {}
-    return {
-        "imports": ["$import torch"],
-        "bundle_root": ".",
-        "device": "$torch.device('cpu')",
-        "network_def": {
-            "_target_": "medgan.models.generator.ConditionalGenerator",
-            "spatial_dims": int(sampler.meta["spatial_dims"]), "out_channels": int(sampler.meta["channels"]),
-            "size": int(sampler.meta["size"]), "num_classes": sampler.num_classes,
-            "latent_dim": int(cfg.get("latent_dim", sampler.latent_dim)),
-            "base_channels": int(cfg.get("base_channels", 64)), "embed_dim": int(cfg.get("embed_dim", 32)),
-            "conditioning": str(cfg.get("conditioning", "concat")),
-        },
-        "layout": layout,
-        "network": "$torch.jit.load(@bundle_root + '/models/model.ts', map_location=@device).eval()",
-        "num_samples": 8,
-        "class_index": 0,
-        "seed": 0,
-        "rng": "$torch.Generator().manual_seed(@seed)",
-        "z": f"$torch.randn(@num_samples, {sampler.latent_dim}, generator=@rng).to(@device)",
-        "y": "$torch.full((@num_samples,), @class_index, dtype=torch.long, device=@device)",
-        "images": "$@network(@z, @y).detach()",
-        "source_images": f"$(@images.clamp(-1, 1) + 1) * 0.5 * ({inten['max']} - {inten['min']}) + {inten['min']}",
-    }
-
-
 #: The files of a bundle (relative to its folder).
 BUNDLE_FILES = ("models/model.ts", "models/model.pt", "configs/metadata.json", "configs/inference.json",
-                "docs/README.md")
-
+                "configs/logging.conf", "docs/README.md", "docs/LICENSE")
 
 def _bundle(sampler, module, example, out: Path, layout: str) -> None:
     """Write the bundle's files into ``out`` (an open :class:`~medgan.outputs.OutputFolder`: each file written
@@ -238,13 +178,9 @@ def _bundle(sampler, module, example, out: Path, layout: str) -> None:
     atomic_write(out / "models" / "model.pt", lambda f: torch.save(sampler.generator.state_dict(), f))
     atomic_write(out / "configs" / "metadata.json", json.dumps(bundle_metadata(sampler, layout), indent=2) + "\n")
     atomic_write(out / "configs" / "inference.json", json.dumps(bundle_inference(sampler, layout), indent=2) + "\n")
-    atomic_write(out / "docs" / "README.md",
-        "# medgan conditional generator\n\nSYNTHETIC images, not real patient data. `configs/metadata.json` names "
-        "the classes and the intensity mapping.\n\n```python\nfrom monai.bundle import ConfigParser\n"
-        "p = ConfigParser()\np.read_config('configs/inference.json')\np['bundle_root'] = '.'\n"
-        "p['class_index'] = 0\nimages = p.get_parsed_content('images')  # (8, C, *spatial) in [-1, 1]\n```\n"
-        "`network` is the TorchScript module (no medgan needed); `network_def` builds medgan's own module for "
-        "`models/model.pt`.\n")
+    atomic_write(out / "configs" / "logging.conf", LOGGING_CONF)
+    atomic_write(out / "docs" / "README.md", bundle_readme(sampler))
+    atomic_write(out / "docs" / "LICENSE", bundle_license(sampler))
 
 
 def bundle_folder(out: Path, overwrite: bool):
@@ -266,9 +202,11 @@ def bundle_folder(out: Path, overwrite: bool):
 
 
 def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_ema: bool = True,  # noqa: A002
-                     layout: str = "monai", overwrite: bool = False) -> ExportResult:
+                     layout: str = "monai", overwrite: bool = False,
+                    log: Callable[[str], None] | None = None) -> ExportResult:
     """Export the generator of ``checkpoint`` (file or run folder) to ``out`` as ``format`` (see the module
-    docstring)."""
+    docstring). ``log``: called with ``checkpoint: PATH (why, step N)``, the file exported (a run folder gives its
+    ``best.pt`` when present, else ``last.pt``), before anything is written (the CLI prints it on stderr)."""
     from medgan.synthesis.sampler import Sampler
 
     fmt = str(format).lower()
@@ -283,6 +221,8 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
     try:
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=use_ema, fuse=False)
         module, example = exported_module(sampler, layout)
+        if log is not None:  # every check passed: which file, then the work
+            log(f"checkpoint: {sampler.checkpoint_note}")
         if fmt == "torchscript":
             _torchscript(module, example, out, _mark(sampler))
         elif fmt == "onnx":
@@ -292,4 +232,5 @@ def export_generator(checkpoint: str | Path, out: str | Path, format: str, use_e
     finally:
         if folder is not None:
             folder.close()
-    return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim)
+    return ExportResult(out, fmt, list(sampler.class_names), tuple(sampler.shape), sampler.latent_dim,
+                        sampler.checkpoint_note)

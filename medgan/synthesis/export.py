@@ -127,7 +127,7 @@ def _options(options: AugmentConfig | None, settings: dict[str, Any]) -> Augment
 def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig | None = None, *,
             train_data: str | DataConfig | RealData | None = None, progress: bool = True,
             filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
-            **settings: Any) -> AugmentResult:
+            log: Callable[[str], None] | None = None, **settings: Any) -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
     ``options`` is the ``augment`` config section (:class:`~medgan.config.AugmentConfig`, what the CLI passes);
@@ -154,6 +154,10 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     ``filter_fn``: optional ``(x_model_space, y) -> bool mask`` of samples to redraw (instead of the near-copy
     filter); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its redraw count goes to
     the manifest column ``near_copy_redraws``.
+
+    ``log``: called with ``checkpoint: PATH (why, step N)``, the file used (a run folder gives its ``best.pt`` when
+    present, else ``last.pt``), once the request passed its checks and before anything is written (the CLI prints
+    it on stderr).
     """
     o = _options(options, settings)
     job = _Job.prepare(checkpoint, o, filter_fn, train_data)
@@ -162,6 +166,8 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
     with FolderLock(out, "medgan augment"):
         prev = outdir.prepare(out, bool(o.overwrite), outdir.Layout(job.info()))
+        if log is not None:  # every check passed: which file, then the work
+            log(f"checkpoint: {job.sampler.checkpoint_note}")
         t0 = time.perf_counter()
         stage = outdir.new_staging(out)
         try:

@@ -86,12 +86,31 @@ class TrainResult:
             nan = float("nan")
             lines.append(f"last losses: D {m.get('loss_d', nan):.4f}, G {m.get('loss_g', nan):.4f}; "
                          f"D(x) {m.get('d_real', nan):.3f}, D(G(z)) {m.get('d_fake', nan):.3f}")
-        if self.checkpoint.is_file():
-            lines.append(f"checkpoint: {self.checkpoint}")
+        lines += self._checkpoint_lines()
         if self.samples is not None:
             lines.append(f"samples:    {self.samples}")
         lines.append(f"metrics:    {self.out_dir / 'metrics.jsonl'}")
         return "\n".join(lines)
+
+    def _checkpoint_lines(self) -> list[str]:
+        """Both checkpoints, and the one ``augment``, ``evaluate`` and ``export`` use when given the run folder
+        (:func:`~medgan.training.checkpoint.resolve_checkpoint`: ``best.pt`` when present, else ``last.pt``)."""
+        from medgan.errors import CheckpointError
+        from medgan.training.checkpoint import resolve_checkpoint
+
+        lines = []
+        if self.checkpoint.is_file():
+            lines.append(f"checkpoint: {self.checkpoint} (the last; --resume continues it)")
+        best = self.checkpoint.parent / "best.pt"
+        if best.is_file():
+            lines.append(f"best:       {best} (the best by tracked quality)")
+        try:
+            used = resolve_checkpoint(self.out_dir).path
+        except CheckpointError:
+            return lines
+        lines.append(f"augment, evaluate and export of {self.out_dir} use {used.name}"
+                     + ("" if best.is_file() else " (no best.pt: quality tracking was off)"))
+        return lines
 
 
 #: Written first into every run folder: marks a medgan run (older medgan versions kept no other record).

@@ -101,3 +101,24 @@ def test_class_accepts_the_folder_name_augment_writes(tmp_path, breast, run_cli)
     r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", "--n", "2", "--class", "normal_benign", "--quiet")
     assert r.returncode == 0, r.stderr
     assert [row["class_name"] for row in read_manifest(tmp_path / "o")] == ["normal, benign"] * 2
+
+
+def test_augment_says_which_checkpoint_of_a_run_folder_before_writing(tmp_path, breast, run_cli):
+    """A run folder gives its best.pt: the command says so on stderr before any file is written, and the summary
+    names it too."""
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(breast, run / "checkpoints" / "last.pt")
+    shutil.copy(breast, run / "checkpoints" / "best.pt")
+    r = run_cli("--checkpoint", run, "--out", tmp_path / "o", "--n", 1)
+    assert r.returncode == 0, r.stderr
+    said = f"checkpoint: {run / 'checkpoints' / 'best.pt'} (the run's best checkpoint by tracked quality"
+    assert said in r.stderr and said in r.stdout
+    assert r.stderr.index(said) < r.stderr.index("augment -> png")  # before the progress bar: before the work
+    seen = []
+    augment(run, tmp_path / "p", n=1, progress=False,
+            log=lambda s: seen.append((s, any(f.is_file() for f in (tmp_path / "p").rglob("*.png")))))
+    assert seen == [(f"checkpoint: {run / 'checkpoints' / 'best.pt'} (the run's best checkpoint by tracked "
+                     "quality; last.pt is beside it, step 7)", False)]

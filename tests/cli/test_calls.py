@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from medgan import cli
 from medgan.cli import app
 
 runner = CliRunner()
@@ -93,7 +94,7 @@ def test_augment_passes_flags_as_options_and_the_named_training_data(tmp_path, f
             opts.device, opts.amp, opts.workers, opts.reject_near_copies, opts.balance) == \
         (4, ["malignant", "1"], "npz", 3, 16, True, False, "cpu", "bf16", 2, True, False)
     d = kw.pop("train_data")
-    assert kw == {"progress": False}
+    assert kw == {"progress": False, "log": None}  # --quiet: the summary names the checkpoint file
     assert (d.dataset, d.scarce, d.split_seed, d.data_dir) == ("breastmnist", ["1=0.2"], 4, str(tmp_path / "d"))
     assert "FAKE SUMMARY" in out
 
@@ -104,7 +105,8 @@ def test_augment_names_training_data_only_when_the_user_did(tmp_path, fake):
            "--reject-near-copies")
     opts, kw = augment.calls[0].args[2], augment.calls[0].kwargs
     assert opts.balance and opts.reject_near_copies and opts.overwrite is False
-    assert kw == {"train_data": None, "progress": True}  # not the built-in default dataset
+    assert kw == {"train_data": None, "progress": True, "log": cli._to_stderr}  # not the built-in default dataset;
+    # which checkpoint file, on stderr before the work
     invoke("augment", "--checkpoint", tmp_path / "c.pt", "--out", tmp_path / "o", "--n", 1, "-c", "breastmnist")
     assert augment.calls[1].kwargs["train_data"].dataset == "breastmnist"  # a --config file names it too
 
@@ -149,5 +151,5 @@ def test_export_passes_the_checkpoint_format_and_flags(tmp_path, fake, flags, us
     export = fake("medgan.synthesis.bundle.export_generator")
     out = invoke("export", tmp_path / "run", "--format", "onnx", "--out", tmp_path / "g.onnx", *flags)
     assert export.call.args == (Path(tmp_path / "run"), tmp_path / "g.onnx", "onnx")
-    assert export.call.kwargs == {"use_ema": use_ema, "overwrite": overwrite}
+    assert export.call.kwargs == {"use_ema": use_ema, "overwrite": overwrite, "log": cli._to_stderr}
     assert "FAKE SUMMARY" in out

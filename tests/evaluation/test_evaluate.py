@@ -176,3 +176,49 @@ def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path):
     with FolderLock(tmp_path, "medgan evaluate"), pytest.raises(OutputError, match="is in use by pid"):
         evaluate(_cfg(**{"evaluate.arms": "baseline,oversample"}), out_dir=tmp_path)
     assert not (tmp_path / "runs").exists()  # refused before any work
+
+
+def _scarce_only_pool():
+    """What ``augment --balance`` writes for phantom2d with SCARCE: images of the scarce class only."""
+    pool = _noisy_pool()
+    return pool.subset(torch.nonzero(pool.labels == 2).reshape(-1).numpy())
+
+
+def test_a_pool_without_a_class_an_arm_adds_is_refused_before_the_first_run(monkeypatch):
+    """``--synthetic`` of an ``augment --balance`` folder (scarce class only) with a ratio that adds images of
+    every class: one line naming the class and the fix, before any classifier is trained."""
+    from medgan.evaluation import evaluate as ev_mod
+
+    def no_runs(*a, **k):
+        raise AssertionError("run_arms was reached")
+
+    monkeypatch.setattr(ev_mod, "run_arms", no_runs)
+    with pytest.raises(EvaluationError, match=r"has no image of class 'few_large' \(index 0\).*"
+                                              r"gan\+oversample@0\.5.*--class few_large --n 10.*--ratio balance"):
+        evaluate(_cfg(**{"evaluate.arms": "baseline,gan+oversample", "evaluate.ratios": "0.5"}),
+                 synthetic=_scarce_only_pool())
+
+
+def test_classes_without_synthetic_images_are_not_measured_instead_of_crashing(tmp_path):
+    """``--ratio balance`` with a scarce-class-only pool runs through, quality included: the classes without
+    synthetic images get no diversity number (null) rather than a reshape error."""
+    cfg = _cfg(**{"evaluate.arms": "baseline,gan+oversample", "evaluate.ratios": "balance",
+                  "evaluate.quality": True, "evaluate.privacy": True})
+    rep = evaluate(cfg, synthetic=_scarce_only_pool(), out_dir=tmp_path)
+    q = json.loads((tmp_path / "report.json").read_text())["quality"]
+    assert q["per_class"]["few_large"]["n_synthetic"] == 0
+    assert q["per_class"]["few_large"]["diversity"]["pixel"]["synthetic"] is None
+    assert q["per_class"]["single_bright"]["diversity"]["pixel"]["synthetic"] > 0
+    assert rep.data["privacy"]["n_synthetic"] == 60
+
+
+def test_evaluate_names_the_checkpoint_file_and_a_refusal_announces_no_work(tmp_path):
+    """The checkpoint file is said before any work, also for a plain file; the leakage guard refuses before
+    'drawing N synthetic images' is announced."""
+    other = load_dataset("phantom2d", scarce=["2=10"])
+    ck = save_checkpoint(tmp_path / "g.pt", {"config": {}, "data": {**other.meta(), "size": 28}, "generator": {}})
+    said = []
+    with pytest.raises(EvaluationError, match="leakage guard"):
+        evaluate(_cfg(**{"evaluate.arms": "baseline,gan"}), checkpoint=ck, log=said.append)
+    assert f"checkpoint: {ck}" in said
+    assert not any("drawing" in s for s in said), said

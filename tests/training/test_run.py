@@ -204,3 +204,21 @@ def test_curves_are_skipped_when_they_would_cost_too_much(monkeypatch):
     h.cost = 100.0
     h(State())
     assert len(calls) == 3  # the last step always plots
+
+
+def test_summary_names_both_checkpoints_and_the_one_the_other_commands_use(tmp_path):
+    """train's summary names last.pt (what --resume continues) and best.pt, and which one augment, evaluate and
+    export take from the run folder; without best.pt it says last.pt is used, and why."""
+    from medgan.training.run import TrainResult
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    (ck / "last.pt").write_bytes(b"x")
+    res = TrainResult(out_dir=tmp_path, checkpoint=ck / "last.pt", step=10, images_per_s=1.0)
+    text = res.summary()
+    assert f"checkpoint: {ck / 'last.pt'}" in text and "best:" not in text
+    assert f"augment, evaluate and export of {tmp_path} use last.pt (no best.pt" in text
+    (ck / "best.pt").write_bytes(b"x")
+    text = res.summary()
+    assert f"best:       {ck / 'best.pt'}" in text
+    assert f"augment, evaluate and export of {tmp_path} use best.pt\n" in text
