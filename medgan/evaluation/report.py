@@ -67,24 +67,24 @@ class Report:
         return p
 
     # ----------------------------------------------------------------------------------------- terminal
-    def summary_table(self) -> str:
-        """A short fixed-width table for the terminal: one row per arm, at the validation-chosen operating point."""
+    def summary_table(self, width: int | None = None) -> str:
+        """A short table for the terminal (:func:`medgan.tables.render_table`: each column's header and values
+        start at the same character column): one row per arm, at the validation-chosen operating point."""
+        from medgan.tables import WIDTH, render_table
+
         d = self.data
         key = d["primary"]["key"]
         conv = d["best_conventional"]
         n = len(d["protocol"]["seeds"])
-        head = f"{'arm':<30} {'primary':>22} {'AUROC':>22} {'d vs best conv.':>16} {'p (Holm)':>9}"
-        lines = [f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds; primary = {d['primary']['label']}"
-                 f"; mean [95% CI] on the real test split", head, "-" * len(head)]
+        rows = []
         for a, s in d["summary"].items():
             c = d["comparisons"].get(a, {}).get(conv, {}).get(key)
-            mark = " *" if a == conv else ""
-            diff = f"{c['diff']:+.3f}" if c else ""
-            p_holm = _p(c["p_holm"]) if c else ""
-            lines.append(f"{a + mark:<30} {format_ci(s[key]):>22} {format_ci(s['auroc']):>22} {diff:>16} "
-                         f"{p_holm:>9}")
-        lines.append("* best conventional arm, chosen on validation")
-        return "\n".join(lines)
+            rows.append([a + (" *" if a == conv else ""), format_ci(s[key]), format_ci(s["auroc"]),
+                         f"{c['diff']:+.3f}" if c else "", _p(c["p_holm"]) if c else ""])
+        table = render_table(["arm", "primary", "AUROC", "d vs best conv.", "p (Holm)"], rows, width or WIDTH)
+        return "\n".join([f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds; primary = "
+                          f"{d['primary']['label']}; mean [95% CI] on the real test split", table,
+                          "* best conventional arm, chosen on validation"])
 
     def summary(self, out_dir: str | Path | None = None) -> str:
         """What the CLI prints: the verdict, the table and where the report is."""
