@@ -105,7 +105,9 @@ class Report:
         if d.get("quality"):
             parts += quality_markdown(d["quality"])
         if d.get("privacy"):
-            parts += privacy_markdown(d["privacy"])
+            ds = d["dataset"]
+            n_values = int(ds.get("channels") or 1) * int(ds.get("size") or 0) ** int(ds.get("spatial_dims") or 0)
+            parts += privacy_markdown(d["privacy"], n_values or None)
         figs = [f for f in d.get("files", []) if f.endswith(".png")]
         if figs:
             parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
