@@ -34,3 +34,11 @@ def test_summary_table_columns_line_up():
         assert body[2].index(value) == header.index(name), (name, text)
     assert "oversample *" in body[1] and set(lines[head + 1]) <= {"-", " "}
     assert all(len(line) <= 120 for line in lines)
+
+
+def test_table_cells_are_shown_literally():
+    """Arm and class names are text, not rich markup or emoji codes."""
+    from medgan.tables import render_table
+
+    out = render_table(["name", "value"], [["[bold]x[/bold] :smile:", "0.1 [0.0, 0.2]"]])
+    assert "[bold]x[/bold] :smile:" in out and "0.1 [0.0, 0.2]" in out
