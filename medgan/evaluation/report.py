@@ -7,9 +7,10 @@ Files written to ``--out`` (each atomically, via a temporary file and a rename):
                              intervals, the comparisons (raw and Holm-adjusted p), per-class numbers, quality,
                              memorisation
 ``arms.png``                 per-arm bars with 95% intervals (the primary metric, AUROC, pAUROC, PPV, balanced acc.)
-``per_class_sensitivity.png`` per-class sensitivity (argmax) per arm, with 95% intervals
-``real_vs_synthetic.png``    real and synthetic images per class (when synthetic images were evaluated)
-``nearest_neighbours.png``   the closest synthetic/real-training pairs (when the memorisation check ran)
+``per_class_sensitivity.png`` per-class sensitivity at the argmax operating point per arm, with 95% intervals
+``real_vs_synthetic.png``    real and synthetic images per class, rows named ``real <class>`` / ``synthetic <class>``
+``nearest_neighbours.png``   the closest synthetic/real-training pairs: rows of synthetic images and of their nearest
+                             real training images, each tile with its class (when the memorisation check ran)
 ``runs/``                    every finished run (resume; :mod:`medgan.evaluation.runstore`)
 """
 
@@ -164,7 +165,9 @@ class Report:
         parts.append(markdown_table(["arm"] + [lab for _, lab in TABLE_METRICS], rows))
         parts += ["", "Validation value of the primary metric (what the best arms are chosen by): "
                   + ", ".join(f"`{a}` {s['validation_primary']['mean']:.3f}" for a, s in d["summary"].items()) + "."]
-        parts += ["", "## Per-class sensitivity at argmax (mean [95% CI])", ""]
+        parts += ["", "## Per-class sensitivity at argmax (mean [95% CI])", "",
+                  "Each real test image is assigned its most probable class (no threshold); sensitivity: the share "
+                  "of a class's test images assigned to it.", ""]
         rows = [[f"`{a}`"] + [format_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
                 for a, s in d["summary"].items()]
         parts.append(markdown_table(["arm"] + ds["class_names"], rows))

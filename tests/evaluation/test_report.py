@@ -42,3 +42,4 @@ def test_table_cells_are_shown_literally():
 
     out = render_table(["name", "value"], [["[bold]x[/bold] :smile:", "0.1 [0.0, 0.2]"]])
     assert "[bold]x[/bold] :smile:" in out and "0.1 [0.0, 0.2]" in out
+
