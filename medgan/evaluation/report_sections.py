@@ -83,13 +83,13 @@ def privacy_markdown(pv: dict[str, Any], n_values: int | None = None) -> list[st
     parts: list[str] = []
     px = pv["pixel"]
     n = n_values or 0
-    scale = (f" These {n} values give a largest possible distance of {2 * math.sqrt(n):.1f}; divide a pixel "
-             f"distance by {math.sqrt(n):.1f} (the square root of the number of values) for the root-mean-square "
-             "difference per pixel, on the same [-1, 1] scale.") if n else ""
+    scale = (f" An image here has {n} values, so the largest possible distance is {2 * math.sqrt(n):.1f}; divide "
+             f"a pixel distance by {math.sqrt(n):.1f} (the square root of the number of values) for the "
+             "root-mean-square difference per pixel, on the same [-1, 1] scale.") if n else ""
     parts += ["", "## Memorisation", "",
               "Distances are Euclidean, from each synthetic image to its nearest real training image: in *pixel* "
               "space between whole images with intensities mapped to [-1, 1] (all channels and pixels; a sum, "
-              f"not a mean, so it grows with the image size);{scale} In *feature* space between the reference "
+              f"not a mean, so it grows with the image size).{scale} In *feature* space between the reference "
               "network's raw (not standardised) features, whose scale is the network's own. "
               f"The threshold's rule: a synthetic sample is {pv['rule']}, i.e. it sits closer to a training image "
               f"than {100 - pv.get('percentile', 1):g}% of the real training images sit to their closest other "
