@@ -173,6 +173,7 @@ def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress
     if todo:
         say(f"training {sum(len(c) for _, c in todo)} runs, the seeds of each arm in groups of {size}")
     write = say
+    width = max(len(a.name) for a in arms)  # the per-run lines' columns line up whatever the arm names
     prog = RunProgress([len(c) for _, c in todo], ev.epochs)
     with tqdm(total=prog.total, disable=not progress or not todo, dynamic_ncols=True,
               bar_format="evaluate {percentage:3.0f}%|{bar:20}| {desc}") as bar:
@@ -198,7 +199,7 @@ def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress
                     study.store.save(arm.name, s, record)
                 stored[(arm.name, s)] = record
                 m = study.measure(record)
-                write(f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})"
+                write(f"  {arm.name:<{width}} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})"
                       f"  test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec "
                       f"{m['test']['scarce_sens_at_spec']:.3f}  [{record['seconds']:.1f}s]")
     runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
