@@ -101,7 +101,7 @@ def _value(v: Any) -> str:
 def quality_lines(q: dict[str, Any], class_names: list[str]) -> list[str]:
     """The recorded quality as a table (one row per named measure, one column per class) and what each means;
     keys without a name here are counted, and shown by ``--json``."""
-    from medgan.tables import render_table
+    from medgan.tables import WIDTH, render_table
 
     k = len(class_names)
     rows, meanings = [], []
@@ -115,7 +115,9 @@ def quality_lines(q: dict[str, Any], class_names: list[str]) -> list[str]:
     other = sorted(set(q) - set(MEASURES) - set(SCALARS) - {"step", "q_seconds"})
     lines = [f"recorded at step {q.get('step', '?')}" + (f"; {'; '.join(scalars)}" if scalars else "")]
     if rows:
-        lines += render_table(["measure", *class_names], rows, no_wrap=range(k + 1)).splitlines()
+        head = ["measure", *class_names]
+        need = sum(max(len(str(r[i])) for r in [head, *rows]) + 2 for i in range(k + 1))  # never folded
+        lines += render_table(head, rows, width=max(WIDTH, need), no_wrap=range(k + 1)).splitlines()
     lines += meanings
     if other:
         lines.append(f"{len(other)} more recorded value(s): see --json")
