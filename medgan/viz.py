@@ -30,6 +30,12 @@ def _tile(img: np.ndarray) -> np.ndarray:
     return np.moveaxis(img[:3], 0, -1)
 
 
+def image_tile(img: np.ndarray | torch.Tensor) -> np.ndarray:
+    """One ``(C, *spatial)`` image in [-1, 1] as an ``(H, W, 3)`` float RGB array in [0, 1] (3D: the three middle
+    slices side by side), as the grids show it."""
+    return _tile(img.detach().cpu().float().numpy() if isinstance(img, torch.Tensor) else np.asarray(img, np.float32))
+
+
 #: Tiles are upscaled (nearest neighbour) by at least this factor, and to at least MIN_TILE pixels.
 MIN_UPSCALE = 4
 MIN_TILE = 112
@@ -93,9 +99,10 @@ def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
 
 
 def save_grid(path: str | Path, images, labels, class_names: list[str], per_class: int = 8,
-              title: str | None = None) -> Path:
+              title: str | None = None, indexed: bool = True) -> Path:
     """Write a per-class grid, atomically: tiles enlarged at least 4x (:func:`upscale_factor`), one row per
-    class labelled with its index and name, the title above; nothing is clipped (tight bounding box)."""
+    class labelled with its index and name (``indexed=False``: with its name alone, for rows that are not the
+    dataset's classes), the title above; nothing is clipped (tight bounding box)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +118,7 @@ def save_grid(path: str | Path, images, labels, class_names: list[str], per_clas
     ax.imshow(arr, interpolation="nearest")
     rows = len(class_names)
     ax.set_yticks([(i + 0.5) * h / rows for i in range(rows)])
-    ax.set_yticklabels([f"{i}: {n}" for i, n in enumerate(class_names)], fontsize=11)
+    ax.set_yticklabels([f"{i}: {n}" if indexed else n for i, n in enumerate(class_names)], fontsize=11)
     ax.set_xticks([])
     for side in ax.spines.values():
         side.set_visible(False)

@@ -1,6 +1,10 @@
 """A stock MONAI training pipeline that uses medgan's synthetic images: one transform line, one dataset line.
 
-BreastMNIST (malignant is the scarce class: 147 of 546 training images). The real images are written as PNG
+BreastMNIST (malignant is the scarce class: 147 of 546 training images; fewer with ``--scarce``). The classifier
+trains on the same real training images as the generator: pass the ``--dataset``/``--scarce``/``--split-seed`` of
+``medgan train``; the training split is checked against the fingerprint the checkpoint (or the augment folder)
+records, and a mismatch is refused (the data a checkpoint names is never opened unless you name it). The real
+images are written as PNG
 class folders (``train/malignant/*.png``, ``train/normal_benign/*.png``) to a temporary folder and read the way
 any MONAI pipeline reads them: ``LoadImaged`` with its default reader. medgan adds two lines, nothing else:
 
@@ -11,11 +15,11 @@ any MONAI pipeline reads them: ``LoadImaged`` with its default reader. medgan ad
   match the real images at that point (LoadImage's layout, the 0..255 source range), so synthetic images go
   through ``ScaleIntensityd`` and the random augmentations like real ones.
 
-    medgan train --dataset breastmnist --config breastmnist --out runs/breast
+    medgan train --dataset breastmnist --config breastmnist --scarce malignant=0.2 --out runs/breast
     medgan augment --checkpoint runs/breast --n 500 --class malignant --out synth/breast
-    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --epochs 5
-    python pipelines/monai_training_with_synthetic.py --checkpoint runs/breast --epochs 5   # bank from the generator
-    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --target none  # real-only baseline
+    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --scarce malignant=0.2 --epochs 5
+    python pipelines/monai_training_with_synthetic.py --checkpoint runs/breast --scarce malignant=0.2  # from G
+    python pipelines/monai_training_with_synthetic.py --synthetic synth/breast --scarce malignant=0.2 --target none
 
 Runs in a couple of minutes on a CPU. It is an example of use, not an evaluation (use ``medgan evaluate``).
 Data: BreastMNIST (Al-Dhabyani et al. 2020; MedMNIST, Yang et al. 2023, CC BY 4.0), found via --data-dir or
@@ -25,6 +29,8 @@ MEDGAN_DATA_DIR.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -70,6 +76,10 @@ def main() -> None:
     ap.add_argument("--target", default="balance", help="bring the scarce class to: balance, a share (0.4) or none")
     ap.add_argument("--prob", type=float, default=0.0, help="also swap real malignant samples with this probability")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (quick runs)")
+    ap.add_argument("--dataset", default="breastmnist", help="the generator's training data (medgan train's --dataset)")
+    ap.add_argument("--scarce", action="append", default=[],
+                    help="the generator's scarcity (medgan train's --scarce, e.g. malignant=0.2); repeatable")
+    ap.add_argument("--split-seed", type=int, default=0, help="medgan train's --split-seed")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=0)
@@ -80,12 +90,40 @@ def main() -> None:
         run(args, Path(tmp))
 
 
+def check_training_data(real, args: argparse.Namespace) -> str:
+    """Whether ``real``'s training split is the generator's: its fingerprint against the one the checkpoint (or the
+    augment folder's ``augment.json``) records. A mismatch exits with a one-line error; returns what was checked."""
+    if args.checkpoint is not None:
+        from medgan.synthesis.near_copies import recorded_training_data
+        from medgan.training.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(args.checkpoint)
+        theirs, said = (ck.get("data") or {}).get("train_fingerprint"), recorded_training_data(ck)
+    else:
+        rec_path = args.synthetic / "augment.json"
+        rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        theirs = rec.get("train_fingerprint")
+        said = f"{rec_path} says the generator was trained on {rec.get('dataset')!r}"
+    if not theirs:
+        return ("note: the synthetic images record no training-set fingerprint, so this run cannot check that its "
+                "real training images are the generator's")
+    mine = real.fingerprint()
+    if mine != theirs:
+        scarce = " ".join(f"--scarce {s}" for s in args.scarce) or "no --scarce"
+        sys.exit(f"monai_training_with_synthetic.py: error: the training split of --dataset {args.dataset} with "
+                 f"{scarce} (fingerprint {mine[:12]}) is not the generator's (fingerprint {theirs[:12]}), so the "
+                 f"classifier would train on other real images than the generator saw; pass the --dataset, --scarce "
+                 f"and --split-seed of its training ({said})")
+    return f"real training split = the generator's (fingerprint {mine[:12]})"
+
+
 def run(args: argparse.Namespace, tmp: Path) -> None:
     """Write the real PNG class folders under ``tmp``, build the bank and the chain, train, report test AUROC."""
     set_determinism(args.seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
-    real = load_dataset("breastmnist", data_dir=args.data_dir)
+    real = load_dataset(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, scarce=args.scarce or None)
+    print(check_training_data(real, args))
     train_items = write_class_folders(real.splits["train"].images, real.splits["train"].labels, real.class_names,
                                       tmp / "train", args.limit)
     test_items = write_class_folders(real.splits["test"].images, real.splits["test"].labels, real.class_names,

@@ -56,3 +56,20 @@ def test_saved_figures_include_text_outside_the_axes(tmp_path):
     path = save_figure(fig, tmp_path / "f.png")
     with Image.open(path) as im:
         assert im.size[0] > 100  # the figure grew to hold the label instead of cutting it (2 in x 50 dpi = 100)
+
+
+def test_grid_rows_can_be_labelled_without_indices(tmp_path, monkeypatch):
+    """Rows that are not the dataset's classes (real / synthetic per class) read without a misleading index."""
+    import matplotlib.figure
+
+    seen = {}
+    orig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        seen["labels"] = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        return orig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    save_grid(tmp_path / "g.png", torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]), ["real a", "synthetic a"],
+              indexed=False)
+    assert seen["labels"] == ["real a", "synthetic a"]

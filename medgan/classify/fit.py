@@ -167,10 +167,13 @@ def _build(member: Member, protocol: Protocol, num_classes: int, device: torch.d
 
 def fit_group(members: list[Member], protocol: Protocol, val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
               device: torch.device | str = "cpu", history: bool = False,
-              epoch_hook: Callable[[int, torch.nn.Module], dict[str, Any]] | None = None) -> list[RunResult]:
+              epoch_hook: Callable[[int, torch.nn.Module], dict[str, Any]] | None = None,
+              on_epoch: Callable[[int, int], None] | None = None) -> list[RunResult]:
     """Train ``members`` (same architecture, any training sets) together, each exactly as if alone
     (:mod:`medgan.classify.group`); members whose network cannot be stacked, or whose batch size differs (a
-    training set smaller than the batch), train one by one. Returns one :class:`RunResult` per member."""
+    training set smaller than the batch), train one by one. Returns one :class:`RunResult` per member.
+    ``on_epoch(epoch, members)`` is called after every epoch with the number of members that trained in it (for
+    progress bars)."""
     from medgan.classify.group import stack
 
     if protocol.select not in SELECTION:
@@ -181,13 +184,14 @@ def fit_group(members: list[Member], protocol: Protocol, val_x: torch.Tensor, va
     net = models[0] if len(members) == 1 else stack(models)
     if net is None or len(sizes) > 1:
         return [r for m in members for r in fit_group([m], protocol, val_x, val_y, num_classes, device, history,
-                                                      epoch_hook)]
+                                                      epoch_hook, on_epoch)]
     if epoch_hook is not None and len(members) > 1:
         raise ValueError("epoch_hook needs a group of one member")
-    return _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook)
+    return _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook, on_epoch)
 
 
-def _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook) -> list[RunResult]:
+def _train(net, models, members, protocol, val_x, val_y, num_classes, device, history, epoch_hook,
+           on_epoch=None) -> list[RunResult]:
     from medgan.classify.group import unstack
 
     t0 = time.perf_counter()
@@ -235,6 +239,8 @@ def _train(net, models, members, protocol, val_x, val_y, num_classes, device, hi
                 st.since += 1
                 if st.since >= protocol.patience and epoch >= min(protocol.min_epochs, protocol.epochs):
                     st.stopped_at = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, g)
         if all(st.stopped_at is not None for st in states):
             break
     seconds = (time.perf_counter() - t0) / g

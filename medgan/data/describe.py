@@ -22,23 +22,21 @@ PHANTOMS = {
 def list_datasets(data_dir: str | Path | None = None) -> str:
     """Every MedMNIST subset of the registry (with local availability per size) and the built-in phantoms."""
     dirs = medmnist.search_dirs(data_dir)
-    lines = [
-        "MedMNIST v3 subsets (use NAME for 28 px, NAME_64 etc. for larger sizes; * = file found locally)",
-        f"{'name':<17}{'dims':<6}{'ch':<4}{'classes':<9}{'task':<20}{'train/val/test':<22}{'licence':<13}sizes",
-    ]
+    from medgan.tables import render_table
+
+    rows = []
     for name, info in medmnist.registry().items():
         sizes = " ".join(
             f"{s}{'*' if medmnist.find_local(name, int(s), data_dir) else ''}" for s in info["sizes"]
         )
         n = info["n_samples"]
-        counts = f"{n['train']}/{n['val']}/{n['test']}"
         task = info["task"]
         if task.startswith("multi-label"):
             task = "multi-label (n/a)"
-        lines.append(
-            f"{name:<17}{str(info['dims']) + 'D':<6}{info['n_channels']:<4}{len(info['label']):<9}{task:<20}"
-            f"{counts:<22}{info['license']:<13}{sizes}"
-        )
+        rows.append([name, f"{info['dims']}D", info["n_channels"], len(info["label"]), task,
+                     f"{n['train']}/{n['val']}/{n['test']}", info["license"], sizes])
+    lines = ["MedMNIST v3 subsets (use NAME for 28 px, NAME_64 etc. for larger sizes; * = file found locally)",
+             render_table(["name", "dims", "ch", "classes", "task", "train/val/test", "licence", "sizes"], rows)]
     lines += ["", "Built-in phantoms (no files needed):"]
     lines += [f"  {name:<11}{text}" for name, text in PHANTOMS.items()]
     lines += [
@@ -89,13 +87,13 @@ def describe(data: RealData, size: int | None = None) -> str:
               "folder": "class folders", "csv": "CSV manifest"}.get(data.source, data.source)
     lines = [f"dataset      {data.name}", f"source       {source}" + (f": {where}" if where else "")]
     splits = [s for s in ("train", "val", "test") if s in data.splits]
-    width = max(12, *(len(n) + 2 for n in data.class_names))
+    from medgan.tables import render_table
+
     lines.append(f"classes      {data.num_classes}")
-    lines.append("    #  " + f"{'name':<{width}}" + "".join(f"{s:>8}" for s in splits))
     counts = {s: data.counts(s) for s in splits}
-    for i, name in enumerate(data.class_names):
-        lines.append(f"  {i:>3}  {name:<{width}}" + "".join(f"{counts[s][i]:>8}" for s in splits))
-    lines.append("       " + f"{'total':<{width}}" + "".join(f"{len(data.splits[s]):>8}" for s in splits))
+    rows = [[i, name, *(counts[s][i] for s in splits)] for i, name in enumerate(data.class_names)]
+    rows.append(["", "total", *(len(data.splits[s]) for s in splits)])
+    lines += ["  " + line for line in render_table(["#", "name", *splits], rows, no_wrap=(0, 1)).splitlines()]
     if data.extra.get("split"):
         lines.append(f"splits       {data.extra['split']}")
     else:

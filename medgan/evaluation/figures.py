@@ -55,8 +55,10 @@ def write_figures(d: dict[str, Any], images: dict[str, Any], out: Path) -> list[
         ax.bar(np.arange(len(arms)) + j * w - 0.4 + w / 2, m, w, yerr=err, capsize=2, label=c)
     ax.set_xticks(range(len(arms)))
     ax.set_xticklabels(arms, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("sensitivity (test)")
+    ax.set_ylabel("sensitivity (real test split)")
     ax.set_ylim(0, 1.05)
+    ax.set_title(f"per-class sensitivity at the argmax operating point (each image assigned its most probable "
+                 f"class, no threshold);\nmean and 95% CI over {len(d['protocol']['seeds'])} seeds", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save(fig, "per_class_sensitivity.png")
@@ -71,22 +73,45 @@ def write_figures(d: dict[str, Any], images: dict[str, Any], out: Path) -> list[
         names = [f"real {c}" for c in classes] + [f"synthetic {c}" for c in classes]
         x = torch.cat([rx, sx])
         y = torch.cat([ry, sy + k])
-        paths.append(save_grid(out / "real_vs_synthetic.png", x, y, names, per_class=8,
-                               title="real training images (top) vs synthetic (bottom)"))
-    if "nearest_pairs" in images:
-        import torch
-
-        p = images["nearest_pairs"]
-        n = len(p["distance"])
-        if n:
-            per_row = 4  # pairs per row: synthetic, its nearest real training image, next pair, ...
-            x = torch.stack([t for pair in zip(p["synthetic"], p["real"], strict=True) for t in pair])
-            y = torch.arange(2 * n) // (2 * per_row)
-            names = [" ".join(f"{dist:.2f}{'*' if dist <= p['threshold'] else ''}"
-                              for dist in p["distance"][r * per_row : (r + 1) * per_row])
-                     for r in range(int(y.max()) + 1)]
-            paths.append(save_grid(out / "nearest_neighbours.png", x, y, names, per_class=2 * per_row,
-                                   title=f"closest pairs (synthetic, nearest real training image), left to "
-                                         f"right; row label: pixel distances (* = flagged, threshold "
-                                         f"{p['threshold']:.2f})"))
+        paths.append(save_grid(out / "real_vs_synthetic.png", x, y, names, per_class=8, indexed=False,
+                               title="real training images (top rows) vs synthetic images (bottom rows), per class"))
+    if "nearest_pairs" in images and len(images["nearest_pairs"]["distance"]):
+        paths.append(nearest_pairs_figure(images["nearest_pairs"], classes, out / "nearest_neighbours.png"))
     return paths
+
+
+def nearest_pairs_figure(p: dict[str, Any], classes: list[str], path: Path, per_row: int = 8) -> Path:
+    """``nearest_neighbours.png``: the closest synthetic / real-training pairs, closest first. Each block of two
+    rows holds up to ``per_row`` pairs: a row of synthetic images labelled ``synthetic``, and under each its
+    nearest real training image in a row labelled ``nearest real (training)``; every tile names its class, and
+    every synthetic tile its pixel distance (``*``: flagged as a near-copy)."""
+    import matplotlib.pyplot as plt
+
+    from medgan.viz import image_tile, save_figure
+
+    n = len(p["distance"])
+    blocks = -(-n // per_row)
+    cols = min(n, per_row)
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(1.45 * cols + 1.2, 1.75 * 2 * blocks), squeeze=False)
+    for i in range(2 * blocks * cols):
+        ax = axes.flat[i]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        r, col = divmod(i, cols)
+        j = (r // 2) * per_row + col
+        if j >= n:
+            ax.axis("off")
+            continue
+        real = r % 2 == 1
+        img = p["real"][j] if real else p["synthetic"][j]
+        label = p["real_label"][j] if real else p["synthetic_label"][j]
+        ax.imshow(image_tile(img), interpolation="nearest")
+        name = classes[label] if 0 <= label < len(classes) else str(label)
+        dist = p["distance"][j]
+        ax.set_title(name if real else f"{name}\nd {dist:.2f}{' *' if dist <= p['threshold'] else ''}", fontsize=7)
+        if col == 0:
+            ax.set_ylabel("nearest real\n(training)" if real else "synthetic", fontsize=8)
+    fig.suptitle(f"closest synthetic / real-training pairs, closest first; d: pixel-space Euclidean distance on "
+                 f"[-1, 1] images (* = flagged: d <= threshold {p['threshold']:.2f})", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)

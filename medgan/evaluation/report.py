@@ -7,9 +7,10 @@ Files written to ``--out`` (each atomically, via a temporary file and a rename):
                              intervals, the comparisons (raw and Holm-adjusted p), per-class numbers, quality,
                              memorisation
 ``arms.png``                 per-arm bars with 95% intervals (the primary metric, AUROC, pAUROC, PPV, balanced acc.)
-``per_class_sensitivity.png`` per-class sensitivity (argmax) per arm, with 95% intervals
-``real_vs_synthetic.png``    real and synthetic images per class (when synthetic images were evaluated)
-``nearest_neighbours.png``   the closest synthetic/real-training pairs (when the memorisation check ran)
+``per_class_sensitivity.png`` per-class sensitivity at the argmax operating point per arm, with 95% intervals
+``real_vs_synthetic.png``    real and synthetic images per class, rows named ``real <class>`` / ``synthetic <class>``
+``nearest_neighbours.png``   the closest synthetic/real-training pairs: rows of synthetic images and of their nearest
+                             real training images, each tile with its class (when the memorisation check ran)
 ``runs/``                    every finished run (resume; :mod:`medgan.evaluation.runstore`)
 """
 
@@ -67,24 +68,24 @@ class Report:
         return p
 
     # ----------------------------------------------------------------------------------------- terminal
-    def summary_table(self) -> str:
-        """A short fixed-width table for the terminal: one row per arm, at the validation-chosen operating point."""
+    def summary_table(self, width: int | None = None) -> str:
+        """A short table for the terminal (:func:`medgan.tables.render_table`: each column's header and values
+        start at the same character column): one row per arm, at the validation-chosen operating point."""
+        from medgan.tables import WIDTH, render_table
+
         d = self.data
         key = d["primary"]["key"]
         conv = d["best_conventional"]
         n = len(d["protocol"]["seeds"])
-        head = f"{'arm':<30} {'primary':>22} {'AUROC':>22} {'d vs best conv.':>16} {'p (Holm)':>9}"
-        lines = [f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds; primary = {d['primary']['label']}"
-                 f"; mean [95% CI] on the real test split", head, "-" * len(head)]
+        rows = []
         for a, s in d["summary"].items():
             c = d["comparisons"].get(a, {}).get(conv, {}).get(key)
-            mark = " *" if a == conv else ""
-            diff = f"{c['diff']:+.3f}" if c else ""
-            p_holm = _p(c["p_holm"]) if c else ""
-            lines.append(f"{a + mark:<30} {format_ci(s[key]):>22} {format_ci(s['auroc']):>22} {diff:>16} "
-                         f"{p_holm:>9}")
-        lines.append("* best conventional arm, chosen on validation")
-        return "\n".join(lines)
+            rows.append([a + (" *" if a == conv else ""), format_ci(s[key]), format_ci(s["auroc"]),
+                         f"{c['diff']:+.3f}" if c else "", _p(c["p_holm"]) if c else ""])
+        table = render_table(["arm", "primary", "AUROC", "d vs best conv.", "p (Holm)"], rows, width or WIDTH)
+        return "\n".join([f"{d['dataset']['name']}: {d['protocol']['classifier']}, {n} seeds; primary = "
+                          f"{d['primary']['label']}; mean [95% CI] on the real test split", table,
+                          "* best conventional arm, chosen on validation"])
 
     def summary(self, out_dir: str | Path | None = None) -> str:
         """What the CLI prints: the verdict, the table and where the report is."""
@@ -105,7 +106,9 @@ class Report:
         if d.get("quality"):
             parts += quality_markdown(d["quality"])
         if d.get("privacy"):
-            parts += privacy_markdown(d["privacy"])
+            ds = d["dataset"]
+            n_values = int(ds.get("channels") or 1) * int(ds.get("size") or 0) ** int(ds.get("spatial_dims") or 0)
+            parts += privacy_markdown(d["privacy"], n_values or None)
         figs = [f for f in d.get("files", []) if f.endswith(".png")]
         if figs:
             parts += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
@@ -162,7 +165,9 @@ class Report:
         parts.append(markdown_table(["arm"] + [lab for _, lab in TABLE_METRICS], rows))
         parts += ["", "Validation value of the primary metric (what the best arms are chosen by): "
                   + ", ".join(f"`{a}` {s['validation_primary']['mean']:.3f}" for a, s in d["summary"].items()) + "."]
-        parts += ["", "## Per-class sensitivity at argmax (mean [95% CI])", ""]
+        parts += ["", "## Per-class sensitivity at argmax (mean [95% CI])", "",
+                  "Each real test image is assigned its most probable class (no threshold); sensitivity: the share "
+                  "of a class's test images assigned to it.", ""]
         rows = [[f"`{a}`"] + [format_ci(s["per_class"][c]["sensitivity"]) for c in ds["class_names"]]
                 for a, s in d["summary"].items()]
         parts.append(markdown_table(["arm"] + ds["class_names"], rows))

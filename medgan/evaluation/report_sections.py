@@ -15,11 +15,38 @@ def num(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+_PRDC_NOTE = (
+    "Precision, recall, density and coverage (k = {k} nearest neighbours, per class, in the reference network's "
+    "features) compare the synthetic images of a class with the real training images of that class: precision is "
+    "the share of synthetic images inside the k-NN ball of some real image (realism), recall the share of real "
+    "images inside the k-NN ball of some synthetic image (variety), density the mean number of real balls holding "
+    "a synthetic image over k (can exceed 1), coverage the share of real images whose ball holds a synthetic "
+    "image. Each is between 0 and 1 (density: 0 and up); higher is better. The floor in brackets is the real test "
+    "images' score: a floor of 0.000 means that not even new real images of the class land inside the training "
+    "images' k-NN balls (few training images of a class make small, tight balls), so the measure cannot tell "
+    "good synthetic images from bad ones for that class; n/a: fewer than k + 1 images.")
+
+_DIVERSITY_NOTE = (
+    "Diversity syn / real: the mean pairwise Euclidean distance between the synthetic images of a class, and "
+    "between its real training images, in the reference network's features (raw, not standardised; up to 500 "
+    "images, a seeded subset). The scale is the network's, so only the ratio is meaningful: near 1, the "
+    "synthetic images vary as much as the real ones; well below 1, collapse; well above 1, noise or artefacts.")
+
+
+def _prdc_k(q: dict[str, Any]) -> Any:
+    for pc in q.get("per_class", {}).values():
+        if pc.get("prdc"):
+            return pc["prdc"].get("k", 5)
+    return 5
+
+
 def quality_markdown(q: dict[str, Any]) -> list[str]:
     """The sample-quality section of report.md."""
     parts: list[str] = []
-    parts += ["", "## Sample quality", "", f"Feature space: {q['feature_space']}. Floors are the same "
-              "distance between the real training and real test images.", ""]
+    parts += ["", "## Sample quality", "", f"Feature space (the reference network): {q['feature_space']}; every "
+              "distance below is Euclidean on its raw (not standardised) features. A *floor* is the same measure "
+              "for the real test images against the real training images: what new real images of the data "
+              "score, so a synthetic number is read against its floor, not against 0 or 1.", ""]
     parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
         ["Fréchet distance", num(q["frechet"]["synthetic_vs_train"]), num(q["frechet"]["floor_test_vs_train"])],
         [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
@@ -38,6 +65,7 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
                      f"{num(pc['diversity']['feature']['synthetic'])} / {num(pc['diversity']['feature']['real'])}"])
     parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
                          "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
+    parts += ["", _PRDC_NOTE.format(k=_prdc_k(q)), "", _DIVERSITY_NOTE]
     parts.append("")
     parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
                  f"{num(q['synthetic_accuracy'])}.")
@@ -49,11 +77,24 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
     return parts
 
 
-def privacy_markdown(pv: dict[str, Any]) -> list[str]:
-    """The memorisation section of report.md."""
+def privacy_markdown(pv: dict[str, Any], n_values: int | None = None) -> list[str]:
+    """The memorisation section of report.md; ``n_values``: the number of values (channels x pixels) of an image,
+    to put pixel distances on a per-pixel scale."""
     parts: list[str] = []
     px = pv["pixel"]
-    parts += ["", "## Memorisation", "", f"Rule: a synthetic sample is {pv['rule']}.", ""]
+    n = n_values or 0
+    scale = (f" An image here has {n} values, so the largest possible distance is {2 * math.sqrt(n):.1f}; divide "
+             f"a pixel distance by {math.sqrt(n):.1f} (the square root of the number of values) for the "
+             "root-mean-square difference per pixel, on the same [-1, 1] scale.") if n else ""
+    parts += ["", "## Memorisation", "",
+              "Distances are Euclidean, from each synthetic image to its nearest real training image: in *pixel* "
+              "space between whole images with intensities mapped to [-1, 1] (all channels and pixels; a sum, "
+              f"not a mean, so it grows with the image size).{scale} In *feature* space between the reference "
+              "network's raw (not standardised) features, whose scale is the network's own. "
+              f"The threshold's rule: a synthetic sample is {pv['rule']}, i.e. it sits closer to a training image "
+              f"than {100 - pv.get('percentile', 1):g}% of the real training images sit to their closest other "
+              "one. Real-real NN median: the median of those real leave-one-out distances, the "
+              "typical gap between two different real images.", ""]
     rows = []
     for space in ("pixel", "feature"):
         if space in pv:

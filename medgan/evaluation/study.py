@@ -48,6 +48,8 @@ class Study:
     pool_x: torch.Tensor | None = None
     pool_y: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    on_epoch: Callable[[int, int], None] | None = None
+    """Called as ``on_epoch(epoch, members)`` after every epoch of a group (the progress bar)."""
 
     @property
     def steps_per_epoch(self) -> int:
@@ -101,8 +103,8 @@ class Study:
                           self.ev.group_memory_gb * 2**30)
 
     def run_group(self, arm: Arm, seeds: list[int]) -> list[tuple[dict[str, Any], torch.nn.Module]]:
-        """Train the seeds of one arm together (:func:`medgan.classify.fit.fit_group`); one record per seed,
-        holding its validation and test probabilities."""
+        """Train the seeds of one arm together (:func:`medgan.classify.fit.fit_group`; :attr:`on_epoch` after each
+        epoch); one record per seed, holding its validation and test probabilities."""
         from medgan.classify.fit import Member, fit_group, predict_proba
         from medgan.evaluation.classical import classical_augment
 
@@ -114,7 +116,8 @@ class Study:
             members.append(Member(s, x, y, arm.balanced, arm.weighted, aug))
             extra.append((n_syn, notes))
         td = self.td
-        results = fit_group(members, self.protocol(), td.x["val"], td.y["val"], td.data.num_classes, self.device)
+        results = fit_group(members, self.protocol(), td.x["val"], td.y["val"], td.data.num_classes, self.device,
+                            on_epoch=self.on_epoch)
         out = []
         for s, m, res, (n_syn, notes) in zip(seeds, members, results, extra, strict=True):
             record = {"arm": arm.name, "seed": s, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
@@ -156,6 +159,8 @@ def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress
     the seconds per arm."""
     from tqdm.auto import tqdm
 
+    from medgan.evaluation.progress import RunProgress
+
     ev = study.ev
     seeds = list(range(ev.seeds))
     stored = {(a.name, s): study.store.load(a.name, s) if study.store else None for a in arms for s in seeds}
@@ -168,20 +173,35 @@ def run_arms(study: Study, arms: list[Arm], say: Callable[[str], None], progress
     if todo:
         say(f"training {sum(len(c) for _, c in todo)} runs, the seeds of each arm in groups of {size}")
     write = say
-    with tqdm(total=len(stored), initial=done, unit="run", disable=not progress, desc="evaluate") as bar:
+    width = max(len(a.name) for a in arms)  # the per-run lines' columns line up whatever the arm names
+    prog = RunProgress([len(c) for _, c in todo], ev.epochs)
+    with tqdm(total=prog.total, disable=not progress or not todo, dynamic_ncols=True,
+              bar_format="evaluate {percentage:3.0f}%|{bar:20}| {desc}") as bar:
         if progress:
             write = bar.write
         for arm, chunk in todo:
-            for record, _model in study.run_group(arm, chunk):
+            what = f"{arm.name}, seeds {chunk[0]}-{chunk[-1]}" if len(chunk) > 1 else f"{arm.name}, seed {chunk[0]}"
+            bar.set_description_str(prog.text(what))
+
+            def on_epoch(epoch: int, members: int, what: str = what) -> None:
+                bar.update(prog.epoch(epoch, members))
+                bar.set_description_str(prog.text(what))
+
+            study.on_epoch = on_epoch
+            try:
+                results = study.run_group(arm, chunk)
+            finally:
+                study.on_epoch = None
+            bar.update(prog.group_done())
+            for record, _model in results:
                 s = record["seed"]
                 if study.store is not None:
                     study.store.save(arm.name, s, record)
                 stored[(arm.name, s)] = record
                 m = study.measure(record)
-                write(f"  {arm.name:<28} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})"
+                write(f"  {arm.name:<{width}} seed {s}  epochs {record['epochs_run']:>3} (best {record['best_epoch']:>3})"
                       f"  test AUROC {m['test']['auroc']:.3f}  scarce sens @ val spec "
                       f"{m['test']['scarce_sens_at_spec']:.3f}  [{record['seconds']:.1f}s]")
-                bar.update(1)
     runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in arms}
     seconds = {a.name: 0.0 for a in arms}
     for arm in arms:

@@ -184,7 +184,8 @@ class Curves(Hook):
             return
         t0 = time.perf_counter()
         monitor.plot_curves(state.metrics.read(), state.out / "curves.png",
-                            title=f"{state.title}: {state.cfg.train.loss} loss")
+                            title=f"{state.title}: {state.cfg.train.loss} loss",
+                            class_names=list(state.trainer.class_names))
         self.cost, self.since = time.perf_counter() - t0, 0.0
 
 

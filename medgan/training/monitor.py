@@ -102,11 +102,16 @@ def _per_class(records: list[dict[str, Any]], key: str) -> list[tuple[list[int],
     return out
 
 
-def _plot_quality(axes, records: list[dict[str, Any]]) -> None:
+def _class_name(names: list[str] | None, c: int) -> str:
+    """Class ``c``'s name (``class c`` when the names are not known)."""
+    return names[c] if names is not None and c < len(names) else f"class {c}"
+
+
+def _plot_quality(axes, records: list[dict[str, Any]], names: list[str] | None = None) -> None:
     """Two panels of tracked quality: Fréchet distance over its real floor; class fidelity and diversity ratio."""
     ax = axes[0]
     for c, (s, v) in enumerate(_per_class(records, "q_fd_norm")):
-        ax.plot(s, v, marker=".", label=f"class {c}")
+        ax.plot(s, v, marker=".", label=_class_name(names, c))
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_yscale("log")
     ax.set_title("Fréchet distance / real floor")
@@ -115,7 +120,7 @@ def _plot_quality(axes, records: list[dict[str, Any]]) -> None:
     ax = axes[1]
     for key, style in (("q_fidelity", "-"), ("q_diversity_ratio", "--")):
         for c, (s, v) in enumerate(_per_class(records, key)):
-            ax.plot(s, v, ls=style, marker=".", label=f"{key[2:].replace('_', ' ')}, class {c}")
+            ax.plot(s, v, ls=style, marker=".", label=f"{key[2:].replace('_', ' ')}, {_class_name(names, c)}")
     for y in (0.8, 0.9, 1.2):
         ax.axhline(y, color="grey", lw=0.6, ls=":")
     ax.set_title("class fidelity (solid), diversity ratio (dashed)")
@@ -123,9 +128,10 @@ def _plot_quality(axes, records: list[dict[str, Any]]) -> None:
     ax.legend(fontsize=6)
 
 
-def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path | None:
+def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | None = None,
+                class_names: list[str] | None = None) -> Path | None:
     """``curves.png``: D and G losses, D's mean output on real and generated images, ADA p and diversity, and the
-    tracked per-class quality when the run measures it."""
+    tracked per-class quality when the run measures it; per-class lines are labelled with ``class_names``."""
     recs = [r for r in records if "loss_d" in r]
     if not recs:
         return None
@@ -167,12 +173,12 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str | No
             n = len(div[0][1])
             for c in range(n):
                 pts = [(st, v[c]) for st, v in div if isinstance(v[c], int | float)]
-                ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", label=f"diversity ratio, class {c}")
+                ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", label=f"diversity ratio, {_class_name(class_names, c)}")
         ax.set_xlabel("step")
         ax.set_title("augmentation p / diversity vs real")
         ax.legend(fontsize=7)
     if has_quality:
-        _plot_quality(axes[panels - 2:], records)
+        _plot_quality(axes[panels - 2:], records, class_names)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

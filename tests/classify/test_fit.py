@@ -45,3 +45,15 @@ def test_weighted_loss_and_selection_rules_change_training():
     assert by_loss.best_epoch == 1 + min(range(3), key=lambda i: h[i]["loss"])  # same run, kept by lowest loss
     with pytest.raises(Exception, match="unknown selection score"):
         train_classifier(td.x["train"], td.y["train"], td.x["val"], td.y["val"], select="f1", **kw)
+
+
+def test_fit_group_reports_every_epoch_of_the_group():
+    """on_epoch(epoch, members) after each epoch: what evaluate's progress bar moves by."""
+    from medgan.classify.fit import Member, Protocol, fit_group
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 1, 28, 28, generator=g) * 2 - 1, torch.tensor([0, 1, 2] * 8)
+    seen = []
+    protocol = Protocol("smallcnn", epochs=3, patience=5, batch_size=8, lr=1e-3, steps_per_epoch=1)
+    res = fit_group([Member(0, x, y), Member(1, x, y)], protocol, x[:9], y[:9], 3, on_epoch=lambda e, m: seen.append((e, m)))
+    assert seen == [(1, 2), (2, 2), (3, 2)] and all(r.epochs_run == 3 for r in res)

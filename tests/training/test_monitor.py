@@ -40,3 +40,24 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(TrainingError, match="tensorboard.*not installed"):
         train(tiny_cfg(train__tensorboard=True), tmp_path / "tb")
+
+
+def test_curves_name_the_classes(tmp_path, monkeypatch):
+    """Every per-class line of curves.png is labelled with its class name, not 'class 0'."""
+    import matplotlib.figure
+
+    seen = []
+    orig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            seen.extend(t.get_text() for t in (legend.get_texts() if legend else []))
+        return orig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    recs = [{"step": s, "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.6, "d_fake": 0.4, "diversity_ratio": [0.9, 1.0],
+             "q_fd_norm": [2.0, 1.5], "q_fidelity": [0.9, 1.0], "q_diversity_ratio": [1.0, 1.1]} for s in (2, 4)]
+    assert monitor.plot_curves(recs, tmp_path / "curves.png", class_names=["malignant", "normal, benign"])
+    assert "malignant" in seen and "fidelity, normal, benign" in seen and "diversity ratio, malignant" in seen
+    assert not [t for t in seen if "class 0" in t or "class 1" in t]
