@@ -172,7 +172,7 @@ def test_curves_refresh_at_every_log_point(tmp_path, monkeypatch):
 
     steps = []
 
-    def spy(records, path, title=None):  # instant, so the cost budget never skips a refresh
+    def spy(records, path, title=None, class_names=None):  # instant, so the cost budget never skips a refresh
         steps.append(records[-1]["step"] if records else None)
 
     monkeypatch.setattr(monitor, "plot_curves", spy)
@@ -191,6 +191,7 @@ def test_curves_are_skipped_when_they_would_cost_too_much(monkeypatch):
         chunk_seconds, final, title, out = 1.0, False, "t", Path("unused")
         metrics = type("M", (), {"read": staticmethod(list)})()
         cfg = type("C", (), {"train": type("T", (), {"loss": "bce"})()})()
+        trainer = type("Tr", (), {"class_names": ["a", "b"]})()
 
     h = Curves(every=10, budget=0.05)
     h(State())
