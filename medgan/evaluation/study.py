@@ -104,7 +104,7 @@ class Study:
         """Train the seeds of one arm together (:func:`medgan.classify.fit.fit_group`); one record per seed,
         holding its validation and test probabilities."""
         from medgan.classify.fit import Member, fit_group, predict_proba
-        from medgan.evaluation.classical import classical_augment
+        from medgan.classify.augment import classical_augment
 
         members, extra = [], []
         for s in seeds:
