@@ -151,13 +151,14 @@ class TrainConfig(Section):
     """Alarm when a class's generated diversity falls below this fraction of the real data's."""
     eval_every: int = Field(500, ge=0)
     """Quality tracking (:mod:`medgan.training.tracking`): every this many steps and at the end, per-class Fréchet
-    distance, KID, class fidelity and diversity ratio of the EMA generator in a domain feature space, and
+    distance, KID, class fidelity and diversity ratio of the EMA generator in the teacher's eyes, and
     ``checkpoints/best.pt`` by the quality score (0: off)."""
     eval_samples: int = Field(128, ge=2)
     """Generated images per class at each quality measurement."""
     drift_threshold: float = Field(0.5, ge=0.0)
-    """Drift alarm when a class's fidelity (share of its samples the real-data classifier assigns to it, over that
-    classifier's validation sensitivity) falls below this, once the class is fully phased in."""
+    """Drift alarm when a class's fidelity (the teacher's mean probability of the class on its samples, over the same
+    on its real validation images) falls below this, once the class is fully phased in; never for a class whose
+    fidelity is not measurable (the teacher does not recognise it on real validation images)."""
     tensorboard: bool = False
     progress: bool = True
 
@@ -237,9 +238,9 @@ class EvalConfig(Section):
     n_synthetic: int | None = Field(None, ge=1)
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)
-    """Sample filtering: keep only synthetic images that the reference classifier (a class-balanced small CNN
-    trained on the real training split) assigns to their conditioned class with at least this probability; 0 keeps
-    every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
+    """Sample filtering: keep only synthetic images that the teacher (``teacher``: an ensemble fitted on the real
+    training split, medgan.classify.teacher) assigns to their conditioned class with at least this probability; 0
+    keeps every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
     filter_pool_factor: int = Field(3, ge=1)
     quality: bool = True
     privacy: bool = True
