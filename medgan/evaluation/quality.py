@@ -103,8 +103,17 @@ def sample_quality(ys: Yardstick, td: TensorData, syn_x: torch.Tensor, syn_y: to
 def _run_folder(pool_provenance: dict[str, Any]) -> Path | None:
     """The training run behind the synthetic pool (a checkpoint in ``RUN/checkpoints/``, or the checkpoint an
     augment folder records), where its teacher may be cached."""
+    import json
+
     prov = pool_provenance or {}
-    ck = prov.get("path") if prov.get("kind") == "checkpoint" else prov.get("checkpoint")
+    ck = prov.get("path") if prov.get("kind") == "checkpoint" else None
+    if prov.get("kind") == "folder" and prov.get("path"):
+        folder = Path(str(prov["path"]))
+        info = (folder if folder.is_dir() else folder.parent) / "augment.json"
+        try:
+            ck = json.loads(info.read_text()).get("checkpoint")
+        except (OSError, ValueError, AttributeError):
+            ck = None
     if not ck:
         return None
     p = Path(str(ck)).parent

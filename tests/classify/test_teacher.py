@@ -162,3 +162,16 @@ def test_tracking_and_evaluate_give_the_same_per_class_numbers_for_one_checkpoin
     for name in q["per_class"]:
         if q["per_class"][name]["fidelity"] is None:
             assert f"Fidelity of {name} is not measurable:" in md
+
+
+def test_evaluate_finds_the_training_run_behind_a_checkpoint_or_an_augment_folder(tmp_path):
+    from medgan.evaluation.quality import _run_folder
+
+    run = tmp_path / "run"
+    assert _run_folder({"kind": "checkpoint", "path": str(run / "checkpoints" / "best.pt")}) == run
+    aug = tmp_path / "aug"
+    aug.mkdir()
+    (aug / "augment.json").write_text(json.dumps({"checkpoint": str(run / "checkpoints" / "last.pt")}))
+    assert _run_folder({"kind": "folder", "path": str(aug)}) == run
+    assert _run_folder({"kind": "folder", "path": str(tmp_path / "elsewhere")}) is None
+    assert _run_folder({"kind": "test"}) is None

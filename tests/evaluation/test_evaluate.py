@@ -167,6 +167,9 @@ def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):
     assert f["threshold"] == 0.8 and f["drawn"] == [60, 60, 60]
     assert d["synthetic"]["pool_counts"] == f["kept"] and sum(f["kept"]) < 180
     assert "sample filtering" in (tmp_path / "report.md").read_text()
+    # the judge is the teacher (2 members in this configuration), fitted here and cached in the report folder
+    assert f["classifier"].startswith("teacher (2 x smallcnn, classical augmentation")
+    assert len(json.loads((tmp_path / "teacher" / "teacher.json").read_text())["members"]) == 2
 
 
 def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path):
