@@ -115,6 +115,8 @@ def test_the_teacher_is_cached_per_data_and_settings(td, tmp_path, monkeypatch):
     other[0] += 0.01
     load_or_fit_teacher(tmp_path, other, *args[1:], TINY_TEACHER)  # other images
     assert len(calls) == 2
+    (tmp_path / "teacher.pt").write_bytes(b"not a checkpoint")
+    assert teacher_mod.load_teacher(tmp_path, *args, TINY_TEACHER) is None  # damaged: fitted again, no traceback
 
 
 def test_tracking_and_evaluate_give_the_same_per_class_numbers_for_one_checkpoint(tmp_path, monkeypatch):
