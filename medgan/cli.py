@@ -261,8 +261,8 @@ def evaluate_cmd(
     config: Path = ConfigOpt,
     data_dir: Path = DataDirOpt,
     filter_confidence: float = opt("evaluate.filter_confidence", "--filter-confidence", help="Sample filtering: keep "
-                                   "synthetic images a real-data classifier gives >= this probability of their "
-                                   "class (0: off)."),
+                                   "synthetic images the teacher (fitted on the real training split) gives >= "
+                                   "this probability of their class (0: off)."),
     no_quality: bool = typer.Option(False, "--no-quality", help="Skip the sample-quality measures."),
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the memorisation check."),
     threads: int = opt("evaluate.threads", "--threads", help="torch CPU threads (0: torch default)."),

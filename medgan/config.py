@@ -151,13 +151,14 @@ class TrainConfig(Section):
     """Alarm when a class's generated diversity falls below this fraction of the real data's."""
     eval_every: int = Field(500, ge=0)
     """Quality tracking (:mod:`medgan.training.tracking`): every this many steps and at the end, per-class Fréchet
-    distance, KID, class fidelity and diversity ratio of the EMA generator in a domain feature space, and
+    distance, KID, class fidelity and diversity ratio of the EMA generator in the teacher's eyes, and
     ``checkpoints/best.pt`` by the quality score (0: off)."""
     eval_samples: int = Field(128, ge=2)
     """Generated images per class at each quality measurement."""
     drift_threshold: float = Field(0.5, ge=0.0)
-    """Drift alarm when a class's fidelity (share of its samples the real-data classifier assigns to it, over that
-    classifier's validation sensitivity) falls below this, once the class is fully phased in."""
+    """Drift alarm when a class's fidelity (the teacher's mean probability of the class on its samples, over the same
+    on its real validation images) falls below this, once the class is fully phased in; never for a class whose
+    fidelity is not measurable (the teacher does not recognise it on real validation images)."""
     tensorboard: bool = False
     progress: bool = True
 
@@ -222,7 +223,7 @@ class EvalConfig(Section):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     """Family-wise error rate of the verdict (Holm over the primary metric's comparisons)."""
     classical: Literal["mild", "moderate"] = "mild"
-    """Strength of the classical augmentation (medgan.evaluation.classical.STRENGTHS)."""
+    """Strength of the classical augmentation (medgan.classify.augment.STRENGTHS)."""
     group_size: int = Field(0, ge=0)
     """Seeds of an arm trained together as one stacked network (medgan.classify.group); 0: as many as fit in
     ``group_memory_gb`` (on a CPU, ResNet-18 one by one: it is no faster stacked there); 1: one by one."""
@@ -237,9 +238,9 @@ class EvalConfig(Section):
     n_synthetic: int | None = Field(None, ge=1)
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)
-    """Sample filtering: keep only synthetic images that the reference classifier (a class-balanced small CNN
-    trained on the real training split) assigns to their conditioned class with at least this probability; 0 keeps
-    every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
+    """Sample filtering: keep only synthetic images that the teacher (``teacher``: an ensemble fitted on the real
+    training split, medgan.classify.teacher) assigns to their conditioned class with at least this probability; 0
+    keeps every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
     filter_pool_factor: int = Field(3, ge=1)
     quality: bool = True
     privacy: bool = True
@@ -286,12 +287,35 @@ def _csv(v: Any) -> Any:
     return v
 
 
+class TeacherConfig(Section):
+    """The teacher (:mod:`medgan.classify.teacher`): the one yardstick and judge of synthetic images, fitted once on
+    the real training split with the strongest conventional recipe (classical augmentation + class-balanced
+    batches, as the ``classical+oversample`` arm) and selected on real validation; quality tracking, ``evaluate``'s
+    quality section and sample filtering all use it."""
+
+    members: int = Field(5, ge=1, le=32)
+    """Small CNNs in the ensemble (seeds 0..members-1, trained together as one stacked network)."""
+    epochs: int = Field(80, ge=1)
+    """At most this many epochs of ceil(N_real_train / batch_size) steps."""
+    patience: int = Field(20, ge=1)
+    min_epochs: int = Field(40, ge=0)
+    select: Literal["auroc", "loss", "balanced_accuracy"] = "auroc"
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    classical: Literal["mild", "moderate"] = "mild"
+    target_specificity: float = Field(0.8, gt=0.0, lt=1.0)
+    """Per class, the teacher's operating point: the threshold chosen on validation for this specificity."""
+    min_sensitivity: float = Field(0.6, ge=0.0, le=1.0)
+    """A class whose validation sensitivity at that operating point is lower: its fidelity is not measurable."""
+
+
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
 
     def to_yaml(self) -> str:
         import yaml

@@ -4,8 +4,8 @@
 For each GAN seed, ``medgan train`` runs twice with ``configs/breastmnist.yaml`` (the project's default
 BreastMNIST config), once with ``--amp off`` and once with ``--amp bf16``; everything else (data, seed, steps) is
 equal. Each generator is then scored with ``medgan evaluate``'s sample-quality measures: the Fréchet distance
-(and KID) between its samples and the real training split in the feature space of a small CNN trained on the real
-data — the same reference classifier for every run, because it is trained deterministically (seed 0) on the same
+(and KID) between its samples and the real training split in the feature space of the teacher
+(medgan.classify.teacher) — the same teacher for every run, because it is fitted deterministically on the same
 split. The issue's target: bf16's Fréchet distance within 10% of float32's. Differences between GAN seeds in
 float32 are reported too, since a 10% band is only meaningful next to the seed-to-seed spread.
 

@@ -15,8 +15,8 @@ plus the variant's overrides. Variants (``+`` combines them):
 For each run (``runs/bench_quality/<setting>/<variant>_s<seed>``), measured from the run itself:
 
 * per class, from quality tracking (:mod:`medgan.training.tracking`): Fréchet distance and KID against the real
-  validation images in the run's domain feature network, class fidelity (with its denominator, the feature
-  network's validation sensitivity), diversity ratio; both at the **last step** (``final``) and at the checkpoint
+  validation images in the teacher's features (medgan.classify.teacher), class fidelity (with the teacher's
+  validation sensitivity; not measurable below ``teacher.min_sensitivity``), diversity ratio; both at the **last step** (``final``) and at the checkpoint
   quality tracking chose (``best``, ``checkpoints/best.pt``);
 * train-on-synthetic / test-on-real (``tstr``): a small CNN trained on synthetic images of the chosen checkpoint
   only (as many per class as the largest real class), early-stopped on the real validation split, balanced
@@ -125,7 +125,7 @@ def child(setting: str, variant: str, seed: int, steps: int | None, threads: int
 
 
 def _quality(rec: dict[str, Any] | None) -> dict[str, Any] | None:
-    keys = ("q_fd", "q_fd_norm", "q_kid", "q_fidelity", "q_share", "q_sensitivity", "q_diversity_ratio", "q_score")
+    keys = ("q_fd", "q_fd_norm", "q_kid", "q_fidelity", "q_p_synthetic", "q_sensitivity", "q_diversity_ratio", "q_score")
     return None if rec is None else {"step": rec.get("step"), **{k[2:]: rec.get(k) for k in keys}}
 
 
@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_all(args)
     results = collect(args.runs)
     names = {}
-    for p in args.runs.glob("*/*/s*/tracking/reference.json"):
-        names[p.parents[3].name] = json.loads(p.read_text()).get("class_names")
+    for p in args.runs.glob("*/*/s*/teacher/teacher.json"):
+        names[p.parents[3].name] = [pc["class"] for pc in json.loads(p.read_text()).get("per_class", [])]
     summary = summarise(results)
     write_json(args.out, {"command": " ".join(sys.argv), "machine": bc.machine_info(), "runs": results,
                           "summary": summary, "class_names": names})

@@ -43,6 +43,9 @@ TINY = {
     "train.ema_decay": 0.9,
     "train.progress": False,
     "train.device": "cpu",
+    "teacher.members": 2,
+    "teacher.epochs": 2,
+    "teacher.min_epochs": 0,
 }
 
 

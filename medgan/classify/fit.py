@@ -1,5 +1,5 @@
-"""Fitting one classifier: the protocol every classifier medgan trains shares (evaluation arms, the domain
-feature network, train-on-synthetic).
+"""Fitting one classifier: the protocol every classifier medgan trains shares (evaluation arms, the teacher's
+members, train-on-synthetic).
 
 Adam (``lr``), ``steps_per_epoch`` optimisation steps per epoch whatever the size of the training set (so adding
 synthetic data buys no extra compute), batches from :class:`~medgan.data.batches.BatchStream` (shuffled, or

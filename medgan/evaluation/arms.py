@@ -7,7 +7,7 @@ imbalance, combined by name with ``+``:
 ``baseline``              the real (scarce) training split, shuffled batches, plain cross-entropy
 ``oversample``            class-balanced batches (each class drawn with equal probability, with replacement)
 ``weighted``              class-weighted cross-entropy (weights N / (K n_c))
-``classical``             classical augmentation of every batch (:mod:`medgan.evaluation.classical`)
+``classical``             classical augmentation of every batch (:mod:`medgan.classify.augment`)
 ``classical+oversample``  both: the strongest conventional option in the recorded study
 ``gan@R``                 real + synthetic images (allocation:
                           :func:`medgan.synthesis.allocation.fill_smallest_first`), shuffled batches

@@ -11,7 +11,9 @@ conventional option?
    real test split at operating points chosen on validation; finished runs are stored and a re-run resumes
    (:mod:`medgan.evaluation.study`, :mod:`medgan.evaluation.runstore`);
 5. :func:`check_samples`: sample quality (:mod:`medgan.evaluation.quality`) and memorisation
-   (:mod:`medgan.evaluation.privacy`) in the feature space of the domain feature network;
+   (:mod:`medgan.evaluation.privacy`) in the feature space of the teacher (:mod:`medgan.classify.teacher`: reused
+   from the training run when it was fitted on the same images, else fitted here), which also judges sample
+   filtering;
 6. the verdict (:mod:`medgan.evaluation.comparison`) and the :class:`~medgan.evaluation.report.Report`.
 
 Test images are always real; nothing is tuned or chosen on them.
@@ -34,7 +36,8 @@ from medgan.synthesis.allocation import fill_smallest_first
 from medgan.synthesis.bank import SyntheticBank
 
 if TYPE_CHECKING:
-    from medgan.config import Config, DataConfig, EvalConfig
+    from medgan.classify.yardstick import Yardstick
+    from medgan.config import Config, DataConfig, EvalConfig, TeacherConfig
     from medgan.data.dataset import RealData
     from medgan.evaluation.report import Report
     from medgan.training.checkpoint import CheckpointChoice
@@ -107,27 +110,26 @@ def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, li
     return None, size
 
 
-def check_samples(study: Study, feature_model: torch.nn.Module, say: Callable[[str], None]
+def check_samples(study: Study, ys: Yardstick, settings: TeacherConfig, source: str, say: Callable[[str], None]
                   ) -> tuple[dict | None, dict | None, dict[str, Any]]:
-    """Sample quality and memorisation of the pool (as asked); returns them and the images for the figures."""
-    from medgan.classify.fit import extract_features
-
+    """Sample quality and memorisation of the pool (as asked) in the teacher's eyes; returns them and the images
+    for the figures."""
     td, ev = study.td, study.ev
     quality = privacy = None
     images: dict[str, Any] = {}
     if ev.quality:
         from medgan.evaluation.quality import sample_quality
 
-        say("sample quality: Frechet/kernel distances, precision/recall/density/coverage, TSTR, diversity")
-        quality = sample_quality(feature_model, td, study.pool_x, study.pool_y, device=study.device,
-                                 epochs=ev.epochs, patience=ev.patience, batch_size=ev.batch_size, lr=ev.lr,
-                                 steps_per_epoch=study.steps_per_epoch)
+        say("sample quality (the teacher's features): Frechet/kernel distances, fidelity, diversity, "
+            "precision/recall/density/coverage, TSTR")
+        quality = sample_quality(ys, td, study.pool_x, study.pool_y, settings=settings, device=study.device,
+                                 source=source)
     if ev.privacy:
         from medgan.evaluation.privacy import memorisation_check
 
         say("memorisation: nearest real training image of every synthetic sample")
         privacy, pairs = memorisation_check(td.x["train"], td.y["train"], study.pool_x, study.pool_y,
-                                            feature_fn=lambda t: extract_features(feature_model, t, study.device))
+                                            feature_fn=ys.teacher.features)
         images["nearest_pairs"] = pairs
     images["real_vs_synthetic"] = (td.x["train"], td.y["train"], study.pool_x, study.pool_y)
     return quality, privacy, images
@@ -178,6 +180,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         say(f"checkpoint: {checkpoint.describe()}")  # always: which file, before any work
     lock = files = None
     if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
+        from medgan.evaluation.quality import TEACHER_FILES
         from medgan.evaluation.runstore import REPORT_FILES, check_runs, legacy_files
         from medgan.io import ensure_writable_dir
         from medgan.locks import FolderLock
@@ -190,6 +193,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         if lock is not None:  # medgan's own folder, nothing of the user's in the way (medgan.outputs)
             files = OutputFolder(out_dir, "evaluate", legacy=legacy_files).open()
             files.check(REPORT_FILES)
+            files.check(TEACHER_FILES)
             check_runs(files)
         return _evaluate(cfg, arms, checkpoint, synthetic, files, say, progress, restart, t_start)
     finally:
@@ -230,13 +234,19 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
     say(f"dataset {data.name}: train {real_counts}, val {data.counts('val')}, test {data.counts('test')}; "
         f"size {td.size}; scarce classes {[data.class_names[c] for c in study.scarce]}")
 
-    feature_model = None
+    ys = None
+    source = ""
     filter_info = None
+    if pool is not None and (ev.filter_confidence > 0 or ev.quality or ev.privacy):
+        from medgan.evaluation.quality import evaluation_teacher
+
+        ys, source = evaluation_teacher(cfg.teacher, td, device, pool.provenance,
+                                        files.path if files is not None else None, say)
+        say(f"teacher: {source}")
     if pool is not None and ev.filter_confidence > 0:
-        say(f"sample filtering: reference classifier on the real training split, keeping synthetic images with "
-            f"p(conditioned class) >= {ev.filter_confidence}")
-        feature_model = study.reference_model()
-        pool, filter_info = filter_pool(pool, feature_model, ev.filter_confidence, device, allocs)
+        say(f"sample filtering: keeping synthetic images the teacher gives p(conditioned class) >= "
+            f"{ev.filter_confidence}")
+        pool, filter_info = filter_pool(pool, ys.teacher, ev.filter_confidence, device, allocs)
         say(f"  kept per class {filter_info['kept']} of {filter_info['drawn']}")
     if pool is not None:
         study.pool_x, study.pool_y = pool.array_images, pool.labels
@@ -247,10 +257,7 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
     quality = privacy = None
     images: dict[str, Any] = {}
     if pool is not None and (ev.quality or ev.privacy):
-        if feature_model is None:
-            say("training the reference small CNN on the real training split (feature space for quality checks)")
-            feature_model = study.reference_model()
-        quality, privacy, images = check_samples(study, feature_model, say)
+        quality, privacy, images = check_samples(study, ys, cfg.teacher, source, say)
     return _report(cfg, data, study, arms, runs, pool, filter_info, quality, privacy, images,
                    {"total_s": time.perf_counter() - t_start, "per_arm_s": arm_seconds},
                    files.path if files is not None else None, t_start)

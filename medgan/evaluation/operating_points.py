@@ -24,21 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from medgan.classify.thresholds import threshold_at_specificity
+
+__all__ = ["threshold_at_specificity", "threshold_youden", "rates", "partial_auroc", "operating_points"]
+
 DEFAULT_TARGET_SPECIFICITY = 0.8
-
-
-def threshold_at_specificity(y_pos: np.ndarray, score: np.ndarray, target: float) -> float:
-    """The lowest threshold (a validation score) at which the specificity is at least ``target``; ``inf`` (call
-    nothing positive) when no threshold reaches it."""
-    from sklearn.metrics import roc_curve
-
-    y_pos = np.asarray(y_pos, dtype=bool)
-    fpr, tpr, thr = roc_curve(y_pos, np.asarray(score, dtype=np.float64))
-    ok = np.flatnonzero(fpr <= 1.0 - target + 1e-12)
-    if len(ok) == 0:
-        return float("inf")
-    best = ok[np.argmax(tpr[ok])]  # among those, the highest sensitivity (the lowest such threshold)
-    return float(thr[best])
 
 
 def threshold_youden(y_pos: np.ndarray, score: np.ndarray) -> float:

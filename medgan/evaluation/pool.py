@@ -157,17 +157,16 @@ def check_pool_classes(pool: SyntheticBank, allocs: dict[str, list[int]], real_c
             + " or pass --checkpoint to draw every class")
 
 
-def filter_pool(pool: SyntheticBank, model: torch.nn.Module, threshold: float, device: torch.device,
+def filter_pool(pool: SyntheticBank, teacher, threshold: float, device: torch.device,
                 allocs: dict[str, list[int]] | None = None) -> tuple[SyntheticBank, dict[str, Any]]:
-    """Sample filtering: keep the pool images that ``model`` (trained on real data only) gives at least
-    ``threshold`` probability of their conditioned class. Returns the filtered pool and what was kept per class.
+    """Sample filtering: keep the pool images that the teacher (:mod:`medgan.classify.teacher`, fitted on real data
+    only; anything with ``predict_proba(x) -> (N, K)``) gives at least ``threshold`` probability of their
+    conditioned class. Returns the filtered pool and what was kept per class.
 
     Raises :class:`EvaluationError` when an arm needs a class of which no image survives."""
-    from medgan.classify.fit import predict_proba
-
     class_names = pool.class_names
     y = pool.labels
-    prob = predict_proba(model, pool.array_images, device)
+    prob = teacher.predict_proba(pool.array_images)
     p_own = prob.gather(1, y.view(-1, 1)).squeeze(1)
     keep = p_own >= threshold
     n = len(class_names)
@@ -181,7 +180,7 @@ def filter_pool(pool: SyntheticBank, model: torch.nn.Module, threshold: float, d
                 f"p >= {threshold}): lower --filter-confidence or train the generator longer")
     info = {"threshold": threshold, "drawn": drawn, "kept": kept,
             "mean_p_own_class": [float(p_own[y == c].mean()) if drawn[c] else None for c in range(n)],
-            "classifier": "smallcnn trained on the real training split (class-balanced, seed 0)"}
+            "classifier": f"teacher ({getattr(teacher, 'info', {}).get('recipe', 'fitted on the real training split')})"}
     out = pool.subset(np.flatnonzero(keep.numpy()))
     out.provenance = {**pool.provenance, "filter": info}
     return out, info

@@ -1,50 +1,69 @@
-"""Sample quality of a synthetic set against the real splits, offline: no downloaded network weights.
+"""Sample quality of a synthetic set against the real splits, in the eyes of the teacher (:mod:`medgan.classify.teacher`):
+no downloaded network weights.
 
-The feature space is the penultimate layer of a small CNN trained on the real training split with class-balanced
-batches (the ``oversample`` arm's first-seed model when the study runs ``smallcnn`` with that arm; otherwise one
-trained the same way), i.e. a domain-specific stand-in for Inception features.
-Every distance is printed beside its *floor*, the same distance between the real training and real test images,
-because absolute values mean nothing on their own at this sample size.
+The feature space is the teacher's (its members' penultimate features side by side): the same ensemble that
+quality tracking measured the run with (reused from the run folder when the data and settings match), so the
+per-class numbers here and in the run's ``metrics.jsonl`` are computed by one function
+(:func:`medgan.classify.yardstick.class_quality`) and agree for the same images.
 
-The measures themselves live in :mod:`medgan.distances`: Fréchet distance (FD), kernel distance (KID),
-precision / recall / density / coverage (k = 5 nearest neighbours, per class) and diversity; here they are
-computed in the feature space, per class, beside their floors, together with
-
-* synthetic-sample accuracy under the real-data classifier (do samples of class c look like class c?),
-  train-on-synthetic / test-on-real (TSTR), and within-class diversity (mean pairwise distance) against the
-  real data's.
+* per class: Fréchet distance (``fd``) and kernel distance (``kid``) between the synthetic images and the real
+  validation images, ``fd_norm`` over the real floor (real training vs validation images); **fidelity**, the
+  teacher's mean probability of the class on its synthetic images over the same on its real validation images
+  (about 1 is right; well above 1, caricatures), ``None`` with ``fidelity_not_measurable`` (the reason) where the
+  teacher does not recognise the class on real validation images; the pixel diversity ratio (synthetic over real
+  training images); precision / recall / density / coverage (k = 5, against the real training images, floor:
+  real test vs real training images); the share the teacher assigns to the class;
+* overall: Fréchet and kernel distance against the real training images, beside the floor (real test vs real
+  training images);
+* train-on-synthetic / test-on-real (TSTR): the teacher's own recipe fitted on the synthetic images alone
+  (selected on real validation), tested on the real test split beside the teacher itself (TRTR).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from medgan.distances import frechet_distance, kernel_distance, mean_pairwise_distance, prdc
+from medgan.distances import frechet_distance, kernel_distance, prdc
 
 if TYPE_CHECKING:
+    from medgan.classify.yardstick import Yardstick
+    from medgan.config import TeacherConfig
     from medgan.data.preprocess import TensorData
 
 
-def sample_quality(feature_model, td: TensorData, syn_x: torch.Tensor, syn_y: torch.Tensor, *, device,
-                   epochs: int, patience: int, batch_size: int, lr: float, steps_per_epoch: int,
-                   k: int = 5) -> dict[str, Any]:
+def teacher_summary(ys: Yardstick, source: str) -> dict[str, Any]:
+    """What the report says about the teacher: its recipe, where it came from, its validation numbers."""
+    i = ys.teacher.info
+    return {"recipe": i["recipe"], "source": source, "val_balanced_accuracy": i["val_balanced_accuracy"],
+            "target_specificity": i["target_specificity"], "min_sensitivity": i["min_sensitivity"],
+            "per_class": i["per_class"], "members": i["members"]}
+
+
+def sample_quality(ys: Yardstick, td: TensorData, syn_x: torch.Tensor, syn_y: torch.Tensor, *,
+                   settings: TeacherConfig, device, source: str = "fitted", k: int = 5) -> dict[str, Any]:
     """All sample-quality numbers of one synthetic set against the real splits (see the module docstring)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from medgan.classify.fit import extract_features, predict_proba, train_classifier
+    from medgan.classify.teacher import fit_teacher
+    from medgan.classify.yardstick import class_quality
 
-    names = td.data.class_names
-    f_train = extract_features(feature_model, td.x["train"], device).numpy()
-    f_test = extract_features(feature_model, td.x["test"], device).numpy()
-    f_syn = extract_features(feature_model, syn_x, device).numpy()
+    teacher = ys.teacher
+    names = list(td.data.class_names)
+    f_train, _ = teacher.features_and_proba(td.x["train"])
+    f_test, p_test = teacher.features_and_proba(td.x["test"])
+    f_syn, p_syn = teacher.features_and_proba(syn_x)
     y_train, y_test, y_syn = td.y["train"].numpy(), td.y["test"].numpy(), syn_y.numpy()
+    cq = class_quality(ys, syn_x, syn_y)
 
     out: dict[str, Any] = {
-        "feature_space": f"penultimate layer ({f_train.shape[1]} features) of a smallcnn trained on the real "
-                         "training split with class-balanced batches",
+        "teacher": teacher_summary(ys, source),
+        "feature_space": f"the teacher's features ({f_train.shape[1]}: the penultimate layers of "
+                         f"{len(teacher.members)} small CNNs side by side)",
         "n_synthetic": int(len(syn_y)),
         "frechet": {"synthetic_vs_train": frechet_distance(f_train, f_syn),
                     "floor_test_vs_train": frechet_distance(f_train, f_test)},
@@ -52,33 +71,87 @@ def sample_quality(feature_model, td: TensorData, syn_x: torch.Tensor, syn_y: to
                 "floor_test_vs_train": kernel_distance(f_train, f_test)},
         "per_class": {},
     }
-    pred_syn = predict_proba(feature_model, syn_x, device).argmax(1).numpy()
-    real_test_pred = predict_proba(feature_model, td.x["test"], device).argmax(1).numpy()
+    pred_syn, pred_test = p_syn.argmax(1), p_test.argmax(1)
     out["synthetic_accuracy"] = float((pred_syn == y_syn).mean()) if len(y_syn) else float("nan")
     for c, name in enumerate(names):
         rs_, ss_ = y_train == c, y_syn == c
-        pc: dict[str, Any] = {"n_real_train": int(rs_.sum()), "n_synthetic": int(ss_.sum())}
-        pc["prdc"] = prdc(f_train[rs_], f_syn[ss_], k)
-        pc["prdc_floor_test_vs_train"] = prdc(f_train[rs_], f_test[y_test == c], k)
-        pc["synthetic_accuracy"] = float((pred_syn[ss_] == c).mean()) if ss_.any() else None
-        pc["real_test_sensitivity"] = float((real_test_pred[y_test == c] == c).mean()) if (y_test == c).any() else None
-        pc["diversity"] = {
-            "feature": {"synthetic": mean_pairwise_distance(f_syn[ss_]), "real": mean_pairwise_distance(f_train[rs_])},
-            "pixel": {"synthetic": mean_pairwise_distance(syn_x[torch.as_tensor(ss_)]),
-                      "real": mean_pairwise_distance(td.x["train"][torch.as_tensor(rs_)])},
+        out["per_class"][name] = {
+            "n_real_train": int(rs_.sum()), "n_synthetic": int(ss_.sum()),
+            "fd": cq["fd"][c], "fd_floor": ys.fd_floor[c], "fd_norm": cq["fd_norm"][c], "kid": cq["kid"][c],
+            "fidelity": cq["fidelity"][c], "fidelity_not_measurable": cq["fidelity_reason"][c],
+            "p_synthetic": cq["p_synthetic"][c], "p_real": cq["p_real"][c], "sensitivity": cq["sensitivity"][c],
+            "diversity_ratio": cq["diversity_ratio"][c],
+            "diversity": {"synthetic": cq["diversity"][c], "real": ys.real_diversity[c]},
+            "prdc": prdc(f_train[rs_], f_syn[ss_], k),
+            "prdc_floor_test_vs_train": prdc(f_train[rs_], f_test[y_test == c], k),
+            "synthetic_accuracy": float((pred_syn[ss_] == c).mean()) if ss_.any() else None,
         }
-        out["per_class"][name] = pc
 
-    # train on synthetic, test on real (same protocol, early stopping on the real validation split)
+    # train on synthetic, test on real: the teacher's recipe on the synthetic images alone (selected on real val)
     if len(np.unique(y_syn)) == len(names):
-        tstr = train_classifier(syn_x, syn_y, td.x["val"], td.y["val"], classifier="smallcnn",
-                                num_classes=len(names), seed=0, epochs=epochs, patience=patience,
-                                batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, device=device)
-        p = predict_proba(tstr.model, td.x["test"], device).argmax(1).numpy()
+        tstr = fit_teacher(syn_x, syn_y, td.x["val"], td.y["val"], len(names), settings, device, names)
+        p = tstr.predict_proba(td.x["test"]).argmax(1).numpy()
         out["tstr"] = {"accuracy": float((p == y_test).mean()),
                        "balanced_accuracy": float(balanced_accuracy_score(y_test, p)),
-                       "trtr_accuracy": float((real_test_pred == y_test).mean()),
-                       "trtr_balanced_accuracy": float(balanced_accuracy_score(y_test, real_test_pred))}
+                       "trtr_accuracy": float((pred_test == y_test).mean()),
+                       "trtr_balanced_accuracy": float(balanced_accuracy_score(y_test, pred_test))}
     else:
         out["tstr"] = None
     return out
+
+
+def _run_folder(pool_provenance: dict[str, Any]) -> Path | None:
+    """The training run behind the synthetic pool (a checkpoint in ``RUN/checkpoints/``, or the checkpoint an
+    augment folder records), where its teacher may be cached."""
+    import json
+
+    prov = pool_provenance or {}
+    ck = prov.get("path") if prov.get("kind") == "checkpoint" else None
+    if prov.get("kind") == "folder" and prov.get("path"):
+        folder = Path(str(prov["path"]))
+        info = (folder if folder.is_dir() else folder.parent) / "augment.json"
+        try:
+            ck = json.loads(info.read_text()).get("checkpoint")
+        except (OSError, ValueError, AttributeError):
+            ck = None
+    if not ck:
+        return None
+    p = Path(str(ck)).parent
+    return p.parent if p.name == "checkpoints" else p
+
+
+def evaluation_teacher(settings: TeacherConfig, td: TensorData, device: torch.device,
+                       pool_provenance: dict[str, Any] | None, out_dir: Path | None,
+                       say: Callable[[str], None]) -> tuple[Yardstick, str]:
+    """The teacher of an evaluation and where it came from: the training run's (``RUN/teacher/``) when it was
+    fitted on exactly these real images with these settings, else this report folder's (a re-run), else one fitted
+    now with the same function (and cached in the report folder)."""
+    from medgan.classify.teacher import TEACHER_DIR, fit_teacher, load_teacher, save_teacher
+    from medgan.classify.yardstick import yardstick
+
+    names = list(td.data.class_names)
+    args = (td.x["train"], td.y["train"], td.x["val"], td.y["val"], len(names), settings, device, names)
+    teacher, source = None, ""
+    run = _run_folder(pool_provenance or {})
+    if run is not None and (run / TEACHER_DIR).is_dir():
+        teacher = load_teacher(run / TEACHER_DIR, *args)
+        if teacher is not None:
+            source = f"reused from the training run ({run / TEACHER_DIR})"
+        else:
+            say(f"the teacher in {run / TEACHER_DIR} was fitted on other images or with other teacher settings; "
+                "fitting one for this evaluation")
+    if teacher is None and out_dir is not None:
+        teacher = load_teacher(out_dir / TEACHER_DIR, *args)
+        source = f"reused from {out_dir / TEACHER_DIR}" if teacher is not None else ""
+    if teacher is None:
+        say(f"fitting the teacher ({settings.members} small CNNs, classical augmentation + class-balanced batches) "
+            "on the real training split")
+        teacher = fit_teacher(*args)
+        source = "fitted by this evaluation on the real training split"
+        if out_dir is not None:
+            save_teacher(out_dir / TEACHER_DIR, teacher)
+    return yardstick(teacher, td.x["train"], td.y["train"], td.x["val"], td.y["val"]), source
+
+
+#: What an evaluation caches of its own teacher in its report folder (checked before work).
+TEACHER_FILES = ("teacher", "teacher/teacher.pt", "teacher/teacher.json")

@@ -16,8 +16,8 @@ def num(v: Any, digits: int = 3) -> str:
 
 
 _PRDC_NOTE = (
-    "Precision, recall, density and coverage (k = {k} nearest neighbours, per class, in the reference network's "
-    "features) compare the synthetic images of a class with the real training images of that class: precision is "
+    "Precision, recall, density and coverage (k = {k} nearest neighbours, per class, in the teacher's features) "
+    "compare the synthetic images of a class with the real training images of that class: precision is "
     "the share of synthetic images inside the k-NN ball of some real image (realism), recall the share of real "
     "images inside the k-NN ball of some synthetic image (variety), density the mean number of real balls holding "
     "a synthetic image over k (can exceed 1), coverage the share of real images whose ball holds a synthetic "
@@ -25,12 +25,6 @@ _PRDC_NOTE = (
     "images' score: a floor of 0.000 means that not even new real images of the class land inside the training "
     "images' k-NN balls (few training images of a class make small, tight balls), so the measure cannot tell "
     "good synthetic images from bad ones for that class; n/a: fewer than k + 1 images.")
-
-_DIVERSITY_NOTE = (
-    "Diversity syn / real: the mean pairwise Euclidean distance between the synthetic images of a class, and "
-    "between its real training images, in the reference network's features (raw, not standardised; up to 500 "
-    "images, a seeded subset). The scale is the network's, so only the ratio is meaningful: near 1, the "
-    "synthetic images vary as much as the real ones; well below 1, collapse; well above 1, noise or artefacts.")
 
 
 def _prdc_k(q: dict[str, Any]) -> Any:
@@ -40,13 +34,20 @@ def _prdc_k(q: dict[str, Any]) -> Any:
     return 5
 
 
+def fidelity_cell(pc: dict[str, Any]) -> str:
+    """A class's fidelity for a table: the number, or "not measurable" (the reason is listed under the table)."""
+    return "not measurable" if pc.get("fidelity") is None else num(pc["fidelity"], 2)
+
+
 def quality_markdown(q: dict[str, Any]) -> list[str]:
     """The sample-quality section of report.md."""
     parts: list[str] = []
-    parts += ["", "## Sample quality", "", f"Feature space (the reference network): {q['feature_space']}; every "
-              "distance below is Euclidean on its raw (not standardised) features. A *floor* is the same measure "
-              "for the real test images against the real training images: what new real images of the data "
-              "score, so a synthetic number is read against its floor, not against 0 or 1.", ""]
+    t = q["teacher"]
+    parts += ["", "## Sample quality", "", f"Judged by the teacher: {t['recipe']} ({t['source']}; validation balanced "
+              f"accuracy {num(t['val_balanced_accuracy'])}). Feature space: {q['feature_space']}; every distance "
+              "below is Euclidean on its raw (not standardised) features. A *floor* is the same measure for real "
+              "images against the real training images: what new real images of the data score, so a synthetic "
+              "number is read against its floor, not against 0 or 1.", ""]
     parts.append(markdown_table(["measure", "synthetic vs real train", "floor: real test vs real train"], [
         ["Fréchet distance", num(q["frechet"]["synthetic_vs_train"]), num(q["frechet"]["floor_test_vs_train"])],
         [f"KID (subset {q['kid']['synthetic_vs_train']['subset_size']})",
@@ -58,22 +59,30 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
     for c, pc in q["per_class"].items():
         pr_ = pc["prdc"] or {}
         fl = pc["prdc_floor_test_vs_train"] or {}
-        rows.append([c, str(pc["n_synthetic"]),
+        rows.append([c, str(pc["n_synthetic"]), f"{num(pc['fd'])} ({num(pc['fd_floor'])})", num(pc["fd_norm"], 2),
+                     fidelity_cell(pc), num(pc["diversity_ratio"], 2),
                      *[f"{num(pr_.get(m))} ({num(fl.get(m))})" for m in ("precision", "recall", "density",
                                                                            "coverage")],
-                     num(pc["synthetic_accuracy"]),
-                     f"{num(pc['diversity']['feature']['synthetic'])} / {num(pc['diversity']['feature']['real'])}"])
-    parts.append(markdown_table(["class", "n synthetic", "precision (floor)", "recall (floor)", "density (floor)",
-                         "coverage (floor)", "classified as its class", "diversity syn / real"], rows))
-    parts += ["", _PRDC_NOTE.format(k=_prdc_k(q)), "", _DIVERSITY_NOTE]
+                     num(pc["synthetic_accuracy"])])
+    parts.append(markdown_table(["class", "n synthetic", "FD vs real val (floor)", "FD / floor", "fidelity",
+                                 "diversity ratio", "precision (floor)", "recall (floor)", "density (floor)",
+                                 "coverage (floor)", "classified as its class"], rows))
+    parts += ["", _PRDC_NOTE.format(k=_prdc_k(q))]
     parts.append("")
-    parts.append(f"Synthetic samples classified as their class by the real-data classifier: "
-                 f"{num(q['synthetic_accuracy'])}.")
+    parts.append("Fidelity: the teacher's mean probability of the class on its synthetic images over the same on its "
+                 "real validation images (about 1 is right; well below 1, the images do not look like the class; "
+                 "well above 1, caricatures the teacher finds more typical than real images). Diversity ratio: "
+                 "within-class pixel diversity, synthetic over real.")
+    for c, pc in q["per_class"].items():
+        if pc.get("fidelity") is None and pc.get("fidelity_not_measurable"):
+            parts.append(f"- Fidelity of {c} is not measurable: {pc['fidelity_not_measurable']}.")
+    parts.append("")
+    parts.append(f"Synthetic samples classified as their class by the teacher: {num(q['synthetic_accuracy'])}.")
     if q.get("tstr"):
         t = q["tstr"]
-        parts.append(f"Train on synthetic, test on real: accuracy {num(t['accuracy'])}, balanced accuracy "
-                     f"{num(t['balanced_accuracy'])} (train on real: {num(t['trtr_accuracy'])} / "
-                     f"{num(t['trtr_balanced_accuracy'])}).")
+        parts.append(f"Train on synthetic, test on real (the teacher's recipe on the synthetic images alone): "
+                     f"accuracy {num(t['accuracy'])}, balanced accuracy {num(t['balanced_accuracy'])} (the teacher, "
+                     f"trained on real: {num(t['trtr_accuracy'])} / {num(t['trtr_balanced_accuracy'])}).")
     return parts
 
 

@@ -55,16 +55,6 @@ class Study:
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.td.y["train"]) / self.ev.batch_size))
 
-    def reference_model(self) -> torch.nn.Module:
-        """The domain feature network: a class-balanced small CNN (seed 0) trained alone on the real training
-        split under the study's protocol (always trained here, so a resumed evaluation gets the same one)."""
-        from medgan.classify.fit import Member, fit_group
-
-        td = self.td
-        member = Member(0, td.x["train"], td.y["train"], balanced=True)
-        return fit_group([member], self.protocol("smallcnn"), td.x["val"], td.y["val"], td.data.num_classes,
-                         self.device)[0].model
-
     def training_set(self, arm: Arm, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
         """The arm's training images and labels for ``seed``, the synthetic images added per class, and notes
         (classes whose synthetic images had to be drawn with replacement)."""
@@ -105,8 +95,8 @@ class Study:
     def run_group(self, arm: Arm, seeds: list[int]) -> list[tuple[dict[str, Any], torch.nn.Module]]:
         """Train the seeds of one arm together (:func:`medgan.classify.fit.fit_group`; :attr:`on_epoch` after each
         epoch); one record per seed, holding its validation and test probabilities."""
+        from medgan.classify.augment import classical_augment
         from medgan.classify.fit import Member, fit_group, predict_proba
-        from medgan.evaluation.classical import classical_augment
 
         members, extra = [], []
         for s in seeds:

@@ -12,7 +12,8 @@ Run directory::
     out/curves.png                    losses and D outputs at the end
     out/train.log                     the text log (warnings such as the mode-collapse alarm)
     out/tensorboard/                  when train.tensorboard is on
-    out/tracking/                     quality tracking's feature network (cached for --resume) and its numbers
+    out/teacher/                      the teacher (medgan.classify.teacher: quality tracking's yardstick, cached for
+                                      --resume and reused by evaluate) and its own numbers (teacher.json)
     out/.medgan-run                   marks the folder as a medgan run (written first)
     out/.medgan.lock                  the folder's lock, while a command runs in it
 
@@ -117,7 +118,7 @@ class TrainResult:
 RUN_MARK = ".medgan-run"
 #: What a run writes (``fnmatch`` patterns relative to the run folder).
 RUN_FILES = (RUN_MARK, "config.yaml", "train.log", "metrics.jsonl", "curves.png", "checkpoints/*.pt", "samples/*.png",
-             "tracking/*", "tensorboard/events.out.tfevents.*")
+             "teacher/*", "tracking/*", "tensorboard/events.out.tfevents.*")  # tracking/: older medgan versions
 #: What a run that stopped before its first checkpoint wrote and a start-over replaces.
 RESTART_FILES = ("metrics.jsonl", "curves.png", "samples/*.png", "checkpoints/best.pt", "checkpoints/step_*.pt",
                  "tensorboard/events.out.tfevents.*")
@@ -154,7 +155,8 @@ def check_run_dir(files: OutputFolder, resume: bool) -> tuple[Path | None, bool]
     existing = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() or p.is_symlink()]
     files.check(sorted({*(r for r in existing if _matches(r, RUN_FILES)), RUN_MARK, "config.yaml", "train.log",
                         "metrics.jsonl", "curves.png", "samples/real.png", "checkpoints/last.pt",
-                        "checkpoints/best.pt", "checkpoints", "samples", "tracking", "tensorboard"}))
+                        "checkpoints/best.pt", "checkpoints", "samples", "teacher", "tracking",
+                        "tensorboard"}))
     if last.is_file():
         if resume:
             return last, False

@@ -20,7 +20,7 @@ from medgan.training.checkpoint import save_checkpoint
 def _cfg(**over):
     base = {"data.dataset": "phantom2d", "data.scarce": SCARCE, "evaluate.seeds": 2, "evaluate.epochs": 1,
             "evaluate.batch_size": 32, "evaluate.threads": 1, "evaluate.quality": False, "evaluate.privacy": False,
-            "evaluate.device": "cpu"}
+            "evaluate.device": "cpu", "teacher.members": 2, "teacher.epochs": 2, "teacher.min_epochs": 0}
     base.update(over)
     return load_config(None, base)
 
@@ -160,13 +160,16 @@ def test_each_arm_trains_with_its_measures(monkeypatch):
 
 def test_evaluate_with_sample_filtering_records_what_it_kept(tmp_path):
     cfg = _cfg(**{"evaluate.arms": "baseline,gan", "evaluate.ratios": "0.5", "evaluate.filter_confidence": 0.8,
-                 "evaluate.epochs": 20})
+                 "teacher.epochs": 20})
     evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path)
     d = json.loads((tmp_path / "report.json").read_text())
     f = d["synthetic"]["filter"]
     assert f["threshold"] == 0.8 and f["drawn"] == [60, 60, 60]
     assert d["synthetic"]["pool_counts"] == f["kept"] and sum(f["kept"]) < 180
     assert "sample filtering" in (tmp_path / "report.md").read_text()
+    # the judge is the teacher (2 members in this configuration), fitted here and cached in the report folder
+    assert f["classifier"].startswith("teacher (2 x smallcnn, classical augmentation")
+    assert len(json.loads((tmp_path / "teacher" / "teacher.json").read_text())["members"]) == 2
 
 
 def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path):

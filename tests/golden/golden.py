@@ -89,7 +89,10 @@ def produce(tree: Path, out_json: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="medgan-golden-") as tmp:
         work = Path(tmp)
         cfg = work / "tiny.yaml"
-        cfg.write_text(yaml.safe_dump(TINY))
+        tiny = dict(TINY)
+        if (tree / "medgan" / "classify" / "teacher.py").is_file():  # trees with the teacher: a tiny one
+            tiny["teacher"] = {"members": 2, "epochs": 3, "min_epochs": 0}
+        cfg.write_text(yaml.safe_dump(tiny))
         for ds in ("phantom2d", "phantom3d"):
             run = work / f"run_{ds}"
             _run(tree, ["train", "--dataset", ds, "--config", str(cfg), "--out", str(run), "--seed", "3"], work)
@@ -111,7 +114,7 @@ def produce(tree: Path, out_json: Path) -> dict:
         _run(tree, ["evaluate", "--dataset", "phantom2d", "--checkpoint", str(work / "run_phantom2d" / "checkpoints"
                                                                               / "last.pt"),
                     "--seeds", "2", "--epochs", "2", "--threads", "1", "--device", "cpu", "--out", str(rep),
-                    "--quiet"], work)
+                    "--quiet", *(["--config", str(cfg)] if "teacher" in tiny else [])], work)  # the run's teacher
         report = json.loads((rep / "report.json").read_text())
         for k in ("medgan_version", "config"):
             report.pop(k, None)

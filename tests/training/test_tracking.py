@@ -1,5 +1,5 @@
-"""Tests for medgan.training.tracking: quality measured during training, the score, best.pt, the feature network's
-cache, alarms, and the run-folder resolver that prefers best.pt."""
+"""Tests for medgan.training.tracking: quality measured during training with the teacher, the score, best.pt, the
+teacher's cache in OUT/teacher/, alarms, and the run-folder resolver that prefers best.pt."""
 
 from __future__ import annotations
 
@@ -17,14 +17,7 @@ from medgan.training.tracking import quality_score
 
 pytestmark = pytest.mark.usefixtures("fast_phantoms")
 
-PER_CLASS = ("q_fd", "q_fd_norm", "q_kid", "q_fidelity", "q_share", "q_sensitivity", "q_diversity_ratio")
-
-
-@pytest.fixture(autouse=True)
-def small_feature_net(monkeypatch):
-    """A feature network of a few steps: the tests check the mechanics, not its accuracy."""
-    monkeypatch.setattr(tracking, "FEATURE_STEPS", {2: 20, 3: 10})
-    monkeypatch.setattr(tracking, "FEATURE_EVAL_EVERY", 10)
+PER_CLASS = ("q_fd", "q_fd_norm", "q_kid", "q_fidelity", "q_p_synthetic", "q_sensitivity", "q_diversity_ratio")
 
 
 def _cfg(**over):
@@ -37,13 +30,14 @@ def _records(run):
 
 
 def test_quality_score_on_known_inputs():
-    # class 0: fd 1, fidelity 0.8 (reliable: 0.1 short -> 0.4), diversity 0.7 (0.1 short -> 0.4): 1.8
-    # class 1: fd 3, fidelity 0.2 but sensitivity 0.3 (unreliable: no penalty), diversity 1.3 (0.1 over -> 0.4): 3.4
-    s = quality_score([1.0, 3.0], [0.8, 0.2], [0.9, 0.3], [0.7, 1.3])
+    # class 0: fd 1, fidelity 0.8 (0.1 short -> 0.4), diversity 0.7 (0.1 short -> 0.4): 1.8
+    # class 1: fd 3, fidelity not measurable (None: no penalty), diversity 1.3 (0.1 over -> 0.4): 3.4
+    s = quality_score([1.0, 3.0], [0.8, None], [0.7, 1.3])
     assert s == pytest.approx((1.8 + 3.4) / 2)
-    assert quality_score([2.0, float("nan")], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]) == 2.0  # no distance: left out
-    assert math.isnan(quality_score([float("nan")], [1.0], [1.0], [1.0]))
-    assert quality_score([1.0], [1.2], [1.0], [1.0]) == 1.0  # within the targets: the distance alone
+    assert quality_score([2.0, float("nan")], [1.0, 1.0], [1.0, 1.0]) == 2.0  # no distance: left out
+    assert math.isnan(quality_score([float("nan")], [1.0], [1.0]))
+    assert quality_score([1.0], [1.2], [1.0]) == 1.0  # within the targets: the distance alone
+    assert quality_score([1.0], [1.5], [1.0]) == pytest.approx(1.0 + 4 * 0.3)  # caricatures cost too (two-sided)
 
 
 def test_tracking_is_written_at_the_right_steps(tmp_path):
@@ -57,20 +51,24 @@ def test_tracking_is_written_at_the_right_steps(tmp_path):
             assert len(r[key]) == 3, key
         assert r["q_sensitivity"] == tracked[0]["q_sensitivity"]  # the denominator is fixed for the run
         assert r["q_seconds"] > 0 and isinstance(r["q_drifted_classes"], list)
-    assert (run / "tracking" / "feature_net.pt").is_file()
-    ref = json.loads((run / "tracking" / "reference.json").read_text())
-    assert len(ref["val_sensitivity"]) == 3 and len(ref["fd_floor"]) == 3
+    assert (run / "teacher" / "teacher.pt").is_file() and not (run / "tracking").exists()
+    ref = json.loads((run / "teacher" / "teacher.json").read_text())
+    assert [pc["class"] for pc in ref["per_class"]] == ["few_large", "many_small", "single_bright"]
+    assert len(ref["members"]) == 2  # teacher.members in the tiny configuration
+    for pc, fid, sens in zip(ref["per_class"], tracked[-1]["q_fidelity"], tracked[-1]["q_sensitivity"], strict=True):
+        assert sens == pytest.approx(pc["sensitivity"], abs=1e-5)
+        assert (fid is None) == (not pc["measurable"])  # not measurable: no number, ever
     assert "quality:" in (run / "train.log").read_text()
 
 
 def test_tracking_off_writes_nothing_and_does_not_change_training(tmp_path):
     on = train(_cfg(), tmp_path / "on")
     off = train(_cfg(train__eval_every=0), tmp_path / "off")
-    assert not (tmp_path / "off" / "tracking").exists() and not (tmp_path / "off" / "checkpoints" / "best.pt").exists()
+    assert not (tmp_path / "off" / "teacher").exists() and not (tmp_path / "off" / "checkpoints" / "best.pt").exists()
     assert not any("q_score" in r for r in _records(tmp_path / "off"))
     a, b = load_checkpoint(on.checkpoint), load_checkpoint(off.checkpoint)
     for key in ("generator", "ema_generator", "discriminator", "opt_g", "opt_d", "rng"):
-        assert state_equal(a[key], b[key]), key  # the feature network never touches the run's random streams
+        assert state_equal(a[key], b[key]), key  # the teacher never touches the run's random streams
 
 
 def test_best_pt_is_chosen_by_the_score(tmp_path, monkeypatch):
@@ -98,26 +96,28 @@ def test_alarms_fire_from_the_tracked_numbers(tmp_path):
     train(_cfg(train__collapse_threshold=5.0, train__drift_threshold=5.0, train__steps=2), run)
     rec = [r for r in _records(run) if "q_score" in r][-1]
     assert "q_collapsed_classes" not in rec  # one collapse alarm: the collapse check's (test_run.py)
-    reliable = [n for n, s in zip(["few_large", "many_small", "single_bright"], rec["q_sensitivity"], strict=True)
-                if s >= tracking.MIN_SENSITIVITY]
+    reliable = [n for n, f in zip(["few_large", "many_small", "single_bright"], rec["q_fidelity"], strict=True)
+                if f is not None]
     assert rec["q_drifted_classes"] == reliable
     log = (run / "train.log").read_text()
     if reliable:
         assert "class drift at step 2" in log
 
 
-def test_resume_reuses_the_feature_network_and_is_exact(tmp_path, monkeypatch):
+def test_resume_reuses_the_teacher_and_is_exact(tmp_path, monkeypatch):
     over = dict(train__checkpoint_every=2, model__conditioning="both", train__lecam=0.1, train__cond_start=1,
                 train__cond_ramp=2, train__instance_noise=0.05)
     straight = tmp_path / "straight"
     train(_cfg(**over), straight)
     split = tmp_path / "split"
     train(_cfg(**{**over, "train__steps": 3}), split)  # last.pt at step 3; tracked at 2 (and 3, the end)
+    from medgan.classify import teacher as teacher_mod
+
     calls = []
-    real = tracking._train_feature_net
-    monkeypatch.setattr(tracking, "_train_feature_net", lambda tr: calls.append(1) or real(tr))
+    real = teacher_mod.fit_teacher
+    monkeypatch.setattr(teacher_mod, "fit_teacher", lambda *a, **k: calls.append(1) or real(*a, **k))
     train(_cfg(**over), split, resume=True)
-    assert not calls  # loaded from split/tracking/feature_net.pt
+    assert not calls  # loaded from split/teacher/teacher.pt
     a, b = (load_checkpoint(p / "checkpoints" / name) for p in (straight, split) for name in ("last.pt",))
     for key in ("generator", "ema_generator", "discriminator", "opt_g", "opt_d"):
         assert state_equal(a[key], b[key]), key
