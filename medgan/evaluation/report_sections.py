@@ -98,8 +98,8 @@ def privacy_markdown(pv: dict[str, Any], n_values: int | None = None) -> list[st
     parts += ["", "## Memorisation", "",
               "Distances are Euclidean, from each synthetic image to its nearest real training image: in *pixel* "
               "space between whole images with intensities mapped to [-1, 1] (all channels and pixels; a sum, "
-              f"not a mean, so it grows with the image size).{scale} In *feature* space between the reference "
-              "network's raw (not standardised) features, whose scale is the network's own. "
+              f"not a mean, so it grows with the image size).{scale} In *feature* space between the teacher's "
+              "raw (not standardised) features, whose scale is the network's own. "
               f"The threshold's rule: a synthetic sample is {pv['rule']}, i.e. it sits closer to a training image "
               f"than {100 - pv.get('percentile', 1):g}% of the real training images sit to their closest other "
               "one. Real-real NN median: the median of those real leave-one-out distances, the "
