@@ -210,8 +210,8 @@ def test_classes_without_synthetic_images_are_not_measured_instead_of_crashing(t
     rep = evaluate(cfg, synthetic=_scarce_only_pool(), out_dir=tmp_path)
     q = json.loads((tmp_path / "report.json").read_text())["quality"]
     assert q["per_class"]["few_large"]["n_synthetic"] == 0
-    assert q["per_class"]["few_large"]["diversity"]["pixel"]["synthetic"] is None
-    assert q["per_class"]["single_bright"]["diversity"]["pixel"]["synthetic"] > 0
+    assert q["per_class"]["few_large"]["diversity_ratio"] is None and q["per_class"]["few_large"]["fd"] is None
+    assert q["per_class"]["single_bright"]["diversity_ratio"] > 0
     assert rep.data["privacy"]["n_synthetic"] == 60
 
 
