@@ -41,8 +41,8 @@ TINY = {
     "train": {"steps": 6, "batch_size": 8, "log_every": 2, "sample_every": 3, "checkpoint_every": 3,
               "collapse_every": 3, "ema_decay": 0.9, "progress": False, "device": "cpu", "threads": 1},
 }
-#: report.json keys whose values depend on time or on where files are
-VOLATILE = {"seconds", "q_seconds", "total_s", "per_arm_s", "timing", "path", "checkpoint", "files", "data_dir", "elapsed_s",
+#: report.json keys whose values depend on time or on where files are (the teacher's "source" names its folder)
+VOLATILE = {"seconds", "source", "q_seconds", "total_s", "per_arm_s", "timing", "path", "checkpoint", "files", "data_dir", "elapsed_s",
             "images_per_s"}
 
 
