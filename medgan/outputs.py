@@ -34,7 +34,6 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from medgan import io
 from medgan.errors import OutputError
@@ -63,7 +62,6 @@ class OutputFolder:
         self.flag = flag
         self.legacy = legacy
         self.files: dict[str, list[str]] = {}
-        self.created = False
         self._open = False
 
     # ------------------------------------------------------------------------------------------- opening
@@ -80,7 +78,6 @@ class OutputFolder:
             except OSError as e:
                 raise OutputError(f"cannot create {p} ({e.strerror or type(e).__name__}); choose a writable "
                                   f"{self.flag}") from None
-            self.created = True
         record = self._read_record()
         if record is not None:
             self.files = record
@@ -174,16 +171,6 @@ class OutputFolder:
         if os.path.lexists(q) and not q.is_dir() and not self.owns(rel):
             raise OutputError(f"{q} exists and was not written by medgan {self.command} (or was changed since); "
                               f"move it away or choose another {self.flag}")
-
-    def check_tree(self, rel_dir: str) -> None:
-        """Every file under ``rel_dir`` must be medgan's (resuming reads them back as results)."""
-        self.check_one(rel_dir)
-        top = self.path / rel_dir
-        if not top.is_dir():
-            return
-        for root, dirs, names in os.walk(top):
-            for n in sorted(dirs + names):
-                self.check_one(Path(os.path.relpath(os.path.join(root, n), self.path)).as_posix())
 
     # ----------------------------------------------------------------- hooks of io.atomic_write / append_text
     def before_replace(self, path: Path, tmp: str) -> None:
@@ -297,12 +284,3 @@ def replaceable_file(path: str | Path, is_ours: Callable[[Path], bool], flag: st
         if not overwrite:
             raise OutputError(f"{p} exists; pass --overwrite to replace it or choose another {flag}")
     return p
-
-
-def describe_record(path: str | Path) -> dict[str, Any] | None:
-    """The record of a folder (``command``, ``files``), or ``None``."""
-    rp = Path(path) / RECORD
-    try:
-        return json.loads(rp.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
