@@ -269,6 +269,8 @@ def evaluate_cmd(
     device: str = opt("evaluate.device", "--device", help="auto, cpu or cuda[:N]."),
     group_size: int = opt("evaluate.group_size", "--group-size", help="Seeds of an arm trained together as one "
                           "stacked network (0: as many as fit evaluate.group_memory_gb; 1: one by one)."),
+    tuning: bool = opt("evaluate.tuning", "--tuning", help="Tuning mode: never use the test split; halve validation "
+                       "(stratified) to select on one half and score on the other."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-run lines; only the summary."),
     restart: bool = typer.Option(False, "--restart", help="Discard the runs a previous evaluation left in --out "
                                  "(by default they are reused and only missing runs are trained)."),
@@ -287,7 +289,7 @@ def evaluate_cmd(
         "evaluate.device": device, "evaluate.quality": False if no_quality else None,
         "evaluate.privacy": False if no_privacy else None, "evaluate.filter_confidence": filter_confidence,
         "evaluate.primary": primary, "evaluate.target_specificity": target_specificity,
-        "evaluate.group_size": group_size,
+        "evaluate.group_size": group_size, "evaluate.tuning": tuning,
     })
     report = evaluate(cfg, checkpoint=checkpoint, synthetic=synthetic, out_dir=out, restart=restart,
                       log=None if quiet else typer.echo, progress=not quiet)

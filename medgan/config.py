@@ -216,6 +216,11 @@ class EvalConfig(Section):
     """The validation score that picks the kept weights (pipelines/protocol_check.py measures the choice)."""
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0)
+    tuning: bool = False
+    """Tuning mode, for choices that must not see the test split (``--tuning``): the test split is not used, and the
+    validation split is halved (stratified, ``data.split_seed``): one half selects (epochs, operating points, the
+    teacher), the other scores in the test split's place (medgan.data.splits.tuning_view). Every number in the
+    report is then a validation number, and the report says so."""
     primary: Literal["sens_at_spec", "sens_youden", "auroc", "pauroc", "balanced_accuracy"] = "sens_at_spec"
     """The metric the verdict uses; default: scarce-class sensitivity at the specificity chosen on validation."""
     target_specificity: float = Field(0.8, gt=0.0, lt=1.0)

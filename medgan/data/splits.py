@@ -51,3 +51,22 @@ def ensure_splits(data: RealData, seed: int = 0) -> RealData:
         note = f"{carved} carved from the given train split ({frac:.0%}, stratified, seed {seed})"
         extra["split"] = f"{extra['split']}; {note}" if extra.get("split") else note
     return replace(data, splits={s: splits[s] for s in SPLITS}, extra=extra)
+
+
+def tuning_view(data: RealData, seed: int = 0) -> RealData:
+    """The data an honest tuning choice may see: the test split is dropped, and the validation split is halved
+    (stratified, seeded) into a new validation half (epochs, operating points, the teacher's weights) and a scoring
+    half that takes the test split's place. The training split is untouched (same fingerprint: a generator trained
+    on it passes the leakage guard). ``extra["tuning"]`` records the halves' sizes."""
+    val = data.splits["val"]
+    parts = stratified_split(val.labels, seed, val=0.0, test=0.5)
+    if any(np.bincount(val.labels[parts[s]], minlength=data.num_classes).min() == 0 for s in ("train", "test")):
+        from medgan.errors import DatasetError
+
+        raise DatasetError(f"dataset '{data.name}': the validation split has a class with fewer than 2 images "
+                           f"({data.counts('val')}), too few to halve for tuning; evaluate without --tuning")
+    splits = {"train": data.splits["train"], "val": val.subset(parts["train"]), "test": val.subset(parts["test"])}
+    extra = dict(data.extra)
+    extra["tuning"] = (f"tuning view: the test split is not used; the validation split ({len(val)} images) is "
+                       f"halved (stratified, seed {seed}): {len(parts['train'])} select, {len(parts['test'])} score")
+    return replace(data, splits=splits, extra=extra)

@@ -73,9 +73,11 @@ def check_request(ev: EvalConfig, checkpoint: Any, synthetic: Any) -> list[Arm]:
     return arms
 
 
-def load_real(d: DataConfig) -> RealData:
-    """The evaluation's real data: ``--dataset`` with ``--scarce`` applied; every class in the test split."""
+def load_real(d: DataConfig, tuning: bool = False) -> RealData:
+    """The evaluation's real data: ``--dataset`` with ``--scarce`` applied; every class in the test split. ``tuning``:
+    the tuning view (:func:`medgan.data.splits.tuning_view`: no test split; validation halved to select and score)."""
     from medgan.data.sources import load_dataset
+    from medgan.data.splits import tuning_view
     from medgan.evaluation.metrics import check_test_classes
 
     data = load_dataset(d.dataset, d.data_dir, d.split_seed, d.download, list(d.scarce))
@@ -83,6 +85,8 @@ def load_real(d: DataConfig) -> RealData:
         if split not in data.splits or len(data.splits[split]) == 0:
             raise EvaluationError(f"dataset '{data.name}' has no {split} split; evaluation needs real val and test "
                                   "images")
+    if tuning:
+        data = tuning_view(data, d.split_seed)
     check_test_classes(data.splits["test"].labels, data.class_names, "test")
     return data
 
@@ -149,6 +153,7 @@ def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: 
         pool_digest = h.hexdigest()
     return {"medgan_version": __version__, "train_fingerprint": data.fingerprint(),
             "val_test_sizes": [len(data.splits["val"]), len(data.splits["test"])], "size": cfg.data.size,
+            **({"tuning": True} if ev.tuning else {}),
             "pool": pool_digest, "device": device.type,
             "group_size": study_group_size,
             **{k: getattr(ev, k) for k in ("classifier", "epochs", "patience", "min_epochs", "select", "batch_size",
@@ -220,7 +225,7 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
     if ev.threads > 0:
         torch.set_num_threads(ev.threads)
     device = resolve_device(ev.device, option="evaluate.device")
-    data = load_real(cfg.data)
+    data = load_real(cfg.data, ev.tuning)
     real_counts = data.counts("train")
     allocs = {a.name: fill_smallest_first(real_counts, a.ratio) for a in arms if a.synthetic}
     pool, size = load_pool(cfg, data, arms, allocs, checkpoint, synthetic, say)
@@ -287,12 +292,14 @@ def _report(cfg: Config, data: RealData, study: Study, arms: list[Arm], runs: di
     v = verdict(runs, arms, data.class_names, ev.primary, ev.alpha)
     info = {
         "medgan_version": __version__,
-        "headline": v["headline"],
+        "headline": ([f"TUNING VIEW, validation numbers only: {data.extra['tuning']}. Use them to choose; report "
+                      "test numbers from an evaluation without --tuning."] if ev.tuning else []) + v["headline"],
         "dataset": {"name": data.name, "class_names": list(data.class_names), "spatial_dims": data.spatial_dims,
                     "channels": data.channels, "size": td.size, "train_counts": data.counts("train"),
                     "val_counts": data.counts("val"), "test_counts": data.counts("test"),
                     "train_fingerprint": data.fingerprint(), "scarcity_spec": list(d.scarce),
-                    "split_seed": d.split_seed, "scarce_classes": [data.class_names[c] for c in study.scarce]},
+                    "split_seed": d.split_seed, "scarce_classes": [data.class_names[c] for c in study.scarce],
+                    **({"tuning": data.extra["tuning"]} if ev.tuning else {})},
         "synthetic": None if pool is None else {**pool.provenance, "pool_counts": pool.counts,
                                                 "allocation": study.allocs, "filter": filter_info},
         "protocol": {"classifier": ev.classifier, "epochs": ev.epochs, "patience": ev.patience,

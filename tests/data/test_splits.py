@@ -40,3 +40,28 @@ def test_npz_with_own_test_split_keeps_it_and_carves_only_val(tmp_path):
     np.testing.assert_array_equal(data.splits["test"].images[:, 0], arrays["test_images"])
     assert [len(data.splits[s]) for s in SPLITS] == [36, 4, 40]
     assert "val carved" in data.extra["split"]
+
+
+def test_tuning_view_never_uses_test_and_halves_validation_stratified():
+    from medgan.data.splits import tuning_view
+
+    data = load_dataset("phantom2d")
+    view = tuning_view(data, seed=1)
+    val = data.splits["val"]
+    # the training split is untouched: a generator trained on it passes the leakage guard
+    assert view.fingerprint() == data.fingerprint()
+    # both halves come from validation, are disjoint, cover it, and keep every class
+    key = [a.tobytes() for a in val.images]
+    pos = {k: i for i, k in enumerate(key)}
+    sel = [pos[a.tobytes()] for a in view.splits["val"].images]
+    score = [pos[a.tobytes()] for a in view.splits["test"].images]
+    assert not set(sel) & set(score) and sorted(sel + score) == list(range(len(val)))
+    assert len(set(key)) == len(key)  # (phantom images are all distinct, so the mapping is exact)
+    for half in ("val", "test"):
+        counts = view.counts(half)
+        assert min(counts) >= 1 and all(abs(2 * c - v) <= 1 for c, v in zip(counts, data.counts("val")))
+    test_keys = {a.tobytes() for a in data.splits["test"].images}
+    assert not test_keys & {a.tobytes() for s in ("val", "test") for a in view.splits[s].images}
+    assert "the test split is not used" in view.extra["tuning"]
+    assert tuning_view(data, seed=1).splits["test"].fingerprint() == view.splits["test"].fingerprint()
+    assert tuning_view(data, seed=2).splits["test"].fingerprint() != view.splits["test"].fingerprint()

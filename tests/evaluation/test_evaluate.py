@@ -225,3 +225,20 @@ def test_evaluate_names_the_checkpoint_file_and_a_refusal_announces_no_work(tmp_
         evaluate(_cfg(**{"evaluate.arms": "baseline,gan"}), checkpoint=ck, log=said.append)
     assert f"checkpoint: {ck}" in said
     assert not any("drawing" in s for s in said), said
+
+
+def test_tuning_mode_scores_on_half_of_validation_and_says_so(tmp_path, monkeypatch):
+    from medgan.data import splits
+
+    seen = []
+    real_view = splits.tuning_view
+    monkeypatch.setattr(splits, "tuning_view", lambda d, s: seen.append(d.counts("test")) or real_view(d, s))
+    cfg = _cfg(**{"evaluate.arms": "baseline,oversample", "evaluate.tuning": True})
+    evaluate(cfg, out_dir=tmp_path)
+    d = json.loads((tmp_path / "report.json").read_text())
+    full = load_dataset("phantom2d", scarce=SCARCE)
+    assert seen == [full.counts("test")]  # the view was built from the full data ...
+    # ... and the report's "test" numbers come from half of validation
+    assert [a + b for a, b in zip(d["dataset"]["val_counts"], d["dataset"]["test_counts"])] == full.counts("val")
+    assert d["headline"][0].startswith("TUNING VIEW") and "tuning" in d["dataset"]
+    assert (tmp_path / "report.md").read_text().count("TUNING VIEW") >= 1
