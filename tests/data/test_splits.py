@@ -59,7 +59,7 @@ def test_tuning_view_never_uses_test_and_halves_validation_stratified():
     assert len(set(key)) == len(key)  # (phantom images are all distinct, so the mapping is exact)
     for half in ("val", "test"):
         counts = view.counts(half)
-        assert min(counts) >= 1 and all(abs(2 * c - v) <= 1 for c, v in zip(counts, data.counts("val")))
+        assert min(counts) >= 1 and all(abs(2 * c - v) <= 1 for c, v in zip(counts, data.counts("val"), strict=True))
     test_keys = {a.tobytes() for a in data.splits["test"].images}
     assert not test_keys & {a.tobytes() for s in ("val", "test") for a in view.splits[s].images}
     assert "the test split is not used" in view.extra["tuning"]

@@ -239,6 +239,6 @@ def test_tuning_mode_scores_on_half_of_validation_and_says_so(tmp_path, monkeypa
     full = load_dataset("phantom2d", scarce=SCARCE)
     assert seen == [full.counts("test")]  # the view was built from the full data ...
     # ... and the report's "test" numbers come from half of validation
-    assert [a + b for a, b in zip(d["dataset"]["val_counts"], d["dataset"]["test_counts"])] == full.counts("val")
+    assert [a + b for a, b in zip(d["dataset"]["val_counts"], d["dataset"]["test_counts"], strict=True)] == full.counts("val")
     assert d["headline"][0].startswith("TUNING VIEW") and "tuning" in d["dataset"]
     assert (tmp_path / "report.md").read_text().count("TUNING VIEW") >= 1
