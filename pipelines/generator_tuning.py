@@ -70,6 +70,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "description": "random samples of the generator trained on classically augmented real images"},
 }
 
+#: ``--quick`` (a smoke run: the pipeline's mechanics, not its numbers): a few GAN steps, one classifier epoch, a
+#: tiny teacher.
+QUICK = {"steps": 20, "epochs": 1, "seeds": 2,
+         "teacher": {"teacher": {"members": 2, "epochs": 2, "min_epochs": 0}}}
+
 ARMS = "classical+oversample,gan+classical+oversample"
 RATIO = "0.5"
 SEEDS = 5
@@ -105,7 +110,8 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> float:
     return wall
 
 
-def train_gan(setting: str, kind: str, work: Path, env: dict[str, str], steps: int | None) -> tuple[Path, dict]:
+def train_gan(setting: str, kind: str, work: Path, env: dict[str, str], steps: int | None,
+              extra: dict[str, Any] | None = None) -> tuple[Path, dict]:
     """Train (or resume, or skip) the generator ``kind`` of ``setting``; returns its run folder and state."""
     s, g = SETTINGS[setting], GANS[kind]
     run = work / f"gan_{kind}"
@@ -113,7 +119,7 @@ def train_gan(setting: str, kind: str, work: Path, env: dict[str, str], steps: i
     state = _load(state_path)
     if state.get("done"):
         return run, state
-    over = _merge(g["train"], {"train": {"steps": steps}} if steps else {})
+    over = _merge(_merge(g["train"], {"train": {"steps": steps}} if steps else {}), extra or {})
     # the packaged config by name when nothing changes (the command a user would type), else a written copy
     cfg = _config_file(work, f"gan_{kind}", s["dataset"], over) if over else s["dataset"]
     cmd = [*bc.medgan_cli(), "train", "--config", str(cfg), "--dataset", s["dataset"], "--scarce", s["scarce"],
@@ -128,15 +134,15 @@ def train_gan(setting: str, kind: str, work: Path, env: dict[str, str], steps: i
 
 
 def evaluate_variant(setting: str, variant: str, work: Path, env: dict[str, str], seeds: int,
-                     epochs: int | None, steps: int | None) -> dict[str, Any]:
+                     epochs: int | None, steps: int | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the variant's generator if needed, then its tuning evaluation; returns the result row."""
     s, v = SETTINGS[setting], VARIANTS[variant]
-    gan, gan_state = train_gan(setting, v["gan"], work, env, steps)
+    gan, gan_state = train_gan(setting, v["gan"], work, env, steps, extra)
     out = work / variant
     state_path = work / f"{variant}.json"
     state = _load(state_path)
     if not state.get("done"):
-        cfg = _config_file(work, f"evaluate_{variant}", s["dataset"], v["evaluate"])
+        cfg = _config_file(work, f"evaluate_{variant}", s["dataset"], _merge(v["evaluate"], extra or {}))
         cmd = [*bc.medgan_cli(), "evaluate", "--tuning", "--config", str(cfg), "--dataset", s["dataset"],
                "--scarce", s["scarce"], "--checkpoint", str(gan), "--arms", ARMS, "--ratio", RATIO,
                "--seeds", str(seeds), "--out", str(out), "--quiet"]
@@ -256,8 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--epochs", type=int, help="classifier epoch budget (default: evaluate's)")
     p.add_argument("--steps", type=int, help="GAN training steps (default: the dataset config's)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: the mechanics, not the numbers")
     p.add_argument("--summary", action="store_true", help="only print the table of what is finished")
     args = p.parse_args(argv)
+    extra = None
+    if args.quick:
+        args.steps, args.epochs, args.seeds, extra = QUICK["steps"], QUICK["epochs"], QUICK["seeds"], QUICK["teacher"]
     work_root = Path(args.work)
     if not args.summary:
         env = {**os.environ, "MEDGAN_DATA_DIR": str(bc.DATA_DIR)}
@@ -268,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             (work_root / setting).mkdir(parents=True, exist_ok=True)
             for variant in args.variant or list(VARIANTS):
                 r = evaluate_variant(setting, variant, work_root / setting, env, args.seeds, args.epochs,
-                                     args.steps)
+                                     args.steps, extra)
                 print(f"[{setting}/{variant}] done: validation {r['validation_score']['gan']} vs "
                       f"{r['validation_score']['classical+oversample']}", flush=True)
                 write_results(collect(work_root), Path(args.results_dir))
