@@ -146,6 +146,8 @@ def train_cmd(
     loss: str = opt("train.loss", "--loss", help="minimax, bce, hinge, lsgan or energy."),
     amp: str = opt("train.amp", "--amp", help="off or bf16 autocast."),
     device: str = opt("train.device", "--device", help="auto, cpu or cuda[:N]."),
+    augment_real: str = opt("train.augment_real", "--augment-real", help="none, or classical: the GAN learns "
+                            "classically augmented real images."),
     data_dir: Path = DataDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (YAML) and exit."),
@@ -162,6 +164,7 @@ def train_cmd(
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.loss": loss,
         "train.amp": amp, "train.device": device, "train.progress": False if quiet else None,
+        "train.augment_real": augment_real,
     })
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)

@@ -128,6 +128,13 @@ class TrainConfig(Section):
     instance_noise_decay: int = Field(0, ge=0)
     """Decay the instance noise linearly to 0 over this many steps (0: constant)."""
     diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
+    augment_real: Literal["none", "classical"] = "none"
+    """Train the GAN on classically augmented real images (Frid-Adar et al. 2018): ``classical`` passes every real
+    batch through :func:`medgan.classify.augment.classical_augment` (the augmentation of evaluate's ``classical``
+    arms, at ``augment_real_strength``) before D sees it, so G learns the augmented distribution (DiffAugment, in
+    contrast, augments real and generated images alike for D only; both may be on). ``none``: the raw images."""
+    augment_real_strength: Literal["mild", "moderate"] = "mild"
+    """Strength of ``augment_real: classical`` (:data:`medgan.classify.augment.STRENGTHS`)."""
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
     ema_start: int = Field(0, ge=0)
