@@ -184,6 +184,10 @@ class AugmentConfig(Section):
     seed: int = 0
     use_ema: bool = True
     reject_near_copies: bool = False
+    pairs: bool = False
+    """Counterfactual pairs: ``n`` is the number of pairs; every class is generated from the same latent ``z`` per
+    pair (the manifest's ``pair_id``), so the members of a pair differ only in their class. Excludes ``classes`` and
+    ``balance``; with ``reject_near_copies`` a flagged member has its whole pair redrawn."""
     overwrite: bool = False
     device: str = "cpu"
     """Where the generator runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``); byte-identical repeats are promised on CPU."""
@@ -249,6 +253,11 @@ class EvalConfig(Section):
     training split, medgan.classify.teacher) assigns to their conditioned class with at least this probability; 0
     keeps every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
     filter_pool_factor: int = Field(3, ge=1)
+    pairs: bool = False
+    """Draw the synthetic pool from ``--checkpoint`` as counterfactual pairs: image ``k`` of every class comes from
+    the same latent vector (as ``medgan augment --pairs``), and the pool keeps the pair ids
+    (:attr:`medgan.synthesis.bank.SyntheticBank.pair_ids`). The GAN arms still draw their images per class from the
+    pool. With ``--synthetic``, the folder must be an ``augment --pairs`` run."""
     quality: bool = True
     privacy: bool = True
     threads: int = Field(0, ge=0)
