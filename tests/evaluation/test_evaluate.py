@@ -225,3 +225,23 @@ def test_evaluate_names_the_checkpoint_file_and_a_refusal_announces_no_work(tmp_
         evaluate(_cfg(**{"evaluate.arms": "baseline,gan"}), checkpoint=ck, log=said.append)
     assert f"checkpoint: {ck}" in said
     assert not any("drawing" in s for s in said), said
+
+
+def test_evaluate_pairs_draws_the_pool_as_pairs_and_refuses_a_folder_without(tmp_path):
+    from helpers import make_checkpoint, tiny_cfg
+
+    from medgan.evaluation.arms import expand_arms
+    from medgan.evaluation.evaluate import load_pool
+    from medgan.synthesis.export import augment
+
+    cfg = tiny_cfg(data__scarce=["2=40"], evaluate__pairs=True, evaluate__n_synthetic=4)
+    data = load_dataset("phantom2d", scarce=["2=40"])
+    ck = make_checkpoint(tmp_path / "g.pt", {**data.meta(), "size": 28})
+    arms = expand_arms(["gan+oversample"], [0.5])
+    pool, _ = load_pool(cfg, data, arms, {"gan+oversample@0.5": [0, 0, 4]}, ck, None, lambda s: None)
+    assert pool.pair_ids.tolist() == [p for p in range(4) for _ in range(3)]
+    folder = augment(ck, tmp_path / "plain", n=4, format="npz", progress=False).out_dir
+    with pytest.raises(EvaluationError, match="holds no counterfactual pairs.*augment --pairs"):
+        load_pool(cfg, data, arms, {}, None, folder, lambda s: None)
+    paired = augment(ck, tmp_path / "paired", n=4, pairs=True, format="npz", progress=False).out_dir
+    assert load_pool(cfg, data, arms, {}, None, paired, lambda s: None)[0].pair_ids is not None
