@@ -17,8 +17,7 @@ One step = ``train.d_steps`` discriminator updates, then one generator update, t
   (:class:`~medgan.training.batches.IndexDraw`: uniform, or class-balanced when ``train.balanced`` is on, or
   ``auto`` and the largest class is > 1.5x the smallest); generated images use the labels of the real batch, so D
   sees the same class mix;
-* with ``train.augment_real: classical`` each real batch is classically augmented first (its own stream), so G
-  learns the augmented distribution;
+* ``train.augment_real: classical`` augments each real batch first (:class:`~medgan.training.batches.RealAugment`);
 * DiffAugment (``train.diffaugment``) is applied to real and generated images in both D and G passes, with its
   own generator; ADA (``adaptive``) adjusts its probability from D's outputs on real images;
 * the EMA of G's weights ramps its decay up (:meth:`Trainer.ema_beta`) and copies G's batch-norm buffers;
@@ -55,7 +54,7 @@ from medgan.runtime import (
     set_global_rng_state,
 )
 from medgan.training import schedules
-from medgan.training.batches import IndexDraw, use_balanced
+from medgan.training.batches import IndexDraw, RealAugment, use_balanced
 from medgan.training.distributed import DistInfo
 from medgan.training.losses import get_loss
 from medgan.training.regularizers import LeCam, feature_matching_loss, r1_penalty
@@ -146,16 +145,9 @@ class Trainer:
         self.gen_idx = torch.Generator(self.device).manual_seed(derive_seed(t.seed, r, 1))
         self.gen_noise = torch.Generator(self.device).manual_seed(derive_seed(t.seed, r, 2))
         self.gen_aug = torch.Generator(self.device).manual_seed(derive_seed(t.seed, r, 3))
-        # classical augmentation of the real batch (train.augment_real): its own CPU stream (ClassicalAugment draws
-        # its parameters on the CPU), so turning it on leaves every other stream as it was
-        self.gen_real_aug: torch.Generator | None = None
-        self.real_aug = None
-        if t.augment_real == "classical":
-            from medgan.classify.augment import classical_augment
 
-            self.gen_real_aug = torch.Generator().manual_seed(derive_seed(t.seed, r, 4))
-            self.real_aug = classical_augment(t.augment_real_strength, self.spatial_dims, self.gen_real_aug)
-
+        self.real_aug = RealAugment(t.augment_real, t.augment_real_strength, self.spatial_dims,
+                                    derive_seed(t.seed, r, 4), self.memory_format)
         self.x = tdata.x["train"].to(self.device).contiguous(memory_format=self.memory_format)
         self.y = tdata.y["train"].to(self.device)
         self.counts = torch.bincount(tdata.y["train"], minlength=self.num_classes).tolist()
@@ -187,14 +179,6 @@ class Trainer:
         if sd > 0:
             x = x + torch.empty_like(x).normal_(0.0, sd, generator=self.gen_aug)  # keeps the memory layout
         return x
-
-    def real_batch(self, idx: torch.Tensor) -> torch.Tensor:
-        """The real images at ``idx`` as the GAN learns them: raw, or classically augmented (``train.augment_real``,
-        from the real-augmentation stream) before anything else (DiffAugment, instance noise) touches them."""
-        x = self.x[idx]
-        if self.real_aug is None:
-            return x
-        return self.real_aug(x).contiguous(memory_format=self.memory_format)
 
     def instance_noise_sd(self, step: int) -> float:
         """The instance noise's standard deviation at ``step`` (:func:`~medgan.training.schedules.instance_noise_sd`
@@ -240,7 +224,7 @@ class Trainer:
         for k in range(t.d_steps):
             last = k == t.d_steps - 1
             idx = self.batches.draw(B)
-            x_real, y = self.real_batch(idx), self.y[idx]
+            x_real, y = self.real_aug(self.x[idx]), self.y[idx]
             z = self._noise(B)
             r1 = t.r1_gamma > 0 and self.d_updates % max(1, t.r1_every) == 0
             self.G.requires_grad_(last)
@@ -407,8 +391,7 @@ class Trainer:
         state = global_rng_state()
         cuda = state.pop("cuda", None)
         state.update(idx=self.gen_idx.get_state(), noise=self.gen_noise.get_state(), aug=self.gen_aug.get_state())
-        if self.gen_real_aug is not None:
-            state["real_aug"] = self.gen_real_aug.get_state()
+        state.update(self.real_aug.rng_state())
         if cuda is not None:
             state["cuda"] = cuda
         return state
@@ -418,8 +401,7 @@ class Trainer:
         self.gen_idx.set_state(state["idx"])
         self.gen_noise.set_state(state["noise"])
         self.gen_aug.set_state(state["aug"])
-        if self.gen_real_aug is not None and "real_aug" in state:  # absent: a run that had augment_real off
-            self.gen_real_aug.set_state(state["real_aug"])
+        self.real_aug.set_rng_state(state)
 
     def checkpoint_payload(self) -> dict[str, Any]:
         """The checkpoint dict (see :mod:`medgan.training.checkpoint` for the keys)."""

@@ -48,7 +48,7 @@ def _worker(rank: int, store: str, result_dir: str) -> None:
         g = torch.cat([p.detach().flatten() for p in tr.G.parameters()])
         d = torch.cat([p.detach().flatten() for p in tr.D.parameters()])
         torch.save({"g": g, "d": d, "shard": shard, "ada_p": tr.ada.p,
-                    "real_aug": tr.gen_real_aug.get_state()}, os.path.join(result_dir, f"rank{rank}.pt"))
+                    "real_aug": tr.real_aug.generator.get_state()}, os.path.join(result_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 

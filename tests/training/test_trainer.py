@@ -184,7 +184,7 @@ def test_augment_real_changes_the_real_batch_d_sees_and_only_that(dataset):
     common = dict(data__dataset=dataset, train__batch_size=4, train__diffaugment__enabled=False)
     off = _trainer(**common)
     raw_off, seen_off = _first_real_batch(off)
-    assert torch.equal(seen_off, raw_off) and off.real_aug is None and "real_aug" not in off.rng_state()
+    assert torch.equal(seen_off, raw_off) and not off.real_aug.enabled and "real_aug" not in off.rng_state()
     on = _trainer(**common, train__augment_real="classical")
     raw_on, seen_on = _first_real_batch(on)
     assert torch.equal(raw_on, raw_off)  # its own stream: the batch indices are the same as without it
@@ -202,9 +202,10 @@ def test_augment_real_changes_the_real_batch_d_sees_and_only_that(dataset):
 def test_augment_real_is_seeded_and_its_strength_counts():
     a, b = _trainer(train__augment_real="classical"), _trainer(train__augment_real="classical")
     idx = a.batches.draw(8)
-    assert torch.equal(a.real_batch(idx), b.real_batch(idx))  # same seed, same augmentation
+    assert torch.equal(a.real_aug(a.x[idx]), b.real_aug(b.x[idx]))  # same seed, same augmentation
     c = _trainer(train__augment_real="classical", train__seed=1)
-    assert not torch.equal(a.real_batch(idx), c.real_batch(idx))
+    assert not torch.equal(a.real_aug(a.x[idx]), c.real_aug(c.x[idx]))
     mild, moderate = (_trainer(train__augment_real="classical", train__augment_real_strength=s) for s in
                       ("mild", "moderate"))
-    assert mild.real_aug.rotate < moderate.real_aug.rotate and mild.real_aug.scale < moderate.real_aug.scale
+    assert mild.real_aug.augment.rotate < moderate.real_aug.augment.rotate
+    assert mild.real_aug.augment.scale < moderate.real_aug.augment.scale
