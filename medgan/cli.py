@@ -146,6 +146,8 @@ def train_cmd(
     loss: str = opt("train.loss", "--loss", help="minimax, bce, hinge, lsgan or energy."),
     amp: str = opt("train.amp", "--amp", help="off or bf16 autocast."),
     device: str = opt("train.device", "--device", help="auto, cpu or cuda[:N]."),
+    augment_real: str = opt("train.augment_real", "--augment-real", help="none, or classical: the GAN learns "
+                            "classically augmented real images."),
     data_dir: Path = DataDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (YAML) and exit."),
@@ -162,6 +164,7 @@ def train_cmd(
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.loss": loss,
         "train.amp": amp, "train.device": device, "train.progress": False if quiet else None,
+        "train.augment_real": augment_real,
     })
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)
@@ -181,11 +184,14 @@ def augment_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'medgan train', or its run "
                                     "folder (best.pt when present, else last.pt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: <class>/<id>.<ext> files + manifest.csv."),
-    n: int = opt("augment.n", "--n", help="Samples PER requested class."),
+    n: int = opt("augment.n", "--n", help="Samples PER requested class (with --pairs: the number of pairs)."),
     classes: list[str] = typer.Option(None, "--class", help="Generate only this class: name, index or the folder "
                                       "name augment writes (normal_benign); repeatable. Default: every class."),
     balance: bool = opt("augment.balance", "--balance", help="Instead of --n: top each requested class up to the "
                         "majority class count of the checkpoint's training data."),
+    pairs: bool = opt("augment.pairs", "--pairs", help="Counterfactual pairs: one latent z per pair for every "
+                      "class, so a pair's images differ only in class; pair_id in the manifest. Not with --class "
+                      "or --balance."),
     fmt: str = opt("augment.format", "--format", "-f", help="png (2D only), npz (one MedMNIST-layout file), nifti "
                    "or dicom."),
     seed: int = opt("augment.seed", "--seed", help="Run seed: same checkpoint + arguments + seed = identical files."),
@@ -214,10 +220,12 @@ def augment_cmd(
     """Write labelled synthetic samples from a checkpoint, with a provenance manifest.
 
     --n N writes N samples for each requested class (every class unless --class is given); --balance writes, for
-    each requested class, the number that tops it up to the majority class count of the training data.
+    each requested class, the number that tops it up to the majority class count of the training data; --pairs
+    --n N writes N counterfactual pairs (one image of every class per pair, from the same latent z).
     """
     cfg = load_cli_config(config, {
         "augment.n": n, "augment.classes": classes or None, "augment.balance": balance, "augment.format": fmt,
+        "augment.pairs": pairs,
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
         "augment.reject_near_copies": reject_near_copies, "augment.amp": amp, "augment.workers": workers,

@@ -128,6 +128,13 @@ class TrainConfig(Section):
     instance_noise_decay: int = Field(0, ge=0)
     """Decay the instance noise linearly to 0 over this many steps (0: constant)."""
     diffaugment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
+    augment_real: Literal["none", "classical"] = "none"
+    """Train the GAN on classically augmented real images (Frid-Adar et al. 2018): ``classical`` passes every real
+    batch through :func:`medgan.classify.augment.classical_augment` (the augmentation of evaluate's ``classical``
+    arms, at ``augment_real_strength``) before D sees it, so G learns the augmented distribution (DiffAugment, in
+    contrast, augments real and generated images alike for D only; both may be on). ``none``: the raw images."""
+    augment_real_strength: Literal["mild", "moderate"] = "mild"
+    """Strength of ``augment_real: classical`` (:data:`medgan.classify.augment.STRENGTHS`)."""
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     """Exponential moving average of G's weights (0: off); the EMA generator samples by default."""
     ema_start: int = Field(0, ge=0)
@@ -177,6 +184,10 @@ class AugmentConfig(Section):
     seed: int = 0
     use_ema: bool = True
     reject_near_copies: bool = False
+    pairs: bool = False
+    """Counterfactual pairs: ``n`` is the number of pairs; every class is generated from the same latent ``z`` per
+    pair (the manifest's ``pair_id``), so the members of a pair differ only in their class. Excludes ``classes`` and
+    ``balance``; with ``reject_near_copies`` a flagged member has its whole pair redrawn."""
     overwrite: bool = False
     device: str = "cpu"
     """Where the generator runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``); byte-identical repeats are promised on CPU."""
@@ -247,6 +258,11 @@ class EvalConfig(Section):
     training split, medgan.classify.teacher) assigns to their conditioned class with at least this probability; 0
     keeps every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
     filter_pool_factor: int = Field(3, ge=1)
+    pairs: bool = False
+    """Draw the synthetic pool from ``--checkpoint`` as counterfactual pairs: image ``k`` of every class comes from
+    the same latent vector (as ``medgan augment --pairs``), and the pool keeps the pair ids
+    (:attr:`medgan.synthesis.bank.SyntheticBank.pair_ids`). The GAN arms still draw their images per class from the
+    pool. With ``--synthetic``, the folder must be an ``augment --pairs`` run."""
     quality: bool = True
     privacy: bool = True
     threads: int = Field(0, ge=0)

@@ -144,6 +144,19 @@ def make_checkpoint(path: str | Path, meta: dict[str, Any], step: int = 7, ema: 
     return save_checkpoint(path, payload)
 
 
+def classless_checkpoint(path: str | Path, meta: dict[str, Any]) -> Path:
+    """:func:`make_checkpoint` with the class-conditional gains and biases at zero: a generator that ignores the class
+    (as one at ``cond_scale`` 0), so that images from the same latent are the same in every class."""
+    make_checkpoint(path, meta)
+    ckpt = torch.load(path, weights_only=True)
+    for key in ("generator", "ema_generator"):
+        for name, t in ckpt[key].items():
+            if name.startswith("cbn."):
+                t.zero_()
+    torch.save(ckpt, path)
+    return Path(path)
+
+
 _CACHE: dict[tuple[str, str], Path] = {}
 
 

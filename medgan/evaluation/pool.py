@@ -63,8 +63,10 @@ def check_matches_dataset(class_names: list[str], shape: tuple[int, ...], data: 
 
 
 def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, size: int | None, n_per_class: int,
-                         seed: int, say: Callable[[str], None] | None = None) -> tuple[SyntheticBank, int]:
-    """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks.
+                         seed: int, say: Callable[[str], None] | None = None,
+                         pairs: bool = False) -> tuple[SyntheticBank, int]:
+    """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks
+    (``pairs``: as ``n_per_class`` counterfactual pairs, one latent per pair for every class, keeping the pair ids).
     ``path``: a checkpoint, a run folder, or the :class:`~medgan.training.checkpoint.CheckpointChoice` the caller
     resolved; the file is loaded (and hashed) once. ``say`` announces the drawing once the checks passed (a
     refusal announces no work). Returns the pool and the image size."""
@@ -86,11 +88,14 @@ def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, si
     sampler = Sampler.from_loaded(ckpt, choice)  # checks the weights too
     del ckpt
     if say is not None:
-        say(f"drawing {n_per_class} synthetic images per class from {path}")
+        say(f"drawing {n_per_class} synthetic images per class from {path}"
+            + (" as counterfactual pairs (one latent z per pair for every class)" if pairs else ""))
     source = {"kind": "checkpoint", "path": str(path), "sha256": sampler.checkpoint_sha256, "seed": seed,
               "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"],
-              **({"checkpoint_choice": sampler.checkpoint_note} if choice.why else {})}
-    return SyntheticBank.from_sampler(sampler, n_per_class=n_per_class, seed=seed, provenance=source), size
+              **({"checkpoint_choice": sampler.checkpoint_note} if choice.why else {}),
+              **({"pairs": n_per_class} if pairs else {})}
+    return SyntheticBank.from_sampler(sampler, n_per_class=n_per_class, seed=seed, provenance=source,
+                                      pairs=pairs), size
 
 
 def _folder_fingerprint(path: Path) -> tuple[str | None, str]:

@@ -131,8 +131,9 @@ class Report:
             f"{', '.join(ds['scarce_classes'])}. Training-split fingerprint `{ds['train_fingerprint'][:12]}`.")
         syn = d.get("synthetic")
         if syn:
-            parts.append(f"- Synthetic images: {syn['kind']} `{syn['path']}`, pool per class {syn['pool_counts']}; "
-                         f"leakage guard: {syn['leakage_guard']}.")
+            pairs = f", drawn as {syn['pairs']} counterfactual pairs" if syn.get("pairs") else ""
+            parts.append(f"- Synthetic images: {syn['kind']} `{syn['path']}`, pool per class {syn['pool_counts']}"
+                         f"{pairs}; leakage guard: {syn['leakage_guard']}.")
             flt = syn.get("filter")
             if flt:
                 parts.append(f"  - sample filtering: kept images whose p(conditioned class) >= {flt['threshold']} "

@@ -81,14 +81,20 @@ def proportional(real_counts: Sequence[int], ratio: float | str) -> list[int]:
 
 
 def per_class_request(requested: Sequence[int], n: int | None, balance: bool,
-                      train_counts: Sequence[int] | None, class_names: Sequence[str]) -> dict[int, int]:
+                      train_counts: Sequence[int] | None, class_names: Sequence[str],
+                      pairs: bool = False) -> dict[int, int]:
     """``medgan augment``: ``n`` samples for each requested class index, or (``balance``) what tops each requested
     class up to the majority class count of the generator's training data (classes already there get none).
 
     A class without training images is refused: the generator never saw it, its samples would be noise under a
-    real class's label."""
+    real class's label. ``pairs``: ``n`` counterfactual pairs over every class, so an untrained class is refused
+    with that reason."""
     if train_counts and len(train_counts) == len(class_names):
         unseen = [class_names[c] for c in requested if int(train_counts[c]) == 0]
+        if unseen and pairs:
+            raise MedganError(f"--pairs needs every class, but {', '.join(repr(n) for n in unseen)} had no training "
+                              "images, so the generator never learned it; drop --pairs and request trained classes "
+                              "with --class")
         if unseen:
             raise MedganError(f"class(es) {', '.join(repr(n) for n in unseen)} had no training images, so the "
                               "generator never learned them; request only trained classes with --class")

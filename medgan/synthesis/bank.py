@@ -9,6 +9,11 @@ Layout: the bank stores images in medgan's array order (the model grid, :mod:`me
 out in ``layout="monai"`` by default: the axis order MONAI's ``LoadImage`` (default arguments) gives a file of the
 training data's kind, so a synthetic image lines up with a real one loaded in any MONAI pipeline. ``layout="array"``
 gives medgan's own order (what ``medgan train``/``evaluate`` and MedMNIST ``.npz`` arrays use).
+
+Counterfactual pairs: a bank drawn with ``pairs=True`` (:meth:`SyntheticBank.from_checkpoint`,
+:meth:`~SyntheticBank.from_sampler`) or read from a ``medgan augment --pairs`` folder keeps each image's pair id
+(:attr:`SyntheticBank.pair_ids`; the images of one pair share their latent vector and differ only in class), so a
+recipe can use images that differ only in class (:meth:`SyntheticBank.pair_positions`).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ class SyntheticBank:
 
     def __init__(self, data: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                  intensity: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
-                 grid: Grid | None = None, layout: str = "monai") -> None:
+                 grid: Grid | None = None, layout: str = "monai", pair_ids: np.ndarray | None = None) -> None:
         data = np.ascontiguousarray(data)
         if data.dtype not in (np.uint8, np.float16):
             raise MedganError(f"bank storage must be uint8 or float16, got {data.dtype}")
@@ -84,11 +89,17 @@ class SyntheticBank:
         dims = data.ndim - 2
         self.grid = grid if grid is not None else Grid(dims, int(data.shape[-1]), None, "array", False)
         self.layout = _check_layout(layout)
+        self._pairs: np.ndarray | None = None
+        if pair_ids is not None:
+            pairs = np.asarray(pair_ids, dtype=np.int64).reshape(-1)
+            if len(pairs) != len(labels):
+                raise MedganError(f"bank has {len(labels)} images but {len(pairs)} pair ids")
+            self._pairs = pairs
 
     def with_layout(self, layout: str) -> SyntheticBank:
         """The same images (shared, not copied) handed out in another ``layout``."""
         return SyntheticBank(self._data, self._labels, self.class_names, self.intensity, self.provenance, self.grid,
-                             layout)
+                             layout, self._pairs)
 
     def affine(self) -> np.ndarray:
         """The model grid's affine (diagonal, its spacing in mm; 1 where unknown) in the bank's layout."""
@@ -110,8 +121,9 @@ class SyntheticBank:
     def from_tensors(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | Sequence[int],
                      class_names: Sequence[str], storage: str = "uint8", intensity: dict[str, Any] | None = None,
                      provenance: dict[str, Any] | None = None, grid: Grid | None = None,
-                     layout: str = "monai") -> SyntheticBank:
-        """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y``.
+                     layout: str = "monai", pair_ids: np.ndarray | Sequence[int] | None = None) -> SyntheticBank:
+        """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y`` (and, for counterfactual
+        pairs, each image's ``pair_ids``).
 
         ``x`` is in medgan's array layout of ``grid``; without a ``grid`` the images are handed out as given."""
         if storage not in STORAGES:
@@ -123,30 +135,36 @@ class SyntheticBank:
             raise MedganError(f"{len(bad)} image(s) hold NaN or infinite values (first x[{int(bad[0])}]); a bank "
                               "takes model-space images in [-1, 1]: drop or fix them")
         yy = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        return cls(_encode(a, storage), yy, class_names, intensity, provenance, grid, layout)
+        return cls(_encode(a, storage), yy, class_names, intensity, provenance, grid, layout,
+                   None if pair_ids is None else np.asarray(pair_ids))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, n_per_class: int, seed: int = 0,
                         classes: Sequence[int | str] | None = None, use_ema: bool = True, storage: str = "uint8",
                         batch_size: int = 256, filter_fn=None, device: str = "cpu",
-                        layout: str = "monai") -> SyntheticBank:
+                        layout: str = "monai", pairs: bool = False) -> SyntheticBank:
         """Sample ``n_per_class`` images per class (default every class) from a checkpoint's generator, or from a run
         folder: its ``best.pt`` when quality tracking wrote one, else ``last.pt``
         (:func:`medgan.training.checkpoint.resolve_checkpoint`). ``provenance["checkpoint_choice"]`` says which file
-        it took and why (also logged on the ``medgan`` logger)."""
+        it took and why (also logged on the ``medgan`` logger). ``pairs``: as counterfactual pairs
+        (:meth:`from_sampler`)."""
         from medgan.synthesis.sampler import Sampler
 
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         s = Sampler.from_checkpoint(path, use_ema=use_ema, device=device)
-        return cls.from_sampler(s, n_per_class, seed, classes, storage, batch_size, filter_fn, layout=layout)
+        return cls.from_sampler(s, n_per_class, seed, classes, storage, batch_size, filter_fn, layout=layout,
+                                pairs=pairs)
 
     @classmethod
     def from_sampler(cls, s: Sampler, n_per_class: int, seed: int = 0, classes: Sequence[int | str] | None = None,
                      storage: str = "uint8", batch_size: int = 256, filter_fn=None,
-                     provenance: dict[str, Any] | None = None, layout: str = "monai") -> SyntheticBank:
+                     provenance: dict[str, Any] | None = None, layout: str = "monai",
+                     pairs: bool = False) -> SyntheticBank:
         """Sample ``n_per_class`` images per class from an already loaded :class:`Sampler`; ``provenance``
-        replaces the default record (checkpoint, hash, step, seed)."""
+        replaces the default record (checkpoint, hash, step, seed). ``pairs``: ``n_per_class`` counterfactual
+        pairs over ``classes`` instead (one shared latent per pair, :meth:`Sampler.stream`), images in pair order,
+        with their :attr:`pair_ids`; a ``filter_fn`` redraws whole pairs."""
         if storage not in STORAGES:
             raise MedganError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         if isinstance(n_per_class, bool) or not isinstance(n_per_class, int | np.integer) or n_per_class < 1:
@@ -162,17 +180,22 @@ class SyntheticBank:
                               "'medgan augment' and use SyntheticBank.from_folder)")
         data = np.empty((total, *s.shape), dtype=np.uint8 if storage == "uint8" else np.float16)
         labels = np.empty(total, dtype=np.int64)
+        pair_ids = np.empty(total, dtype=np.int64) if pairs else None
         pos = 0
-        for b in s.stream(n_per_class, idx, seed=seed, batch_size=batch_size, filter_fn=filter_fn):
+        for b in s.stream(n_per_class, idx, seed=seed, batch_size=batch_size, filter_fn=filter_fn, pairs=pairs):
             k = len(b.y)
             data[pos : pos + k] = _encode(b.x.numpy(), storage)
             labels[pos : pos + k] = b.y.numpy()
+            if pair_ids is not None:
+                pair_ids[pos : pos + k] = b.pair
             pos += k
         prov = provenance if provenance is not None else {
             "source": "checkpoint", "checkpoint": str(s.checkpoint_path), "checkpoint_sha256": s.checkpoint_sha256,
             "generator_step": s.step, "seed": int(seed), "used_ema": s.used_ema, "dataset": s.meta.get("name"),
             "checkpoint_choice": s.checkpoint_note}
-        return cls(data, labels, s.class_names, s.meta.get("intensity"), prov, model_grid(s.meta), layout)
+        if pairs:
+            prov = {**prov, "pairs": int(n_per_class)}
+        return cls(data, labels, s.class_names, s.meta.get("intensity"), prov, model_grid(s.meta), layout, pair_ids)
 
     @classmethod
     def from_folder(cls, path: str | Path, storage: str = "uint8", layout: str = "monai") -> SyntheticBank:
@@ -181,12 +204,23 @@ class SyntheticBank:
         Source values are mapped to [-1, 1] with the intensity range recorded in the folder's ``augment.json``
         (``.npz`` without one: uint8 means 0..255, otherwise the data's own min..max). Files are read back into
         medgan's array layout with the geometry ``augment.json`` records (2D ``.npz`` arrays without one count as
-        images, 3D ones as volumes).
+        images, 3D ones as volumes). The folder of an ``augment --pairs`` run gives its pair ids (the manifest's
+        ``pair_id``) in :attr:`pair_ids`.
         """
         from medgan.data.dataset import Intensity
         from medgan.data.grid import row_first
         from medgan.data.preprocess import to_model_tensor
         from medgan.synthesis.outdir import INFO, MANIFEST, read_manifest
+        from medgan.synthesis.readback import (
+            as_recorded,
+            check_manifest,
+            inside,
+            npz_pair_ids,
+            pair_column,
+            read_file,
+            read_npz,
+            recorded_shape,
+        )
         from medgan.synthesis.writers import NPZ_NAME, file_axes_swapped
 
         p = Path(path)
@@ -197,28 +231,30 @@ class SyntheticBank:
         if (folder / INFO).is_file():
             info = json.loads((folder / INFO).read_text())
         npz = p if p.is_file() else (folder / NPZ_NAME if info.get("format") == "npz" else None)
-        want = _recorded_shape(folder, info)
+        want = recorded_shape(folder, info)
         if npz is not None:
             if info and (folder / MANIFEST).is_file():
-                _check_manifest(folder, info)
-            images, labels, names = _read_npz(npz, info.get("spatial_dims"))
+                check_manifest(folder, info)
+            images, labels, names = read_npz(npz, info.get("spatial_dims"))
             if want is not None and len(images) and tuple(images.shape[1:]) != want:
                 raise DatasetError(f"{npz} holds images of shape {tuple(images.shape[1:])} but {folder / INFO} "
                                    f"records {want} (channels, *spatial): the file was changed after medgan augment "
                                    "wrote it; re-run medgan augment")
             prov_rows = None
+            pair_ids = npz_pair_ids(folder, info, len(images))
         else:
             rows = read_manifest(folder)
             if not info:
                 raise DatasetError(f"{folder} lacks {INFO}; it is not a complete 'medgan augment' output folder")
-            files = [_inside(folder, r.get("path"), n) for n, r in enumerate(rows, start=2)]
-            _check_manifest(folder, info)
+            files = [inside(folder, r.get("path"), n) for n, r in enumerate(rows, start=2)]
+            check_manifest(folder, info)
             # files written before augment.json recorded "file_axes" hold medgan's array order as is
             swap = info.get("file_axes") == "natural" and file_axes_swapped(info["format"], model_grid(info).row_first)
-            images = np.stack([_as_recorded(_read_file(f, int(info["spatial_dims"]), swap), want, f, folder)
+            images = np.stack([as_recorded(read_file(f, int(info["spatial_dims"]), swap), want, f, folder)
                                for f in files]) if rows \
                 else np.zeros((0, int(info["channels"]), *([int(info["size"])] * int(info["spatial_dims"]))), np.uint8)
             labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
+            pair_ids = pair_column(rows, folder)
             names = None
             prov_rows = len(rows)
         class_names = info.get("class_names") or names or [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 1)]
@@ -230,11 +266,13 @@ class SyntheticBank:
                                                                               "seed", "dataset") if k in info}}
         if prov_rows is not None:
             prov["manifest_rows"] = prov_rows
+        if pair_ids is not None:
+            prov["pairs"] = int(info.get("pairs") or len(np.unique(pair_ids)))
         if "size" in info or "grid" in info:
             grid = model_grid(info)
         else:
             grid = Grid(dims, int(images.shape[-1]), None, "array", row_first("array", dims))
-        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov, grid, layout)
+        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov, grid, layout, pair_ids)
 
     # ---------------------------------------------------------------------------------------- access
 
@@ -296,6 +334,19 @@ class SyntheticBank:
     def labels(self) -> torch.Tensor:
         return torch.from_numpy(self._labels.copy())
 
+    @property
+    def pair_ids(self) -> np.ndarray | None:
+        """Each image's counterfactual pair id (int64; images with the same id share their latent vector and differ
+        only in class), or ``None`` when the bank was not drawn as pairs."""
+        return None if self._pairs is None else self._pairs.copy()
+
+    def pair_positions(self, pair_id: int) -> np.ndarray:
+        """Positions of the images of pair ``pair_id`` (one per class the pair holds, in the bank's order)."""
+        if self._pairs is None:
+            raise MedganError("this synthetic bank holds no counterfactual pairs; build it with pairs=True or from a "
+                              "'medgan augment --pairs' folder")
+        return np.flatnonzero(self._pairs == int(pair_id))
+
     def class_index(self, c: int | str) -> int:
         """Class index from an index or a name (raises :class:`MedganError` listing the valid ones)."""
         return class_index(c, self.class_names)
@@ -338,101 +389,5 @@ class SyntheticBank:
         """A bank of the images at positions ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
         return SyntheticBank(self._data[idx], self._labels[idx], self.class_names, self.intensity, self.provenance,
-                             self.grid, self.layout)
+                             self.grid, self.layout, None if self._pairs is None else self._pairs[idx])
 
-
-def _read_npz(path: Path, dims: int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """A MedMNIST-layout npz -> ``(N, C, *spatial)`` images, labels and class names if stored."""
-    from medgan.data.npz import channel_first, read_labels
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "train_images" not in z.files or "train_labels" not in z.files:
-                raise DatasetError(f"{path} lacks train_images/train_labels; pass a MedMNIST-layout .npz")
-            images, _ = channel_first(z["train_images"], dims, str(path))
-            labels = read_labels(z["train_labels"], str(path))
-            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {path} as .npz ({type(e).__name__}); is the file complete?") from None
-    return images, labels, names
-
-
-def _check_manifest(folder: Path, info: dict[str, Any]) -> None:
-    """Refuse a ``manifest.csv`` that is not the one ``augment.json`` records (``manifest_sha256``; folders of
-    medgan versions before that record are not checked): its rows would be trusted for labels and files."""
-    from medgan.io import file_sha256
-    from medgan.synthesis.outdir import INFO, MANIFEST
-
-    want = info.get("manifest_sha256")
-    if not want:
-        return
-    found = file_sha256(folder / MANIFEST)
-    if found != want:
-        raise DatasetError(f"{folder / MANIFEST} is not the manifest medgan augment wrote: {folder / INFO} records "
-                           f"SHA-256 {str(want)[:16]}..., the file has {found[:16]}...; it was edited or replaced "
-                           "afterwards: re-run medgan augment")
-
-
-def _recorded_shape(folder: Path, info: dict[str, Any]) -> tuple[int, ...] | None:
-    """``(C, *spatial)`` of the images ``augment.json`` records (``None`` without such a record); an intensity
-    record there must be sound (:func:`~medgan.data.dataset.intensity_problem`)."""
-    from medgan.data.dataset import intensity_problem
-    from medgan.synthesis.outdir import INFO
-
-    if "intensity" in info and (problem := intensity_problem(info["intensity"])):
-        raise DatasetError(f"{folder / INFO}: its intensity record {problem}; re-run medgan augment")
-    try:
-        return (int(info["channels"]),) + (int(info["size"]),) * int(info["spatial_dims"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _as_recorded(a: np.ndarray, want: tuple[int, ...] | None, path: Path, folder: Path) -> np.ndarray:
-    """A file's image, refused when its shape is not the one ``augment.json`` records (a file replaced later)."""
-    if want is not None and tuple(a.shape) != want:
-        raise DatasetError(f"{path} holds an image of shape {tuple(a.shape)} but {folder / 'augment.json'} records "
-                           f"{want} (channels, *spatial): the file was replaced after medgan augment wrote it; "
-                           "re-run medgan augment")
-    return a
-
-
-def _inside(folder: Path, rel: str | None, row: int) -> Path:
-    """``folder / rel`` for a manifest path that stays inside ``folder`` (no absolute path, no ``..`` out of it,
-    no symlink pointing elsewhere); a manifest may not make medgan read files outside its folder."""
-    root = folder.resolve()
-    p = (folder / (rel or "")).resolve()
-    if not rel or Path(rel).is_absolute() or root not in p.parents:
-        raise DatasetError(f"{folder / 'manifest.csv'} row {row}: path {rel!r} points outside {folder}; synthetic "
-                           "files must lie inside their augment folder (re-run medgan augment)")
-    return folder / rel
-
-
-def _read_file(path: Path, spatial_dims: int, swap: bool = False) -> np.ndarray:
-    """One file written by an augment writer -> ``(C, *spatial)`` in source values, in medgan's array layout
-    (``swap``: the file holds the first two spatial axes swapped, see :func:`~medgan.synthesis.writers.file_axes_swapped`)."""
-    name = path.name.lower()
-    if not path.is_file():
-        raise DatasetError(f"{path} is listed in the manifest but missing; re-run medgan augment")
-    if name.endswith(".png"):
-        from PIL import Image
-
-        with Image.open(path) as im:
-            a = np.asarray(im)
-    elif name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        a = np.asarray(nib.load(str(path)).dataobj)
-    elif name.endswith(".dcm"):
-        import pydicom
-
-        ds = pydicom.dcmread(path)
-        a = ds.pixel_array
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        if intercept:
-            a = (a.astype(np.int32) + int(intercept)).astype(np.int16 if a.dtype == np.uint16 else np.int8)
-        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 or spatial_dims == 3:  # frames -> last spatial axis
-            a = np.moveaxis(a, 0, 2)
-    else:
-        raise DatasetError(f"{path}: unknown synthetic file type; expected .png, .nii.gz or .dcm")
-    a = a[None] if a.ndim == spatial_dims else np.moveaxis(a, -1, 0)
-    return np.ascontiguousarray(a.swapaxes(1, 2)) if swap else a

@@ -11,7 +11,16 @@ Manifest columns (text cells escaped against spreadsheet formulas, see :mod:`med
 ``path`` (relative to the folder), ``label``, ``class_name``, ``seed`` (the per-sample seed:
 :func:`medgan.synthesis.sampler.latents_for_seeds` regenerates the sample), ``checkpoint_sha256``,
 ``generator_step``, ``medgan_version``, ``near_copy_redraws`` (how often a ``filter_fn`` had the sample
-redrawn), ``index`` (the row in run order; the row of ``train_images`` for npz).
+redrawn), ``index`` (the row in run order; the row of ``train_images`` for npz); with ``pairs`` also ``pair_id``.
+
+Counterfactual pairs (``pairs=True``, ``medgan augment --pairs --n N``): N pairs, each one image of every class
+generated from one shared latent vector (:func:`medgan.synthesis.seeds.derive_pair_seeds`), so the images of a pair
+differ only in their class. They are written pair by pair (pair ``p`` is ``<class>/<p>.<ext>`` in every class
+folder; consecutive rows of the npz), the manifest's ``pair_id`` and ``seed`` are the same for all members, and
+``augment.json`` records ``"pairs": N``. Near-copy rejection redraws a whole pair (a new shared latent) when any of
+its members is flagged, so pairs stay pairs (``near_copy_redraws`` is the pair's count). ``--class`` and
+``--balance`` are refused with pairs: a pair spans every class, and ``--balance`` asks for different counts per
+class.
 
 Samples are generated batch by batch and written as they come (memory stays flat as ``n`` grows), into the
 hidden staging folder ``out/.medgan-staging/``; the complete run (files, manifest, ``augment.json``) is synced to
@@ -41,7 +50,7 @@ from medgan.errors import ConfigError, MedganError, OutputError
 from medgan.io import default_file_mode, escape_cell, file_sha256, is_disk_error, write_bytes_fast
 from medgan.locks import FolderLock
 from medgan.synthesis import outdir
-from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, read_manifest  # noqa: F401  (part of this API)
+from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, PAIR_ID, read_manifest  # noqa: F401  (API)
 from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:
@@ -70,6 +79,8 @@ class AugmentResult:
     """The checkpoint used and why (a run folder gives its ``best.pt`` when present, else ``last.pt``)."""
     files: list[str] = field(default_factory=list)
     """Extra files written besides the per-sample files (``synthetic.npz``, ``augment.json``)."""
+    pairs: int = 0
+    """Counterfactual pairs written (``pairs=True``), else 0."""
 
     @property
     def samples_per_second(self) -> float:
@@ -78,6 +89,8 @@ class AugmentResult:
     def summary(self) -> str:
         """What the CLI prints: how many samples of which class went where, how fast, and the manifest."""
         per = ", ".join(f"{k}: {v}" for k, v in self.counts.items())
+        if self.pairs:
+            per = f"{self.pairs} counterfactual pairs; {per}"
         ck = f"\ncheckpoint: {self.checkpoint}" if self.checkpoint else ""
         return (f"wrote {self.n_samples} {self.format} samples ({per}) in {self.seconds:.3f} s "
                 f"({self.samples_per_second:.0f} samples/s) to {self.out_dir}\nmanifest: {self.manifest}{ck}")
@@ -139,6 +152,8 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     * ``format``: ``png`` (2D only), ``npz``, ``nifti`` or ``dicom``;
     * ``seed``: run seed; per-sample seeds derive from (seed, class, index), so the same checkpoint, arguments and
       seed give byte-identical files;
+    * ``pairs``: counterfactual pairs: ``n`` is the number of pairs, each one sample of every class from one shared
+      latent (module docstring); not with ``classes`` or ``balance``;
     * ``reject_near_copies``: redraw samples that are near-copies of the generator's training images
       (:mod:`medgan.synthesis.near_copies`), read from ``train_data``: a dataset spec, a
       :class:`~medgan.config.DataConfig` (``medgan augment --dataset/--data-dir/--scarce/--split-seed``) or a
@@ -184,7 +199,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
         out_dir=out, manifest=out / MANIFEST, format=job.fmt, counts=job.counts_by_name(), n_samples=row,
         seconds=time.perf_counter() - t0, checkpoint_sha256=job.prov.checkpoint_sha256,
         generator_step=job.prov.generator_step, redraws=redraws, files=[*extra, INFO],
-        checkpoint=job.sampler.checkpoint_note,
+        checkpoint=job.sampler.checkpoint_note, pairs=job.n_pairs,
     )
 
 
@@ -201,6 +216,8 @@ class _Job:
     batch_size: int
     workers: int
     filter_fn: Callable[[Any, Any], Any] | None
+    n_pairs: int = 0
+    """Counterfactual pairs asked for (0: an ordinary run)."""
     written: int = 0
     """Samples written so far (for messages about a failed run)."""
 
@@ -227,9 +244,12 @@ class _Job:
             raise ConfigError(f"--batch-size must be positive, got {o.batch_size}")
         if int(o.workers) < 0:
             raise ConfigError(f"--workers must be >= 0 (0: one per CPU core), got {o.workers}")
+        pairs = bool(o.pairs)
+        if pairs:
+            _check_pairs(o)
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
         counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n,
-                                   o.balance, sampler.meta.get("train_counts"), sampler.class_names)
+                                   o.balance, sampler.meta.get("train_counts"), sampler.class_names, pairs=pairs)
         if o.reject_near_copies and filter_fn is None:
             from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
 
@@ -243,10 +263,11 @@ class _Job:
             spacing=list(grid.spacing) if grid.spacing else None, modality=meta.get("modality"),
             row_first=grid.row_first,
             run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
-                                **({"amp": sampler.amp} if sampler.amp != "off" else {})}),
+                                **({"amp": sampler.amp} if sampler.amp != "off" else {}),
+                                **({"pairs": True} if pairs else {})}),
         )
         return cls(sampler, fmt, counts, prov, writer_for(fmt), int(o.seed), int(o.batch_size),
-                   int(o.workers) or min(4, os.cpu_count() or 1), filter_fn)
+                   int(o.workers) or min(4, os.cpu_count() or 1), filter_fn, int(o.n) if pairs else 0)
 
     def info(self) -> dict[str, Any]:
         """``augment.json``: what was generated, from what, and how to map it back to model space."""
@@ -260,7 +281,30 @@ class _Job:
             "size": int(meta["size"]), "intensity": meta["intensity"], "spacing": prov.spacing,
             "modality": prov.modality, "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
             "grid": _grid(meta).to_dict(), "file_axes": "natural",
+            **({"pairs": self.n_pairs} if self.n_pairs else {}),
         }
+
+    def stream(self, max_redraws: int):
+        """The sampler's batches for this request: per-class counts, or ``n_pairs`` counterfactual pairs."""
+        from medgan.synthesis.sampler import MAX_REDRAWS
+
+        common = dict(seed=self.seed, out="source", batch_size=self.batch_size, filter_fn=self.filter_fn,
+                      workers=self.workers, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
+        if self.n_pairs:
+            return self.sampler.stream(self.n_pairs, list(self.counts), pairs=True, **common)
+        return self.sampler.stream(counts=self.counts, **common)
+
+
+def _check_pairs(o: AugmentConfig) -> None:
+    """The settings counterfactual pairs exclude, refused with one line each."""
+    if o.classes:
+        raise ConfigError("--pairs and --class exclude each other: a counterfactual pair holds one image of every "
+                          "class from the same latent z; drop --class (or drop --pairs to generate chosen classes)")
+    if o.balance:
+        raise ConfigError("--pairs and --balance exclude each other: --balance gives each class a different count, a "
+                          "pair one image of every class; pass --pairs --n N for N pairs")
+    if o.n is None:
+        raise ConfigError("say how many counterfactual pairs to generate: --pairs --n N")
 
 
 def _grid(meta: dict[str, Any]):
@@ -276,8 +320,6 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
     import torch
     from tqdm.auto import tqdm
 
-    from medgan.synthesis.sampler import MAX_REDRAWS
-
     prov, names = job.prov, job.sampler.class_names
     writer = job.writer_cls(out, prov, job.total)
     fd, tmp_manifest = tempfile.mkstemp(dir=out, prefix=f".{MANIFEST}.", suffix=".tmp")
@@ -287,17 +329,16 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
         with os.fdopen(fd, "w", newline="") as mf, tqdm(total=job.total, unit="img", disable=not progress,
                                                         desc=f"augment -> {job.fmt}") as bar:
             w = csv.writer(mf, lineterminator="\n")
-            w.writerow(MANIFEST_COLUMNS)
-            stream = job.sampler.stream(counts=job.counts, seed=job.seed, out="source", batch_size=job.batch_size,
-                                        filter_fn=job.filter_fn, workers=job.workers,
-                                        max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
+            w.writerow((*MANIFEST_COLUMNS, PAIR_ID) if job.n_pairs else MANIFEST_COLUMNS)
             fixed = (escape_cell(prov.checkpoint_sha256), prov.generator_step, escape_cell(prov.medgan_version))
-            for b in stream:
+            for b in job.stream(max_redraws):
                 y = b.y.numpy() if isinstance(b.y, torch.Tensor) else np.asarray(b.y)
                 paths = writer.write_batch(b.x, y, b.index, b.seeds, row)
+                tail = [(int(p),) for p in b.pair] if b.pair is not None else [()] * len(paths)
                 w.writerows(
-                    (escape_cell(p), int(lab), escape_cell(names[lab]), int(s), *fixed, int(r), row + k)
-                    for k, (p, lab, s, r) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, strict=True))
+                    (escape_cell(p), int(lab), escape_cell(names[lab]), int(s), *fixed, int(r), row + k, *t)
+                    for k, (p, lab, s, r, t) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, tail,
+                                                              strict=True))
                 )
                 redraws += int(b.redraws.sum())
                 row += len(paths)

@@ -27,7 +27,7 @@ with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a class named 
 leading ``'`` (OWASP's advice against CSV injection), and so is one that already starts with quotes followed by
 such a character, so that :func:`medgan.io.unescape_cell` gives every name back exactly. Only text cells (``path``,
 ``class_name``, ``checkpoint_sha256``, ``medgan_version``) are escaped; the numeric ones (``label``, ``seed``,
-``generator_step``, ``near_copy_redraws``, ``index``) are written as non-negative integers (the per-sample seeds
+``generator_step``, ``near_copy_redraws``, ``index``, ``pair_id``) are written as non-negative integers (the per-sample seeds
 are 63-bit), so none ever starts with ``-``. Every reader of the manifest (:func:`read_manifest`) undoes it.
 
 The caller holds the folder's lock (:class:`medgan.locks.FolderLock`) throughout.
@@ -51,6 +51,9 @@ MANIFEST = "manifest.csv"
 INFO = "augment.json"
 MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", "generator_step", "medgan_version",
                     "near_copy_redraws", "index")
+PAIR_ID = "pair_id"
+"""The manifest column of counterfactual pairs (``augment --pairs``), after :data:`MANIFEST_COLUMNS`: the rows of
+one pair share it (and their seed: one latent for every class of the pair)."""
 STAGING = ".medgan-staging"
 _RECORD_KEYS = ("format", "class_names", "counts", "checkpoint_sha256", "medgan_version")
 

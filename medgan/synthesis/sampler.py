@@ -16,7 +16,7 @@ from medgan.data.classes import class_index, class_indices
 from medgan.errors import CheckpointError, MedganError
 from medgan.models.fused import AMP_MODES, FusedGenerator
 from medgan.runtime import ordered_map, resolve_device
-from medgan.synthesis.seeds import derive_seeds, latents_for_seeds
+from medgan.synthesis.seeds import derive_pair_seeds, derive_seeds, latents_for_seeds
 
 if TYPE_CHECKING:
     from medgan.training.checkpoint import CheckpointChoice
@@ -44,14 +44,20 @@ class SampleBatch(NamedTuple):
     """``(B,)`` int64 index of each sample within its class (0-based)."""
     redraws: np.ndarray
     """``(B,)`` int64 number of times a ``filter_fn`` made the sample be redrawn."""
+    pair: np.ndarray | None = None
+    """``(B,)`` int64 pair id of each sample when drawn as counterfactual pairs (``pairs=True``), else ``None``."""
 
 
 @dataclass
 class _Plan:
-    """Which (class, index) pairs to generate, in order: class by class."""
+    """Which (class, index) pairs to generate, in order: class by class; or, for counterfactual pairs, pair by pair
+    (every class of pair ``p`` in a row; the index within each class is ``p``)."""
 
     classes: np.ndarray
     indices: np.ndarray
+    pairs: bool = False
+    group: int = 1
+    """Samples per pair (the classes of a pair); 1 without pairs."""
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -196,8 +202,17 @@ class Sampler:
         return class_indices(classes, self.class_names)
 
     def plan(self, n: int | None = None, classes: Sequence[int | str] | None = None,
-             counts: Mapping[int | str, int] | None = None) -> _Plan:
-        """The (class, index) pairs for ``n`` samples per class in ``classes``, or explicit per-class ``counts``."""
+             counts: Mapping[int | str, int] | None = None, pairs: bool = False) -> _Plan:
+        """The (class, index) pairs for ``n`` samples per class in ``classes``, or explicit per-class ``counts``;
+        with ``pairs``, ``n`` counterfactual pairs over ``classes`` (default every class), pair by pair."""
+        if pairs:
+            if counts is not None:
+                raise MedganError("counterfactual pairs give every class the same number of samples: pass n (the "
+                                  "number of pairs), not per-class counts")
+            if n is None or isinstance(n, bool) or int(n) != n or int(n) <= 0:
+                raise MedganError(f"the number of pairs must be a positive integer, got {n}")
+            cl = np.asarray(self.resolve_classes(classes), dtype=np.int64)
+            return _Plan(np.tile(cl, int(n)), np.repeat(np.arange(int(n), dtype=np.int64), len(cl)), True, len(cl))
         if counts is not None:
             per = {class_index(c, self.class_names): int(k) for c, k in counts.items()}
         else:
@@ -256,8 +271,14 @@ class Sampler:
     def stream(self, n: int | None = None, classes: Sequence[int | str] | None = None, seed: int = 0,
                out: str = "model", batch_size: int = 256, counts: Mapping[int | str, int] | None = None,
                filter_fn: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
-               max_redraws: int = MAX_REDRAWS, workers: int = 1) -> Iterator[SampleBatch]:
+               max_redraws: int = MAX_REDRAWS, workers: int = 1, pairs: bool = False) -> Iterator[SampleBatch]:
         """Generate batch by batch (memory stays flat): ``n`` samples per requested class, class by class.
+
+        ``pairs``: ``n`` counterfactual pairs instead, pair by pair: the members of pair ``p`` (one per requested
+        class) share one latent vector (:func:`~medgan.synthesis.seeds.derive_pair_seeds`), so they differ only in
+        their class; ``SampleBatch.pair`` holds ``p``, and a batch always holds whole pairs (``batch_size`` is
+        rounded down to a multiple of the classes, at least one pair). A ``filter_fn`` flagging any member has the
+        whole pair redrawn from a new shared latent.
 
         ``filter_fn(x, y)`` (model space) returns a boolean mask of samples to redraw; a flagged sample is
         regenerated from the seed of its next attempt, at most ``max_redraws`` times (then kept as is).
@@ -275,8 +296,9 @@ class Sampler:
             raise MedganError(f"batch size must be positive, got {batch_size}")
         if int(workers) < 1:
             raise MedganError(f"workers must be >= 1, got {workers}")
-        plan = self.plan(n, classes, counts)
-        spans = [(s0, min(s0 + int(batch_size), len(plan))) for s0 in range(0, len(plan), int(batch_size))]
+        plan = self.plan(n, classes, counts, pairs=pairs)
+        step = max(1, int(batch_size) // plan.group) * plan.group  # whole pairs in every batch
+        spans = [(s0, min(s0 + step, len(plan))) for s0 in range(0, len(plan), step)]
 
         def one(span: tuple[int, int]) -> SampleBatch:
             return self._batch(plan, span, seed, out, filter_fn, max_redraws)
@@ -293,21 +315,28 @@ class Sampler:
         c = plan.classes[span[0] : span[1]]
         i = plan.indices[span[0] : span[1]]
         attempts = np.zeros(len(c), dtype=np.int64)
-        seeds = derive_seeds(seed, c, i, attempts)
+        seeds = derive_pair_seeds(seed, i, attempts) if plan.pairs else derive_seeds(seed, c, i, attempts)
         y = torch.from_numpy(c)
         x = self.generate(c, seeds)
         if filter_fn is not None:
-            x, seeds, attempts = self._apply_filter(x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws)
+            x, seeds, attempts = self._apply_filter(x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws,
+                                                    plan.pairs)
         xo = self.to_source(x) if out == "source" else x
-        return SampleBatch(xo, y, seeds, i.copy(), attempts)
+        return SampleBatch(xo, y, seeds, i.copy(), attempts, i.copy() if plan.pairs else None)
 
-    def _apply_filter(self, x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws):
+    def _apply_filter(self, x, y, c, i, seeds, attempts, seed, filter_fn, max_redraws, pairs=False):
         for _ in range(int(max_redraws)):
             mask = np.asarray(torch.as_tensor(filter_fn(x, y)).cpu(), dtype=bool).reshape(-1)
             if mask.shape != (len(x),):
                 raise MedganError(f"filter_fn must return one boolean per sample ({len(x)}), got shape {mask.shape}")
             if not mask.any():
                 break
+            if pairs:  # the whole pair of a flagged member: its classes keep sharing one latent
+                sel = np.flatnonzero(np.isin(i, i[mask]))
+                attempts[sel] += 1
+                seeds[sel] = derive_pair_seeds(seed, i[sel], attempts[sel])
+                x[torch.from_numpy(sel)] = self.generate(c[sel], seeds[sel])
+                continue
             sel = np.flatnonzero(mask)
             attempts[sel] += 1
             seeds[sel] = derive_seeds(seed, c[sel], i[sel], attempts[sel])

@@ -5,6 +5,10 @@ counter-based hash (SplitMix64), and its latent vector ``z`` is a pure function 
 identity does not depend on the batch size, on which other classes are drawn, or on how many samples are
 requested: ``sample(10, seed=0)`` is a prefix of ``sample(100, seed=0)`` class by class, and the seed stored in
 an augment manifest regenerates its image with :func:`latents_for_seeds`.
+
+Counterfactual pairs (``medgan augment --pairs``) share one latent vector across classes: the seed of pair ``p``
+comes from ``(seed, p, attempt)`` alone (:func:`derive_pair_seeds`, a hash with its own tag, so it never depends on
+the class), and every member of the pair is generated from it with its own class label.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _TAG_CLASS = np.uint64(0xD6E8FEB86659FD93)
 _TAG_INDEX = np.uint64(0xA0761D6478BD642F)
 _TAG_ATTEMPT = np.uint64(0xE7037ED1A0B428DB)
+_TAG_PAIR = np.uint64(0x8EBC6AF09C88C6E3)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -48,6 +53,19 @@ def derive_seeds(seed: int, classes: np.ndarray | int, indices: np.ndarray | int
         h = _mix(h ^ (i * _TAG_INDEX + _GOLDEN))
         h = _mix(h ^ (a * _TAG_ATTEMPT + _GOLDEN))
     c, i, a, h = np.broadcast_arrays(c, i, a, h)
+    return (h >> np.uint64(1)).astype(np.int64)
+
+
+def derive_pair_seeds(seed: int, pairs: np.ndarray | int, attempt: np.ndarray | int = 0) -> np.ndarray:
+    """Per-pair seeds (int64, non-negative, 63 bits) from the run seed, the pair index and the redraw attempt: one
+    latent vector for every class of the pair."""
+    p = np.asarray(pairs, dtype=np.int64).astype(np.uint64)
+    a = np.asarray(attempt, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = _mix(np.asarray(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + _GOLDEN, dtype=np.uint64))
+        h = _mix(h ^ (p * _TAG_PAIR + _GOLDEN))
+        h = _mix(h ^ (a * _TAG_ATTEMPT + _GOLDEN))
+    p, a, h = np.broadcast_arrays(p, a, h)
     return (h >> np.uint64(1)).astype(np.int64)
 
 

@@ -1,5 +1,6 @@
 """The GAN's batches: index draws on the device from the in-memory labels (no DataLoader, one kernel per batch),
-uniform or class-balanced, from this rank's shard of the training set."""
+uniform or class-balanced, from this rank's shard of the training set; and the classical augmentation of the real
+batch (``train.augment_real``)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,45 @@ class IndexDraw:
         else:
             pick = torch.randint(0, len(self.indices), (n,), generator=self.generator, device=self.indices.device)
         return self.indices[pick]
+
+
+class RealAugment:
+    """``train.augment_real``: what the real images of a batch become before D sees them (before DiffAugment and
+    instance noise): themselves (``none``), or classically augmented (``classical``:
+    :func:`medgan.classify.augment.classical_augment` at ``strength``, the augmentation of evaluate's ``classical``
+    arms), so that G learns the augmented distribution.
+
+    The augmentation draws from its own CPU generator seeded with ``seed`` (per rank), so turning it on leaves every
+    other stream as it was; :meth:`rng_state` / :meth:`set_rng_state` carry it in the checkpoint (key ``real_aug``)
+    for an exact ``--resume``. ``none`` draws nothing and returns the batch itself."""
+
+    def __init__(self, mode: str, strength: str, spatial_dims: int, seed: int,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        self.generator: torch.Generator | None = None
+        self.augment = None
+        self.memory_format = memory_format
+        if mode == "classical":
+            from medgan.classify.augment import classical_augment
+
+            self.generator = torch.Generator().manual_seed(seed)
+            self.augment = classical_augment(strength, spatial_dims, self.generator)
+        elif mode != "none":
+            raise TrainingError(f"unknown train.augment_real {mode!r}; use none or classical")
+
+    @property
+    def enabled(self) -> bool:
+        return self.augment is not None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.augment is None:
+            return x
+        return self.augment(x).contiguous(memory_format=self.memory_format)
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """``{"real_aug": state}`` when on, else ``{}`` (the checkpoint's ``rng`` record)."""
+        return {"real_aug": self.generator.get_state()} if self.generator is not None else {}
+
+    def set_rng_state(self, state: dict) -> None:
+        """Restore the stream from a checkpoint's ``rng`` record (a run that had the option off has none)."""
+        if self.generator is not None and "real_aug" in state:
+            self.generator.set_state(state["real_aug"])

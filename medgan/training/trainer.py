@@ -17,6 +17,7 @@ One step = ``train.d_steps`` discriminator updates, then one generator update, t
   (:class:`~medgan.training.batches.IndexDraw`: uniform, or class-balanced when ``train.balanced`` is on, or
   ``auto`` and the largest class is > 1.5x the smallest); generated images use the labels of the real batch, so D
   sees the same class mix;
+* ``train.augment_real: classical`` augments each real batch first (:class:`~medgan.training.batches.RealAugment`);
 * DiffAugment (``train.diffaugment``) is applied to real and generated images in both D and G passes, with its
   own generator; ADA (``adaptive``) adjusts its probability from D's outputs on real images;
 * the EMA of G's weights ramps its decay up (:meth:`Trainer.ema_beta`) and copies G's batch-norm buffers;
@@ -53,7 +54,7 @@ from medgan.runtime import (
     set_global_rng_state,
 )
 from medgan.training import schedules
-from medgan.training.batches import IndexDraw, use_balanced
+from medgan.training.batches import IndexDraw, RealAugment, use_balanced
 from medgan.training.distributed import DistInfo
 from medgan.training.losses import get_loss
 from medgan.training.regularizers import LeCam, feature_matching_loss, r1_penalty
@@ -145,6 +146,8 @@ class Trainer:
         self.gen_noise = torch.Generator(self.device).manual_seed(derive_seed(t.seed, r, 2))
         self.gen_aug = torch.Generator(self.device).manual_seed(derive_seed(t.seed, r, 3))
 
+        self.real_aug = RealAugment(t.augment_real, t.augment_real_strength, self.spatial_dims,
+                                    derive_seed(t.seed, r, 4), self.memory_format)
         self.x = tdata.x["train"].to(self.device).contiguous(memory_format=self.memory_format)
         self.y = tdata.y["train"].to(self.device)
         self.counts = torch.bincount(tdata.y["train"], minlength=self.num_classes).tolist()
@@ -221,7 +224,7 @@ class Trainer:
         for k in range(t.d_steps):
             last = k == t.d_steps - 1
             idx = self.batches.draw(B)
-            x_real, y = self.x[idx], self.y[idx]
+            x_real, y = self.real_aug(self.x[idx]), self.y[idx]
             z = self._noise(B)
             r1 = t.r1_gamma > 0 and self.d_updates % max(1, t.r1_every) == 0
             self.G.requires_grad_(last)
@@ -388,6 +391,7 @@ class Trainer:
         state = global_rng_state()
         cuda = state.pop("cuda", None)
         state.update(idx=self.gen_idx.get_state(), noise=self.gen_noise.get_state(), aug=self.gen_aug.get_state())
+        state.update(self.real_aug.rng_state())
         if cuda is not None:
             state["cuda"] = cuda
         return state
@@ -397,6 +401,7 @@ class Trainer:
         self.gen_idx.set_state(state["idx"])
         self.gen_noise.set_state(state["noise"])
         self.gen_aug.set_state(state["aug"])
+        self.real_aug.set_rng_state(state)
 
     def checkpoint_payload(self) -> dict[str, Any]:
         """The checkpoint dict (see :mod:`medgan.training.checkpoint` for the keys)."""

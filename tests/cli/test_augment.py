@@ -122,3 +122,26 @@ def test_augment_says_which_checkpoint_of_a_run_folder_before_writing(tmp_path, 
             log=lambda s: seen.append((s, any(f.is_file() for f in (tmp_path / "p").rglob("*.png")))))
     assert seen == [(f"checkpoint: {run / 'checkpoints' / 'best.pt'} (the run's best checkpoint by tracked "
                      "quality; last.pt is beside it, step 7)", False)]
+
+
+def test_cli_pairs_write_pair_ids(tmp_path, breast, run_cli):
+    from medgan.synthesis.outdir import PAIR_ID
+
+    out = tmp_path / "p"
+    r = run_cli("--checkpoint", breast, "--out", out, "--pairs", "--n", 3, "--format", "nifti", "--seed", 1, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 6 nifti samples (3 counterfactual pairs;" in r.stdout
+    rows = read_manifest(out)
+    assert [r[PAIR_ID] for r in rows] == ["0", "0", "1", "1", "2", "2"]
+    assert all(rows[2 * k]["seed"] == rows[2 * k + 1]["seed"] for k in range(3))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pairs", "--n", 2, "--class", "malignant"], "--pairs and --class exclude each other"),
+    (["--pairs", "--balance"], "--pairs and --balance exclude each other"),
+    (["--pairs"], "how many counterfactual pairs"),
+])
+def test_cli_pairs_refusals_are_one_line(tmp_path, breast, args, message, run_cli):
+    r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", *args)
+    assert r.returncode in (1, 2) and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()

@@ -239,6 +239,27 @@ def test_tuning_mode_scores_on_half_of_validation_and_says_so(tmp_path, monkeypa
     full = load_dataset("phantom2d", scarce=SCARCE)
     assert seen == [full.counts("test")]  # the view was built from the full data ...
     # ... and the report's "test" numbers come from half of validation
-    assert [a + b for a, b in zip(d["dataset"]["val_counts"], d["dataset"]["test_counts"], strict=True)] == full.counts("val")
+    halves = zip(d["dataset"]["val_counts"], d["dataset"]["test_counts"], strict=True)
+    assert [a + b for a, b in halves] == full.counts("val")
     assert d["headline"][0].startswith("TUNING VIEW") and "tuning" in d["dataset"]
     assert (tmp_path / "report.md").read_text().count("TUNING VIEW") >= 1
+
+
+def test_evaluate_pairs_draws_the_pool_as_pairs_and_refuses_a_folder_without(tmp_path):
+    from helpers import make_checkpoint, tiny_cfg
+
+    from medgan.evaluation.arms import expand_arms
+    from medgan.evaluation.evaluate import load_pool
+    from medgan.synthesis.export import augment
+
+    cfg = tiny_cfg(data__scarce=["2=40"], evaluate__pairs=True, evaluate__n_synthetic=4)
+    data = load_dataset("phantom2d", scarce=["2=40"])
+    ck = make_checkpoint(tmp_path / "g.pt", {**data.meta(), "size": 28})
+    arms = expand_arms(["gan+oversample"], [0.5])
+    pool, _ = load_pool(cfg, data, arms, {"gan+oversample@0.5": [0, 0, 4]}, ck, None, lambda s: None)
+    assert pool.pair_ids.tolist() == [p for p in range(4) for _ in range(3)]
+    folder = augment(ck, tmp_path / "plain", n=4, format="npz", progress=False).out_dir
+    with pytest.raises(EvaluationError, match="holds no counterfactual pairs.*augment --pairs"):
+        load_pool(cfg, data, arms, {}, None, folder, lambda s: None)
+    paired = augment(ck, tmp_path / "paired", n=4, pairs=True, format="npz", progress=False).out_dir
+    assert load_pool(cfg, data, arms, {}, None, paired, lambda s: None)[0].pair_ids is not None

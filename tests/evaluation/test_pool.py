@@ -49,3 +49,18 @@ def test_filter_pool_keeps_images_the_real_data_classifier_agrees_with():
     only_wrong = SyntheticBank.from_tensors(x[:4], torch.tensor([0, 0, 0, 1]), ["neg", "pos"])
     with pytest.raises(EvaluationError, match="kept no synthetic image of class 'pos'.*--filter-confidence"):
         filter_pool(only_wrong, _MeanSign(), 0.9, torch.device("cpu"), {"gan@1": [0, 3]})
+
+
+def test_pool_drawn_as_pairs_keeps_pair_ids(tmp_path):
+    from helpers import make_checkpoint
+
+    from medgan.evaluation.pool import pool_from_checkpoint
+
+    data = load_dataset("phantom2d", scarce=SCARCE)
+    ck = make_checkpoint(tmp_path / "g.pt", {**data.meta(), "size": 28})
+    said = []
+    pool, size = pool_from_checkpoint(ck, data, None, 5, seed=0, say=said.append, pairs=True)
+    assert size == 28 and pool.counts == [5, 5, 5] and pool.provenance["pairs"] == 5
+    assert pool.pair_ids.tolist() == [p for p in range(5) for _ in range(3)] and "counterfactual pairs" in said[0]
+    plain, _ = pool_from_checkpoint(ck, data, None, 5, seed=0)
+    assert plain.pair_ids is None and "pairs" not in plain.provenance

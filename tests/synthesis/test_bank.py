@@ -84,3 +84,28 @@ def test_bank_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MedganError, match="no manifest.csv"):
         SyntheticBank.from_folder(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------ counterfactual pairs
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz", "dicom"])
+def test_bank_from_a_pairs_folder_keeps_the_pair_ids(tmp_path, breast, fmt):
+    res = augment(breast, tmp_path / fmt, n=4, pairs=True, format=fmt, seed=2, progress=False)
+    bank = SyntheticBank.from_folder(res.out_dir)
+    assert bank.pair_ids.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and bank.provenance["pairs"] == 4
+    drawn = SyntheticBank.from_checkpoint(breast, n_per_class=4, seed=2, pairs=True)  # the same pairs, in memory
+    assert drawn.pair_ids.tolist() == bank.pair_ids.tolist() and drawn.provenance["pairs"] == 4
+    assert torch.equal(drawn.array_images, bank.array_images) and torch.equal(drawn.labels, bank.labels)
+    pos = bank.pair_positions(2)
+    assert pos.tolist() == [4, 5] and bank.labels[pos].tolist() == [0, 1]
+    sub = bank.subset([1, 2, 5])  # a subset (a filtered pool) keeps each image's pair id
+    assert sub.pair_ids.tolist() == [0, 1, 2] and sub.with_layout("array").pair_ids.tolist() == [0, 1, 2]
+
+
+def test_bank_without_pairs_says_so(bank):
+    assert bank.pair_ids is None
+    with pytest.raises(MedganError, match="holds no counterfactual pairs"):
+        bank.pair_positions(0)
+    with pytest.raises(MedganError, match="pair ids"):
+        SyntheticBank(bank.raw_data[:2], np.zeros(2), ["a", "b"], pair_ids=np.zeros(3))

@@ -158,3 +158,86 @@ def test_bf16_run_is_repeatable_and_recorded(tmp_path, breast):
     xa = np.load(a.out_dir / "synthetic.npz")["train_images"].astype(int)
     xf = np.load(f.out_dir / "synthetic.npz")["train_images"].astype(int)
     assert 0 < np.abs(xa - xf).max() <= 26  # within ~10% of the range, usually a few levels
+
+
+# ------------------------------------------------------------------------------ counterfactual pairs
+
+
+def _tree(out) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("ckpt, fmt", [("breast", "png"), ("breast", "npz"), ("breast", "nifti"), ("breast", "dicom"),
+                                       ("adrenal", "nifti"), ("adrenal", "npz"), ("adrenal", "dicom")])
+def test_pairs_in_every_format_2d_and_3d(tmp_path, request, ckpt, fmt):
+    import json
+
+    from medgan.synthesis.outdir import PAIR_ID
+    from medgan.synthesis.sampler import Sampler
+
+    path = request.getfixturevalue(ckpt)
+    res = augment(path, tmp_path / "a", n=3, pairs=True, format=fmt, seed=4, progress=False)
+    names = Sampler.from_checkpoint(path).class_names
+    assert res.pairs == 3 and res.n_samples == 3 * len(names) and "3 counterfactual pairs" in res.summary()
+    rows = read_manifest(res.out_dir)
+    assert tuple(rows[0]) == (*augment_mod.MANIFEST_COLUMNS, PAIR_ID)
+    assert [int(r[PAIR_ID]) for r in rows] == [p for p in range(3) for _ in names]  # pair by pair
+    for p in range(3):
+        members = [r for r in rows if r[PAIR_ID] == str(p)]
+        assert [r["class_name"] for r in members] == names  # one image of every class ...
+        assert len({r["seed"] for r in members}) == 1  # ... from one latent
+        if fmt != "npz":  # pair p is file p of every class folder
+            assert {r["path"].split("/")[1].split(".")[0] for r in members} == {f"{p:06d}"}
+    assert json.loads((res.out_dir / "augment.json").read_text())["pairs"] == 3
+    # byte-for-byte repeatable with the seed (any batch size); another seed gives other pairs
+    again = augment(path, tmp_path / "b", n=3, pairs=True, format=fmt, seed=4, batch_size=1, progress=False)
+    assert _tree(res.out_dir) == _tree(again.out_dir)
+    other = augment(path, tmp_path / "c", n=3, pairs=True, format=fmt, seed=5, progress=False)
+    assert [r["seed"] for r in read_manifest(other.out_dir)] != [r["seed"] for r in rows]
+
+
+def test_pairs_of_a_class_free_generator_are_identical_images(tmp_path):
+    from helpers import classless_checkpoint, real_meta
+
+    ck = classless_checkpoint(tmp_path / "free.pt", real_meta("breastmnist"))
+    res = augment(ck, tmp_path / "o", n=4, pairs=True, format="npz", progress=False)
+    with np.load(res.out_dir / "synthetic.npz") as z:
+        x, y = z["train_images"], z["train_labels"][:, 0]
+    assert y.tolist() == [0, 1] * 4
+    np.testing.assert_array_equal(x[0::2], x[1::2])
+    assert not np.array_equal(x[0], x[2])
+
+
+def test_pair_redraws_in_the_manifest(tmp_path, breast):
+    calls = []
+
+    def flag_pair0_malignant_once(x, y):
+        calls.append(1)
+        m = torch.zeros(len(y), dtype=torch.bool)
+        m[0] = len(calls) == 1
+        return m
+
+    res = augment(breast, tmp_path / "o", n=2, pairs=True, format="npz", filter_fn=flag_pair0_malignant_once,
+                  progress=False)
+    rows = read_manifest(res.out_dir)
+    assert [r["near_copy_redraws"] for r in rows] == ["1", "1", "0", "0"] and res.redraws == 2
+    assert rows[0]["seed"] == rows[1]["seed"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"n": 2, "classes": ["malignant"]}, "--pairs and --class exclude each other"),
+    ({"balance": True}, "--pairs and --balance exclude each other"),
+    ({}, "--pairs --n N"),
+])
+def test_pairs_refusals_are_one_line(tmp_path, breast, settings, message):
+    from helpers import one_line_error
+
+    one_line_error(augment, breast, tmp_path / "o", pairs=True, progress=False, match=message, **settings)
+    assert not (tmp_path / "o").exists()
+
+
+def test_pairs_refuse_a_class_the_generator_never_saw(tmp_path):
+    from helpers import make_checkpoint, one_line_error, real_meta
+
+    ck = make_checkpoint(tmp_path / "c.pt", {**real_meta("breastmnist"), "train_counts": [0, 50]})
+    one_line_error(augment, ck, tmp_path / "o", n=2, pairs=True, progress=False, match="--pairs needs every class")

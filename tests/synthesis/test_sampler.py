@@ -174,3 +174,53 @@ def test_sampling_from_a_checkpoint_does_not_import_monai(breast):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------ counterfactual pairs
+
+
+def test_pairs_share_one_latent_and_differ_only_in_class(tmp_path, breast):
+    from helpers import classless_checkpoint
+
+    from medgan.synthesis.seeds import derive_pair_seeds
+
+    s = Sampler.from_checkpoint(breast)
+    batches = list(s.stream(5, seed=3, pairs=True, batch_size=3))
+    assert all(len(b.y) == 2 for b in batches)  # batch_size rounded down to whole pairs (2 classes)
+    y = torch.cat([b.y for b in batches])
+    pair = np.concatenate([b.pair for b in batches])
+    seeds = np.concatenate([b.seeds for b in batches])
+    assert y.tolist() == [0, 1] * 5 and pair.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert np.concatenate([b.index for b in batches]).tolist() == pair.tolist()  # index within class = pair id
+    np.testing.assert_array_equal(seeds[0::2], seeds[1::2])
+    np.testing.assert_array_equal(seeds[0::2], derive_pair_seeds(3, np.arange(5)))
+    x = torch.cat([b.x for b in batches])
+    assert all(not torch.equal(x[2 * k], x[2 * k + 1]) for k in range(5))  # the class still changes the image
+    # the same bytes in one big batch, and a sample is what generate() makes of its class and the pair's seed
+    big = next(s.stream(5, seed=3, pairs=True, batch_size=256))
+    assert torch.equal(big.x, x)
+    assert torch.equal(s.generate(np.array([1]), seeds[:1]), x[1:2])
+    # a generator that ignores the class (cond_scale 0): the members of a pair are the same image
+    free = Sampler.from_checkpoint(classless_checkpoint(tmp_path / "free.pt", real_meta("breastmnist")))
+    xf = next(free.stream(4, seed=3, pairs=True)).x
+    assert torch.equal(xf[0::2], xf[1::2]) and not torch.equal(xf[0], xf[2])
+    with pytest.raises(MedganError, match="number of pairs"):
+        next(s.stream(0, pairs=True))
+    with pytest.raises(MedganError, match="not per-class counts"):
+        next(s.stream(counts={0: 2}, pairs=True))
+
+
+def test_pair_redraws_keep_the_pair_together(breast):
+    s = Sampler.from_checkpoint(breast)
+    calls = []
+
+    def flag_class1_of_pair1_once(x, y):
+        calls.append(1)
+        return (y == 1) & torch.tensor([False, False, True, True, False, False]) & (len(calls) == 1)
+
+    plain = next(s.stream(3, pairs=True))
+    b = next(s.stream(3, pairs=True, filter_fn=flag_class1_of_pair1_once))
+    assert b.redraws.tolist() == [0, 0, 1, 1, 0, 0]  # both members of pair 1 were redrawn
+    assert b.seeds[2] == b.seeds[3] != plain.seeds[2]
+    assert torch.equal(b.x[[0, 1, 4, 5]], plain.x[[0, 1, 4, 5]])
+    assert not torch.equal(b.x[2], plain.x[2]) and not torch.equal(b.x[3], plain.x[3])

@@ -27,7 +27,7 @@ def _expected(ckpt):
 
 def _native_read(path, spatial_dims, fmt, row_first):
     """Read one written file with its own library -> (C, *spatial) in medgan's array order."""
-    from medgan.synthesis.bank import _read_file
+    from medgan.synthesis.readback import read_file as _read_file
     from medgan.synthesis.writers import file_axes_swapped
 
     return _read_file(path, spatial_dims, file_axes_swapped(fmt, row_first))

@@ -40,13 +40,15 @@ def _worker(rank: int, store: str, result_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         tr = Trainer(tiny_cfg(train__diffaugment__adaptive=True, train__diffaugment__adjust_every=1, train__r1_gamma=1.0,
-                             train__r1_every=2, train__feature_matching=1.0, train__d_steps=2),
+                             train__r1_every=2, train__feature_matching=1.0, train__d_steps=2,
+                             train__augment_real="classical"),
                      _tiny_data(), dist=DistInfo(rank, 2, 0))
         shard = tr.batches.indices.clone()
         tr.run(3)
         g = torch.cat([p.detach().flatten() for p in tr.G.parameters()])
         d = torch.cat([p.detach().flatten() for p in tr.D.parameters()])
-        torch.save({"g": g, "d": d, "shard": shard, "ada_p": tr.ada.p}, os.path.join(result_dir, f"rank{rank}.pt"))
+        torch.save({"g": g, "d": d, "shard": shard, "ada_p": tr.ada.p,
+                    "real_aug": tr.real_aug.generator.get_state()}, os.path.join(result_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -61,6 +63,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     assert sorted(r0["shard"].tolist() + r1["shard"].tolist()) == list(range(40))
     assert torch.equal(r0["g"], r1["g"]) and torch.equal(r0["d"], r1["d"])
     assert r0["ada_p"] == r1["ada_p"]
+    assert not torch.equal(r0["real_aug"], r1["real_aug"])  # each rank augments its real batches from its own stream
     init = tiny_cfg()  # and they did train (weights moved away from the seeded initialisation)
     from medgan.models import build_generator
 

@@ -129,6 +129,22 @@ def test_resume_is_bit_identical(tmp_path):
     assert steps == [5, 10, 15, 20]
 
 
+def test_resume_is_bit_identical_with_augment_real(tmp_path):
+    """The real-batch augmentation's stream travels in the checkpoint: 5 steps + resume to 10 equals 10 in one go."""
+    over = dict(train__augment_real="classical", train__batch_size=4, train__log_every=5, train__sample_every=0,
+                train__checkpoint_every=5, train__collapse_every=0, train__diffaugment__p=0.5)
+    straight = train(tiny_cfg(train__steps=10, **over), tmp_path / "straight")
+    train(tiny_cfg(train__steps=5, **over), tmp_path / "split")
+    resumed = train(tiny_cfg(train__steps=10, **over), tmp_path / "split", resume=True)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert "real_aug" in a["rng"]
+    for key in ("generator", "ema_generator", "discriminator", "opt_g", "opt_d", "rng"):
+        assert state_equal(a[key], b[key]), key
+    other = load_checkpoint(train(tiny_cfg(train__steps=10, **{**over, "train__augment_real": "none"}),
+                                  tmp_path / "off").checkpoint)
+    assert not state_equal(a["generator"], other["generator"])  # and the option did change the training
+
+
 def test_resume_redoes_steps_after_the_last_checkpoint(tmp_path):
     cfg = tiny_cfg(train__steps=6, train__log_every=2, train__checkpoint_every=4, train__collapse_every=0,
                    train__sample_every=0)

@@ -164,3 +164,48 @@ def test_instance_noise_reaches_d_and_costs_nothing_when_off():
     off = _trainer(train__diffaugment__enabled=False)
     state = off.gen_aug.get_state()
     assert off._d_in(x) is x and torch.equal(off.gen_aug.get_state(), state)  # no draw from the stream
+
+
+# ------------------------------------------------------------------------------ a GAN on classically augmented reals
+
+
+def _first_real_batch(tr: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the raw images of the first real batch, what D was given as that batch) for one step of ``tr``."""
+    drawn, seen = [], []
+    draw, d_in = tr.batches.draw, tr._d_in
+    tr.batches.draw = lambda n: drawn.append(draw(n)) or drawn[-1]
+    tr._d_in = lambda x: seen.append(x.detach().clone()) or d_in(x)
+    tr.train_step()
+    return tr.x[drawn[0]], seen[0]  # D's first input of a step is the real batch
+
+
+@pytest.mark.parametrize("dataset", ["phantom2d", "phantom3d"])
+def test_augment_real_changes_the_real_batch_d_sees_and_only_that(dataset):
+    common = dict(data__dataset=dataset, train__batch_size=4, train__diffaugment__enabled=False)
+    off = _trainer(**common)
+    raw_off, seen_off = _first_real_batch(off)
+    assert torch.equal(seen_off, raw_off) and not off.real_aug.enabled and "real_aug" not in off.rng_state()
+    on = _trainer(**common, train__augment_real="classical")
+    raw_on, seen_on = _first_real_batch(on)
+    assert torch.equal(raw_on, raw_off)  # its own stream: the batch indices are the same as without it
+    assert seen_on.shape == raw_on.shape and not torch.equal(seen_on, raw_on)
+    assert seen_on.abs().max() <= 1.0  # still in the model's intensity range
+    # the same images, mildly moved: much closer to their own raw image than to another one of the batch
+    own = (seen_on - raw_on).abs().flatten(1).mean(1)
+    other = (seen_on - raw_on.roll(1, 0)).abs().flatten(1).mean(1)
+    assert (own < other).all()
+    stats = on.run(2)
+    assert math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])
+    assert "real_aug" in on.rng_state()
+
+
+def test_augment_real_is_seeded_and_its_strength_counts():
+    a, b = _trainer(train__augment_real="classical"), _trainer(train__augment_real="classical")
+    idx = a.batches.draw(8)
+    assert torch.equal(a.real_aug(a.x[idx]), b.real_aug(b.x[idx]))  # same seed, same augmentation
+    c = _trainer(train__augment_real="classical", train__seed=1)
+    assert not torch.equal(a.real_aug(a.x[idx]), c.real_aug(c.x[idx]))
+    mild, moderate = (_trainer(train__augment_real="classical", train__augment_real_strength=s) for s in
+                      ("mild", "moderate"))
+    assert mild.real_aug.augment.rotate < moderate.real_aug.augment.rotate
+    assert mild.real_aug.augment.scale < moderate.real_aug.augment.scale
