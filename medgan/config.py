@@ -243,6 +243,13 @@ class EvalConfig(Section):
     keeps every image. The pool is drawn ``filter_pool_factor`` times larger so that enough images survive."""
     filter_pool_factor: int = Field(3, ge=1)
     quality: bool = True
+    oracle_teacher: Literal["auto", "on", "off"] = "auto"
+    """In a scarcity simulation (``data.scarce``), also measure sample quality with an *oracle* teacher: the
+    teacher's recipe fitted on the full training split before scarcity (the held-back images included; never
+    test), reported as "oracle (measuring only)" beside the teacher's numbers and never used for filtering, labels
+    or choices (medgan.evaluation.quality.oracle_quality). ``auto``: on when the full training split is at most
+    twice the scarce one (the oracle then costs at most about twice the teacher); ``on`` needs a scarcity
+    simulation."""
     privacy: bool = True
     threads: int = Field(0, ge=0)
     device: str = "auto"
@@ -303,6 +310,9 @@ class TeacherConfig(Section):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     classical: Literal["mild", "moderate"] = "mild"
+    amp: Literal["off", "bf16"] = "bf16"
+    """The stacked members train under bfloat16 autocast (weights, optimiser and every prediction stay float32; a
+    lone member stays float32), as ``evaluate.amp``."""
     target_specificity: float = Field(0.8, gt=0.0, lt=1.0)
     """Per class, the teacher's operating point: the threshold chosen on validation for this specificity."""
     min_sensitivity: float = Field(0.6, ge=0.0, le=1.0)
