@@ -44,6 +44,7 @@ def teacher_summary(ys: Yardstick, source: str) -> dict[str, Any]:
     """What the report says about the teacher: its recipe, where it came from, its validation numbers."""
     i = ys.teacher.info
     return {"recipe": i["recipe"], "source": source, "val_balanced_accuracy": i["val_balanced_accuracy"],
+            "val_auroc": i.get("val_auroc"),
             "target_specificity": i["target_specificity"], "min_sensitivity": i["min_sensitivity"],
             "per_class": i["per_class"], "members": i["members"]}
 
