@@ -178,12 +178,12 @@ def _auroc(prob, y) -> float:
                                labels=list(range(k))))
 
 
-def _select(prob, y, epochs: int, min_epochs: int, patience: int) -> tuple[int, int]:
+def _select(aurocs: list[float], epochs: int, min_epochs: int, patience: int) -> tuple[int, int]:
     """The epoch (1-based) whose weights a member keeps under a schedule (best validation AUROC, ties: the earlier;
-    as medgan.classify.fit) and the epoch it stops at; ``prob`` ``(E, N, K)`` of one member."""
+    as medgan.classify.fit) and the epoch it stops at; ``aurocs``: the member's validation AUROC after each epoch."""
     best, best_epoch, since = None, 0, 0
     for e in range(1, epochs + 1):
-        a = _auroc(prob[e - 1], y)
+        a = aurocs[e - 1]
         if best is None or a > best + 1e-12:
             best, best_epoch, since = a, e, 0
         else:
@@ -213,28 +213,40 @@ def _measure(prob, y, fit_idx, score_idx) -> dict[str, Any]:
     return {"auroc": _auroc(ps, ys), "balanced_accuracy": bal, "sensitivity": sens, "specificity": spec}
 
 
+def _member_aurocs(run: dict[str, Any]) -> dict[str, Any]:
+    """Per member and epoch, the validation AUROC on all validation images and on each half (cached in ``run``)."""
+    import numpy as np
+
+    if "_aurocs" not in run:
+        prob = np.asarray(run["val_prob"], dtype=np.float64)  # (E, N, G, K)
+        y = np.asarray(run["val_y"])
+        sets = {"all": np.arange(len(y)), **dict(zip(("a", "b"), _halves(y), strict=True))}
+        run["_prob"], run["_y"], run["_sets"] = prob, y, sets
+        run["_aurocs"] = {name: [[_auroc(prob[e, idx, g], y[idx]) for e in range(prob.shape[0])]
+                                 for g in range(prob.shape[2])] for name, idx in sets.items()}
+    return run
+
+
 def replay(run: dict[str, Any], schedule: tuple[int, int, int], m: int) -> dict[str, Any]:
     """One schedule with the first ``m`` members, replayed from a trajectory run: the teacher's own validation
     numbers, the held-out ones, and the group's epochs."""
     import numpy as np
 
     epochs, min_epochs, patience = schedule
-    prob = np.asarray(run["val_prob"], dtype=np.float64)[:epochs, :, :m]  # (E, N, m, K)
-    y = np.asarray(run["val_y"])
-    every = np.arange(len(y))
+    _member_aurocs(run)
+    prob, y, sets, aurocs = run["_prob"], run["_y"], run["_sets"], run["_aurocs"]
 
-    def ensemble(idx):
-        chosen = [_select(prob[:, idx, g], y[idx], epochs, min_epochs, patience) for g in range(m)]
+    def ensemble(name):
+        chosen = [_select(aurocs[name][g], epochs, min_epochs, patience) for g in range(m)]
         p = np.mean([prob[b - 1, :, g] for g, (b, _) in enumerate(chosen)], 0)  # the members' mean softmax
         return p, chosen
 
-    p, chosen = ensemble(every)
-    own = _measure(p, y, every, every)
+    p, chosen = ensemble("all")
+    own = _measure(p, y, sets["all"], sets["all"])
     folds = []
-    a, b = _halves(y)
-    for fit_on, score_on in ((a, b), (b, a)):
+    for fit_on, score_on in (("a", "b"), ("b", "a")):
         ph, _ = ensemble(fit_on)
-        folds.append(_measure(ph, y, fit_on, score_on))
+        folds.append(_measure(ph, y, sets[fit_on], sets[score_on]))
     held = {key: (statistics.fmean(f[key] for f in folds) if key in ("auroc", "balanced_accuracy")
                   else [statistics.fmean(f[key][c] for f in folds) for c in range(len(folds[0][key]))])
             for key in folds[0]}
