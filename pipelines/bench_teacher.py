@@ -357,7 +357,9 @@ def ratio(args: argparse.Namespace) -> int:
         ck.parent.mkdir()
         shutil.copy2(args.checkpoint, ck)  # away from its run folder: the evaluation fits its own teacher
         for r in range(args.rounds):
-            out = Path(tmp) / f"report{r}"
+            out = (Path(args.keep) if args.keep else Path(tmp)) / f"report{r}"
+            if out.exists():  # an evaluation resumes its stored runs: that would not time a default evaluate
+                raise SystemExit(f"{out} exists; --keep needs a folder without report* folders")
             cmd = [*bc.medgan_cli(), "evaluate", "--dataset", "breastmnist", "--scarce", "0=0.2", "--checkpoint",
                    str(ck), "--out", str(out), "--quiet"]
             if args.threads:
@@ -446,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threads", type=int, default=0, help="evaluate --threads (0: torch's default)")
     r.add_argument("--config", type=Path, help="a YAML for evaluate (e.g. teacher settings)")
     r.add_argument("--quick", action="store_true", help="a smoke run: 2 seeds, 1 epoch, 2 arms")
+    r.add_argument("--keep", type=Path, help="write the evaluation reports into this folder (kept)")
     r.add_argument("--out", default=str(bc.RESULTS_DIR / "bench_teacher_ratio.json"))
     tc = sub.add_parser("trajectory-child")
     tc.add_argument("--setting", required=True, choices=list(SETTINGS))
