@@ -7,9 +7,10 @@
   a large convolution forward+backward, FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode`` (the
   same counter the training benchmarks use).
 * :func:`summarise` — median and min–max of repeated measurements.
-* :func:`run_child` (the one child-process runner) / :func:`run_json_subprocess` — run a command in a child
-  process and return its own peak RSS (so every measured arm has a separable memory peak), wall time, and its
-  output (optionally logged to a file as it runs) or the JSON object it wrote.
+* :func:`run_child` / :func:`run_child_stats` (the one child-process runner) / :func:`run_json_subprocess` — run a
+  command in a child process and return its own peak RSS (so every measured arm has a separable memory peak), wall
+  time (and CPU time), and its output (optionally logged to a file as it runs) or the JSON object it wrote.
+* :data:`TINY_TEACHER` / :func:`config_with` — the tiny teacher of smoke runs, written into a YAML config.
 * Outputs go through :mod:`medgan.io` (``write_json``, ``markdown_table``), as the package's own do.
 """
 
@@ -182,7 +183,17 @@ def fmt_range(s: dict[str, float], digits: int = 2) -> str:
 
 def run_child(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None,
               timeout: float | None = None, log: str | Path | None = None) -> tuple[float, float, str]:
-    """Run ``cmd``; return ``(peak RSS in MB of that child alone, wall seconds, stdout)``.
+    """Run ``cmd``; return ``(peak RSS in MB of that child alone, wall seconds, stdout)``
+    (:func:`run_child_stats`)."""
+    s = run_child_stats(cmd, env, cwd, timeout, log)
+    return s["peak_rss_mb"], s["wall_s"], s["stdout"]
+
+
+def run_child_stats(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | Path | None = None,
+                    timeout: float | None = None, log: str | Path | None = None) -> dict[str, Any]:
+    """Run ``cmd``; return its ``peak_rss_mb`` (that child alone), ``wall_s``, ``cpu_s`` (user + system CPU time of
+    the child and the children it waited for, from ``wait4``: on a shared machine a steadier measure of work than
+    wall time) and ``stdout``.
 
     The peak is the child's ``VmHWM`` (high-water resident set of its own address space), polled from
     ``/proc/<pid>/status`` every 10 ms while it runs. ``ru_maxrss`` from ``wait4``/``getrusage`` is NOT used:
@@ -229,7 +240,8 @@ def run_child(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | 
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
         where = f" (log: {log})" if log is not None else ""
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(argv)}{where}\n{tail}")
-    return (hwm_kb or usage.ru_maxrss) / 1024, wall, stdout
+    return {"peak_rss_mb": (hwm_kb or usage.ru_maxrss) / 1024, "wall_s": wall,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "stdout": stdout}
 
 
 def run_json_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float | None = None,
@@ -262,6 +274,26 @@ def self_peak_rss_mb() -> float:
     not ``ru_maxrss``), else ``ru_maxrss``."""
     kb = _vm_hwm_kb(Path("/proc/self/status"))
     return (kb or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+#: The teacher of smoke runs (``--quick``): two members, three epochs. The teacher's default recipe (5 members, up
+#: to 60 epochs) is what the recorded benchmarks use; a smoke test only needs the code path.
+TINY_TEACHER = {"members": 2, "epochs": 3, "min_epochs": 0}
+
+
+def config_with(out: str | Path, sections: dict[str, dict[str, Any]], base: str | Path | None = None) -> Path:
+    """Write ``out``: the YAML config ``base`` (if any) with ``sections`` merged over it (one level deep, e.g.
+    ``{"teacher": TINY_TEACHER}``); returns its path."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(base).read_text()) if base is not None else {}
+    cfg = cfg or {}
+    for sec, values in sections.items():
+        cfg[sec] = {**(cfg.get(sec) or {}), **values}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
 
 
 def python() -> str:

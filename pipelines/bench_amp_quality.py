@@ -15,7 +15,8 @@ benchmark model).
 Usage::
 
     .venv/bin/python pipelines/bench_amp_quality.py                      # -> docs/results/bench_amp_quality.json
-    .venv/bin/python pipelines/bench_amp_quality.py --steps 20 --seeds 0 --work /tmp/aq --out /tmp/aq.json  # smoke
+    .venv/bin/python pipelines/bench_amp_quality.py --steps 20 --seeds 0 --tiny-teacher --work /tmp/aq \
+        --out /tmp/aq.json                                                # a smoke run
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
 
 
 def train_and_score(amp: str, seed: int, steps: int | None, work: Path, env: dict[str, str],
-                    seeds_eval: int, epochs: int | None = None) -> dict[str, Any]:
-    """Train one GAN (``amp``, ``seed``), then score its samples; returns times and quality numbers."""
+                    seeds_eval: int, epochs: int | None = None, tiny_teacher: bool = False) -> dict[str, Any]:
+    """Train one GAN (``amp``, ``seed``), then score its samples; returns times and quality numbers.
+    ``tiny_teacher``: a smoke run's teacher (``_bench_common.TINY_TEACHER``) in training and evaluation."""
     run = work / f"{amp}_seed{seed}"
     if run.exists():
         shutil.rmtree(run)
-    train = [*bc.medgan_cli(), "train", "--config", str(CONFIG), "--dataset", "breastmnist", "--amp", amp,
+    config = bc.config_with(work / "tiny_teacher.yaml", {"teacher": bc.TINY_TEACHER}, CONFIG) if tiny_teacher \
+        else CONFIG
+    train = [*bc.medgan_cli(), "train", "--config", str(config), "--dataset", "breastmnist", "--amp", amp,
              "--seed", str(seed), "--out", str(run / "gan")]
     if steps:
         train += ["--steps", str(steps)]
@@ -71,6 +75,8 @@ def train_and_score(amp: str, seed: int, steps: int | None, work: Path, env: dic
           "--no-privacy", "--quiet", "--out", str(run / "report")]
     if epochs:
         ev += ["--epochs", str(epochs)]
+    if tiny_teacher:  # the run's (tiny) teacher is reused
+        ev += ["--config", str(bc.config_with(work / "tiny_teacher_evaluate.yaml", {"teacher": bc.TINY_TEACHER}))]
     eval_s, _ = _run(ev, env, work / f"{amp}_seed{seed}_evaluate.log")
     q = json.loads((run / "report" / "report.json").read_text())["quality"]
     return {
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(bc.RESULTS_DIR / "bench_amp_quality.json"))
     p.add_argument("--max-load", type=float, default=1.2, help="wait for the 1-min load to drop below this")
     p.add_argument("--wait-s", type=float, default=600.0)
+    p.add_argument("--tiny-teacher", action="store_true", help="a smoke run: a tiny teacher (2 members, 3 epochs)")
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for amp in ("off", "bf16"):
-            r = train_and_score(amp, seed, args.steps, work, env, args.eval_seeds, args.eval_epochs)
+            r = train_and_score(amp, seed, args.steps, work, env, args.eval_seeds, args.eval_epochs,
+                                args.tiny_teacher)
             print(f"seed {seed} amp {amp:<4}: train {r['train_seconds']:.0f} s "
                   f"({r['train_images_per_s_median'] or 0:.0f} images/s), Frechet {r['frechet']:.3f} "
                   f"(floor {r['frechet_floor']:.3f}), KID {r['kid']:.4f}", flush=True)

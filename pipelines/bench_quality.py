@@ -89,8 +89,10 @@ def run_dir(setting: str, variant: str, seed: int, steps: int | None) -> Path:
 # --------------------------------------------------------------------------------------- one run (child)
 
 
-def child(setting: str, variant: str, seed: int, steps: int | None, threads: int) -> dict[str, Any]:
-    """Train (unless already trained) and measure one run; returns and writes ``bench.json``."""
+def child(setting: str, variant: str, seed: int, steps: int | None, threads: int,
+          tiny_teacher: bool = False) -> dict[str, Any]:
+    """Train (unless already trained) and measure one run; returns and writes ``bench.json``. ``tiny_teacher``:
+    quality tracking with the smoke runs' teacher (``_bench_common.TINY_TEACHER``)."""
     import torch
 
     from medgan.config import load_config
@@ -103,7 +105,9 @@ def child(setting: str, variant: str, seed: int, steps: int | None, threads: int
     cfg = load_config(bc.ROOT / config, {"data.dataset": dataset, "data.scarce": scarce, "train.seed": seed,
                                          "train.threads": threads, "train.progress": False, "train.steps": n_steps,
                                          "data.data_dir": str(bc.DATA_DIR), "data.download": False,
-                                         **overrides(variant, n_steps)})
+                                         **overrides(variant, n_steps),
+                                         **({f"teacher.{k}": v for k, v in bc.TINY_TEACHER.items()}
+                                            if tiny_teacher else {})})
     out = run_dir(setting, variant, seed, steps)
     if (out / "bench.json").is_file():
         return json.loads((out / "bench.json").read_text())
@@ -179,7 +183,8 @@ def run_all(args: argparse.Namespace) -> int:
             if (run_dir(job[0], job[1], job[2], args.steps) / "bench.json").is_file():
                 continue
             cmd = [bc.python(), __file__, "child", "--setting", job[0], "--variant", job[1], "--seed", str(job[2]),
-                   "--threads", str(args.threads)] + (["--steps", str(args.steps)] if args.steps else [])
+                   "--threads", str(args.threads)] + (["--steps", str(args.steps)] if args.steps else []) \
+                + (["--tiny-teacher"] if args.tiny_teacher else [])
             print(f"[bench_quality] {time.strftime('%H:%M:%S')} start {job}", flush=True)
             log = args.runs / f"{job[0]}_{job[1]}_s{job[2]}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -269,19 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--runs", type=Path, default=RUNS, help="where the run folders go")
+    r.add_argument("--tiny-teacher", action="store_true", help="a smoke run: quality tracking with a tiny teacher "
+                   "(2 members, 3 epochs)")
     c = sub.add_parser("child")
     c.add_argument("--setting", choices=SETTINGS, required=True)
     c.add_argument("--variant", required=True)
     c.add_argument("--seed", type=int, required=True)
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--tiny-teacher", action="store_true")
     s = sub.add_parser("summary")
     s.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "bench_quality.json")
     s.add_argument("--which", choices=("best", "final"), default="best")
     s.add_argument("--runs", type=Path, default=RUNS)
     args = ap.parse_args(argv)
     if args.cmd == "child":
-        child(args.setting, args.variant, args.seed, args.steps, args.threads)
+        child(args.setting, args.variant, args.seed, args.steps, args.threads, args.tiny_teacher)
         return 0
     if args.cmd == "run":
         return run_all(args)

@@ -84,9 +84,12 @@ def train_command(setting: dict[str, Any], run_dir: Path, steps: int, resume: bo
 
 
 def evaluate_command(setting: dict[str, Any], ckpt: Path, out: Path, seeds: int, epochs: int | None,
-                     arms: str, ratios: str, classifier: str, filter_confidence: float | None = None) -> list[str]:
+                     arms: str, ratios: str, classifier: str, filter_confidence: float | None = None,
+                     config: Path | None = None) -> list[str]:
     cmd = [*bc.medgan_cli(), "evaluate", "--dataset", setting["dataset"], "--checkpoint", str(ckpt),
            "--arms", arms, "--ratio", ratios, "--seeds", str(seeds), "--classifier", classifier, "--out", str(out)]
+    if config is not None:
+        cmd += ["--config", str(config)]
     if setting["scarce"]:
         cmd += ["--scarce", setting["scarce"]]
     if epochs is not None:
@@ -121,13 +124,14 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
     run_dir, report_dir, log_path = work / "gan", work / "report", work / "study.log"
     state_path = work / "study_state.json"
     state = _state(state_path)
-    gan_keys = ("steps", "gan_config", "seed", "gan_from")
+    gan_keys = ("steps", "gan_config", "seed", "gan_from", "quick")
     wanted = {"steps": steps, "seeds": seeds, "epochs": args.epochs, "arms": args.arms, "ratios": args.ratios,
               "classifier": args.classifier, "gan_config": str(args.gan_config) if args.gan_config else None,
               "seed": args.seed, "filter_confidence": args.filter_confidence,
-              "gan_from": str(args.gan_from) if args.gan_from else None}
+              "gan_from": str(args.gan_from) if args.gan_from else None,
+              **({"quick": True} if args.quick else {})}  # a smoke run's GAN has the tiny teacher
     old = state.get("params")
-    if old is not None and any(old.get(k) != wanted[k] for k in gan_keys):
+    if old is not None and any(old.get(k) != wanted.get(k) for k in gan_keys):
         # another generator than the one this folder holds: start the setting over rather than mix results
         print(f"[{label}] GAN settings changed since the last run ({old} -> {wanted}); starting over")
         shutil.rmtree(work)
@@ -151,11 +155,16 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         for k in ("train_seconds", "train_command", "train_done"):
             state[k] = src_state[k]
 
+    gan_config, eval_config = args.gan_config, None
+    if args.quick:  # a smoke run: the tiny teacher in training (tracking) and in the evaluation (which reuses it)
+        gan_config = bc.config_with(work / "quick_gan.yaml", {"teacher": bc.TINY_TEACHER},
+                                    args.gan_config or dataset_config(setting["dataset"]))
+        eval_config = bc.config_with(work / "quick_evaluate.yaml", {"teacher": bc.TINY_TEACHER})
     if not state.get("train_done"):
         resume = ckpt.is_file()
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # interrupted before its first checkpoint: nothing to resume
-        cmd = train_command(setting, run_dir, steps, resume, args.gan_config, args.seed)
+        cmd = train_command(setting, run_dir, steps, resume, gan_config, args.seed)
         state["train_seconds"] = state.get("train_seconds", 0.0) + run_logged(cmd, log_path, env)
         state["train_command"] = " ".join(cmd[2:]).replace(" --resume", "")
         state["train_done"] = True
@@ -168,7 +177,7 @@ def run_setting(name: str, args: argparse.Namespace, env: dict[str, str]) -> Pat
         if report_dir.exists():
             shutil.rmtree(report_dir)  # a partial report from an interrupted run
         cmd = evaluate_command(setting, gan_dir, report_dir, seeds, args.epochs, args.arms, args.ratios, args.classifier,
-                               args.filter_confidence)
+                               args.filter_confidence, eval_config)
         state["evaluate_load_before"] = bc.loadavg()
         state["evaluate_seconds"] = run_logged(cmd, log_path, env)
         state["evaluate_command"] = " ".join(cmd[2:])
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", help="a tuning variant: work in <work>/<setting>_<tag>, results study_<setting>_<tag>.*")
     p.add_argument("--gan-from", type=Path,
                    help="use the GAN of a finished setting folder (e.g. runs/study/breast20) instead of training")
-    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test: 2 steps, 2 seeds, 1 epoch")
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test: 2 steps, 2 seeds, 1 epoch, "
+                   "a tiny teacher (2 members, 3 epochs)")
     p.add_argument("--work", default=str(bc.ROOT / "runs" / "study"))
     p.add_argument("--results-dir", default=str(bc.RESULTS_DIR))
     p.add_argument("--summary", action="store_true", help="print the cross-setting table of finished results and exit")

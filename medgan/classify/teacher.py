@@ -121,11 +121,11 @@ def fit_teacher(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tenso
     from medgan.runtime import global_rng_state, set_global_rng_state
 
     device = torch.device(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dims = train_x.ndim - 2
     steps = max(1, math.ceil(len(train_y) / settings.batch_size))
     protocol = Protocol(CLASSIFIER, settings.epochs, settings.patience, settings.batch_size, settings.lr, steps,
-                        settings.select, settings.min_epochs, "off", True)
+                        settings.select, settings.min_epochs, settings.amp, True)
     members = [Member(s, train_x, train_y, balanced=True,
                       batch_transform=classical_augment(settings.classical, dims, torch.Generator().manual_seed(s + 7919)))
                for s in range(settings.members)]
@@ -142,16 +142,22 @@ def fit_teacher(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tenso
             "recipe": f"{settings.members} x {CLASSIFIER}, classical augmentation ({settings.classical}) + "
                       f"class-balanced batches, weights chosen on real validation {settings.select}",
             "members": [{"seed": m.seed, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-                         "val_balanced_accuracy": r.val_balanced_accuracy} for m, r in zip(members, results, strict=True)],
-            "n_train": int(len(train_y)), "seconds": round(time.perf_counter() - t0, 2)}
+                         "val_balanced_accuracy": r.val_balanced_accuracy, "val_auroc": r.val_auroc}
+                        for m, r in zip(members, results, strict=True)],
+            "n_train": int(len(train_y)), "seconds": round(time.perf_counter() - t0, 2),
+            "fit": {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+                    "threads": torch.get_num_threads(), "device": str(device),
+                    "precision": sorted({r.precision for r in results}),
+                    "steps": steps * max(r.epochs_run for r in results), "steps_per_epoch": steps}}
     return _calibrate(teacher, val_x, val_y, settings, info, class_names)
 
 
 def _calibrate(teacher: Teacher, val_x: torch.Tensor, val_y: torch.Tensor, settings: TeacherConfig,
                info: dict[str, Any], class_names: list[str] | None) -> Teacher:
     """The operating points and per-class validation numbers of a fitted (or loaded) teacher."""
-    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+    from medgan.classify.fit import validation_scores
     from medgan.classify.thresholds import threshold_at_specificity
 
     k = teacher.num_classes
@@ -162,7 +168,8 @@ def _calibrate(teacher: Teacher, val_x: torch.Tensor, val_y: torch.Tensor, setti
     for c in range(k):
         pos = y == c
         rec: dict[str, Any] = {"class": names[c], "n_val": int(pos.sum()), "threshold": None, "sensitivity": None,
-                               "specificity": None, "p_real": None, "measurable": False, "reason": None}
+                               "specificity": None, "p_real": None, "auroc": None, "measurable": False,
+                               "reason": None}
         if not pos.any():
             rec["reason"] = "no real validation images of this class"
         elif pos.all():
@@ -172,7 +179,8 @@ def _calibrate(teacher: Teacher, val_x: torch.Tensor, val_y: torch.Tensor, setti
             called = prob[:, c] >= t
             sens = float(called[pos].mean())
             rec.update(threshold=t if math.isfinite(t) else None, sensitivity=sens,
-                       specificity=float((~called[~pos]).mean()), p_real=float(prob[pos, c].mean()))
+                       specificity=float((~called[~pos]).mean()), p_real=float(prob[pos, c].mean()),
+                       auroc=float(roc_auc_score(pos, prob[:, c])))
             if sens >= settings.min_sensitivity:
                 rec["measurable"] = True
             else:
@@ -183,8 +191,9 @@ def _calibrate(teacher: Teacher, val_x: torch.Tensor, val_y: torch.Tensor, setti
         per_class.append(rec)
     teacher.thresholds = thresholds
     bal = float(balanced_accuracy_score(y, prob.argmax(1))) if len(y) else float("nan")
+    auroc = validation_scores(torch.from_numpy(prob), val_y)["auroc"] if len(y) else float("nan")
     teacher.info = {**info, "target_specificity": settings.target_specificity,
-                    "min_sensitivity": settings.min_sensitivity, "val_balanced_accuracy": bal,
+                    "min_sensitivity": settings.min_sensitivity, "val_balanced_accuracy": bal, "val_auroc": auroc,
                     "per_class": per_class}
     return teacher
 
@@ -236,7 +245,7 @@ def load_teacher(folder: Path, train_x: torch.Tensor, train_y: torch.Tensor, val
         m.load_state_dict(state)
         members.append(m.to(device).eval())
     teacher = Teacher(members, device, [])
-    keep = {k: info[k] for k in ("recipe", "members", "n_train", "seconds") if k in info}
+    keep = {k: info[k] for k in ("recipe", "members", "n_train", "seconds", "fit") if k in info}
     teacher = _calibrate(teacher, val_x, val_y, settings, {"key": key, **keep}, class_names)
     teacher.info["cached"] = True
     return teacher

@@ -13,7 +13,8 @@ conventional option?
 5. :func:`check_samples`: sample quality (:mod:`medgan.evaluation.quality`) and memorisation
    (:mod:`medgan.evaluation.privacy`) in the feature space of the teacher (:mod:`medgan.classify.teacher`: reused
    from the training run when it was fitted on the same images, else fitted here), which also judges sample
-   filtering;
+   filtering; in a scarcity simulation also in the eyes of an oracle teacher fitted on the full training split
+   (:func:`oracle_section`: measuring only, ``evaluate.oracle_teacher``);
 6. the verdict (:mod:`medgan.evaluation.comparison`) and the :class:`~medgan.evaluation.report.Report`.
 
 Test images are always real; nothing is tuned or chosen on them.
@@ -143,6 +144,20 @@ def check_samples(study: Study, ys: Yardstick, settings: TeacherConfig, source: 
     return quality, privacy, images
 
 
+def oracle_section(cfg: Config, study: Study, out_dir: Path | None, say: Callable[[str], None]) -> dict[str, Any]:
+    """The sample quality of the pool in the eyes of the oracle teacher (:func:`medgan.evaluation.quality.
+    oracle_quality`), or why it was not measured (``evaluate.oracle_teacher``). Measuring only: nothing else reads
+    it."""
+    from medgan.evaluation.quality import ORACLE_LABEL, oracle_decision, oracle_quality
+
+    wanted, why = oracle_decision(cfg.evaluate.oracle_teacher, study.td.data.scarcity)
+    if not wanted:
+        return {"label": ORACLE_LABEL, "measured": False, "why": why}
+    say(f"sample quality in the eyes of the {ORACLE_LABEL}: {why}")
+    return {"measured": True, **oracle_quality(cfg.teacher, cfg.data, study.td, study.pool_x, study.pool_y,
+                                               study.device, out_dir, why, say)}
+
+
 def request_of(cfg: Config, data: RealData, pool: SyntheticBank | None, device: torch.device,
                study_group_size: int) -> dict[str, Any]:
     """What the stored runs depend on (:mod:`medgan.evaluation.runstore`): not the arms or the number of seeds,
@@ -182,6 +197,10 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
     ev = cfg.evaluate
     t_start = time.perf_counter()
     arms = check_request(ev, checkpoint, synthetic)
+    if ev.oracle_teacher == "on" and not cfg.data.scarce:
+        from medgan.evaluation.quality import oracle_decision
+
+        oracle_decision("on", None)  # refused before any work: an oracle needs a scarcity simulation
     if checkpoint is not None:  # resolved once, here; loaded once, by the pool (pool_from_checkpoint)
         from medgan.training.checkpoint import resolve_checkpoint
 
@@ -189,7 +208,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
         say(f"checkpoint: {checkpoint.describe()}")  # always: which file, before any work
     lock = files = None
     if out_dir is not None:  # before hours of training: an unwritable --out is one line now, not a traceback later
-        from medgan.evaluation.quality import TEACHER_FILES
+        from medgan.evaluation.quality import ORACLE_FILES, TEACHER_FILES
         from medgan.evaluation.runstore import REPORT_FILES, check_runs, legacy_files
         from medgan.io import ensure_writable_dir
         from medgan.locks import FolderLock
@@ -203,6 +222,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, synthetic: str |
             files = OutputFolder(out_dir, "evaluate", legacy=legacy_files).open()
             files.check(REPORT_FILES)
             files.check(TEACHER_FILES)
+            files.check(ORACLE_FILES)
             check_runs(files)
         return _evaluate(cfg, arms, checkpoint, synthetic, files, say, progress, restart, t_start)
     finally:
@@ -267,6 +287,8 @@ def _evaluate(cfg: Config, arms: list[Arm], checkpoint, synthetic, files, say, p
     images: dict[str, Any] = {}
     if pool is not None and (ev.quality or ev.privacy):
         quality, privacy, images = check_samples(study, ys, cfg.teacher, source, say)
+    if quality is not None:
+        quality["oracle"] = oracle_section(cfg, study, files.path if files is not None else None, say)
     return _report(cfg, data, study, arms, runs, pool, filter_info, quality, privacy, images,
                    {"total_s": time.perf_counter() - t_start, "per_arm_s": arm_seconds},
                    files.path if files is not None else None, t_start)

@@ -17,6 +17,10 @@ per-class numbers here and in the run's ``metrics.jsonl`` are computed by one fu
   training images);
 * train-on-synthetic / test-on-real (TSTR): the teacher's own recipe fitted on the synthetic images alone
   (selected on real validation), tested on the real test split beside the teacher itself (TRTR).
+
+In a scarcity simulation the per-class measures can also be taken by an **oracle** teacher (:func:`oracle_quality`):
+the same recipe fitted on the full training split before scarcity, labelled "oracle (measuring only)" and never
+used for filtering, labels or choices.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from medgan.distances import frechet_distance, kernel_distance, prdc
 
 if TYPE_CHECKING:
     from medgan.classify.yardstick import Yardstick
-    from medgan.config import TeacherConfig
+    from medgan.config import DataConfig, TeacherConfig
     from medgan.data.preprocess import TensorData
 
 
@@ -40,6 +44,7 @@ def teacher_summary(ys: Yardstick, source: str) -> dict[str, Any]:
     """What the report says about the teacher: its recipe, where it came from, its validation numbers."""
     i = ys.teacher.info
     return {"recipe": i["recipe"], "source": source, "val_balanced_accuracy": i["val_balanced_accuracy"],
+            "val_auroc": i.get("val_auroc"),
             "target_specificity": i["target_specificity"], "min_sensitivity": i["min_sensitivity"],
             "per_class": i["per_class"], "members": i["members"]}
 
@@ -155,3 +160,96 @@ def evaluation_teacher(settings: TeacherConfig, td: TensorData, device: torch.de
 
 #: What an evaluation caches of its own teacher in its report folder (checked before work).
 TEACHER_FILES = ("teacher", "teacher/teacher.pt", "teacher/teacher.json")
+
+
+# ------------------------------------------------------------------------------------------ the oracle teacher
+
+#: Where an evaluation caches its oracle teacher (``OUT/oracle_teacher/``), and the files it writes there.
+ORACLE_DIR = "oracle_teacher"
+ORACLE_FILES = (ORACLE_DIR, f"{ORACLE_DIR}/teacher.pt", f"{ORACLE_DIR}/teacher.json")
+ORACLE_LABEL = "oracle (measuring only)"
+#: ``evaluate.oracle_teacher: auto`` fits the oracle when its training split is at most this many times the scarce
+#: one (its cost grows with its training images: at most about this many times the teacher's).
+ORACLE_AUTO_MAX_GROWTH = 2.0
+
+
+def oracle_decision(mode: str, scarcity: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether an evaluation measures quality with the oracle teacher too (``evaluate.oracle_teacher``), and why:
+    ``on`` needs a scarcity simulation (without one the teacher already sees every training image); ``auto`` is on
+    in a scarcity simulation whose full training split is at most :data:`ORACLE_AUTO_MAX_GROWTH` times the scarce
+    one."""
+    from medgan.errors import EvaluationError
+
+    if mode == "off":
+        return False, "evaluate.oracle_teacher is off"
+    if not scarcity:
+        if mode == "on":
+            raise EvaluationError("evaluate.oracle_teacher: on needs a scarcity simulation (--scarce CLASS=FRACTION): "
+                                  "without one the teacher already sees every training image; use auto or off")
+        return False, "not a scarcity simulation: the teacher already sees every training image"
+    full, kept = sum(scarcity.get("original_counts", [])), sum(scarcity.get("counts", []))
+    growth = full / kept if kept else float("inf")
+    if mode == "on":
+        return True, "evaluate.oracle_teacher is on"
+    if growth <= ORACLE_AUTO_MAX_GROWTH:
+        return True, (f"a scarcity simulation whose full training split ({full} images) is {growth:.2f}x the scarce "
+                      f"one: the oracle costs about that many times the teacher")
+    return False, (f"the full training split ({full} images) is {growth:.1f}x the scarce one (auto fits the oracle up "
+                   f"to {ORACLE_AUTO_MAX_GROWTH:g}x); set evaluate.oracle_teacher: on to fit it anyway")
+
+
+def oracle_quality(settings: TeacherConfig, d: DataConfig, td: TensorData, syn_x: torch.Tensor, syn_y: torch.Tensor,
+                   device, out_dir: Path | None, why: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """Sample quality in the eyes of an **oracle** teacher: the teacher's recipe (``settings``) fitted on the full
+    training split *before* scarcity (the held-back images included), selected and calibrated on the evaluation's
+    own validation split; never the test split. For measuring only: it filters nothing, labels nothing and chooses
+    nothing. Cached in ``out_dir/oracle_teacher/`` (its data fingerprint differs from the teacher's). Per class the
+    measures of :func:`medgan.classify.yardstick.class_quality`, with the real floors and diversity taken from the
+    full training split. ``d``: the evaluation's data settings (the dataset is loaded again without ``d.scarce``;
+    the validation split stays the evaluation's own)."""
+    from medgan.classify.teacher import fit_teacher, load_teacher, save_teacher
+    from medgan.classify.yardstick import class_quality, yardstick
+    from medgan.data.preprocess import prepare
+    from medgan.data.sources import load_dataset
+
+    data = td.data
+    full = load_dataset(d.dataset, d.data_dir, d.split_seed, d.download)  # the same split, before scarcity
+    otd = prepare(data.with_train(full.splits["train"], None), td.size)
+    names = list(data.class_names)
+    args = (otd.x["train"], otd.y["train"], otd.x["val"], otd.y["val"], len(names), settings, device, names)
+    folder = out_dir / ORACLE_DIR if out_dir is not None else None
+    teacher = load_teacher(folder, *args) if folder is not None else None
+    if teacher is not None:
+        source = f"reused from {folder}"
+    else:
+        say(f"fitting the oracle teacher (measuring only) on the full training split before scarcity "
+            f"({len(otd.y['train'])} images, {len(otd.y['train']) - len(td.y['train'])} of them held back from "
+            "every arm)")
+        teacher = fit_teacher(*args)
+        source = "fitted by this evaluation on the full training split before scarcity"
+        if folder is not None:
+            save_teacher(folder, teacher)
+    ys = yardstick(teacher, otd.x["train"], otd.y["train"], otd.x["val"], otd.y["val"])
+    f_train, _ = teacher.features_and_proba(otd.x["train"])
+    f_syn, p_syn = teacher.features_and_proba(syn_x)
+    y_syn = syn_y.numpy()
+    cq = class_quality(ys, syn_x, syn_y)
+    per_class = {}
+    for c, name in enumerate(names):
+        sel = y_syn == c
+        per_class[name] = {
+            "n_real_train": int((otd.y["train"] == c).sum()), "n_synthetic": int(sel.sum()),
+            "fd": cq["fd"][c], "fd_floor": ys.fd_floor[c], "fd_norm": cq["fd_norm"][c], "kid": cq["kid"][c],
+            "fidelity": cq["fidelity"][c], "fidelity_not_measurable": cq["fidelity_reason"][c],
+            "p_synthetic": cq["p_synthetic"][c], "p_real": cq["p_real"][c], "sensitivity": cq["sensitivity"][c],
+            "diversity_ratio": cq["diversity_ratio"][c],
+            "synthetic_accuracy": float((p_syn[sel].argmax(1) == c).mean()) if sel.any() else None}
+    return {"label": ORACLE_LABEL, "why": why,
+            "note": "fitted on the full training split before scarcity (the held-back real images included), "
+                    "selected on the real validation split, never on test; it measures only and is never used for "
+                    "filtering, labels or choices",
+            "n_train": int(len(otd.y["train"])), "n_held_back": int(len(otd.y["train"]) - len(td.y["train"])),
+            "teacher": teacher_summary(ys, source),
+            "frechet_synthetic_vs_train": frechet_distance(f_train, f_syn),
+            "synthetic_accuracy": float((p_syn.argmax(1) == y_syn).mean()) if len(y_syn) else float("nan"),
+            "per_class": per_class}

@@ -83,6 +83,33 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
         parts.append(f"Train on synthetic, test on real (the teacher's recipe on the synthetic images alone): "
                      f"accuracy {num(t['accuracy'])}, balanced accuracy {num(t['balanced_accuracy'])} (the teacher, "
                      f"trained on real: {num(t['trtr_accuracy'])} / {num(t['trtr_balanced_accuracy'])}).")
+    if q.get("oracle"):
+        parts += oracle_markdown(q["oracle"])
+    return parts
+
+
+def oracle_markdown(o: dict[str, Any]) -> list[str]:
+    """The oracle teacher's subsection of the sample-quality section (measuring only)."""
+    parts = ["", f"### Sample quality, {o['label']}", ""]
+    if not o.get("measured"):
+        parts.append(f"Not measured: {o['why']}.")
+        return parts
+    t = o["teacher"]
+    parts.append(f"**For measuring only**: this teacher was {o['note']}. It is the teacher's recipe ({t['recipe']}) "
+                 f"on {o['n_train']} real training images ({o['n_held_back']} of them held back from the scarce split "
+                 f"every arm and the teacher above see; {t['source']}; validation balanced accuracy "
+                 f"{num(t['val_balanced_accuracy'])}), so it shows how the synthetic images look to a judge that knows "
+                 f"the class better than the data at hand allow. Why it was fitted: {o['why']}.")
+    parts.append("")
+    sens = {pc["class"]: pc.get("sensitivity") for pc in t["per_class"]}
+    rows = [[c, str(pc["n_synthetic"]), num(sens.get(c)), f"{num(pc['fd'])} ({num(pc['fd_floor'])})",
+             num(pc["fd_norm"], 2), fidelity_cell(pc), num(pc["diversity_ratio"], 2), num(pc["synthetic_accuracy"])]
+            for c, pc in o["per_class"].items()]
+    parts.append(markdown_table(["class", "n synthetic", "oracle's val. sensitivity", "FD vs real val (floor)",
+                                 "FD / floor", "fidelity", "diversity ratio", "classified as its class"], rows))
+    for c, pc in o["per_class"].items():
+        if pc.get("fidelity") is None and pc.get("fidelity_not_measurable"):
+            parts.append(f"- Oracle fidelity of {c} is not measurable: {pc['fidelity_not_measurable']}.")
     return parts
 
 

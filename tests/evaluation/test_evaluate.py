@@ -263,3 +263,40 @@ def test_evaluate_pairs_draws_the_pool_as_pairs_and_refuses_a_folder_without(tmp
         load_pool(cfg, data, arms, {}, None, folder, lambda s: None)
     paired = augment(ck, tmp_path / "paired", n=4, pairs=True, format="npz", progress=False).out_dir
     assert load_pool(cfg, data, arms, {}, None, paired, lambda s: None)[0].pair_ids is not None
+
+
+def test_the_oracle_teacher_measures_only_and_sees_the_held_back_images(tmp_path, monkeypatch):
+    from medgan.evaluation import pool as pool_mod
+
+    judged = []
+    real = pool_mod.filter_pool
+    monkeypatch.setattr(pool_mod, "filter_pool", lambda p, t, *a, **k: judged.append(t.info["n_train"]) or real(p, t, *a, **k))
+    cfg = _cfg(**{"evaluate.arms": "baseline,gan", "evaluate.ratios": "0.5", "evaluate.quality": True,
+                  "evaluate.oracle_teacher": "on", "evaluate.filter_confidence": 0.01})
+    evaluate(cfg, synthetic=_noisy_pool(), out_dir=tmp_path)
+    d = json.loads((tmp_path / "report.json").read_text())
+    full, scarce = sum(load_dataset("phantom2d").counts("train")), sum(d["dataset"]["train_counts"])
+    o = d["quality"]["oracle"]
+    assert o["measured"] and o["label"] == "oracle (measuring only)" and "never used for filtering" in o["note"]
+    assert (o["n_train"], o["n_held_back"]) == (full, full - scarce) == (880, 780)
+    assert set(o["per_class"]) == set(d["dataset"]["class_names"]) and o["teacher"]["per_class"][0]["n_val"] > 0
+    # cached apart from the teacher (another fingerprint); the filter was judged by the teacher, never the oracle
+    assert json.loads((tmp_path / "oracle_teacher" / "teacher.json").read_text())["n_train"] == full
+    assert json.loads((tmp_path / "teacher" / "teacher.json").read_text())["n_train"] == scarce == judged[0]
+    assert d["quality"]["teacher"]["per_class"] != o["teacher"]["per_class"]
+    md = (tmp_path / "report.md").read_text()
+    assert "### Sample quality, oracle (measuring only)" in md and "For measuring only" in md
+
+
+def test_the_oracle_teacher_needs_a_scarcity_simulation():
+    from medgan.evaluation.quality import oracle_decision
+
+    with pytest.raises(EvaluationError, match="needs a scarcity simulation"):
+        evaluate(_cfg(**{"data.scarce": [], "evaluate.arms": "baseline,oversample", "evaluate.oracle_teacher": "on"}))
+    assert oracle_decision("auto", None)[0] is False and oracle_decision("off", {"counts": [1]})[0] is False
+    twice = {"original_counts": [100, 20], "counts": [100, 10]}  # 120 of 110 images: cheap
+    assert oracle_decision("auto", twice)[0] is True
+    many = {"original_counts": [400, 400, 80], "counts": [40, 40, 20]}
+    ok, why = oracle_decision("auto", many)
+    assert not ok and "8.8x" in why and "evaluate.oracle_teacher: on" in why
+    assert oracle_decision("on", many)[0] is True

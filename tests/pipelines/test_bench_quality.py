@@ -41,7 +41,7 @@ def test_summary_ratios_are_per_seed_against_default():
 def test_a_tiny_ablation_trains_measures_and_summarises(tmp_path):
     runs = tmp_path / "runs"
     run_pipeline("bench_quality.py", "run", "--setting", "phantom2d", "--variants", "default,cbn", "--seeds", "0",
-                 "--steps", "20", "--jobs", "1", "--runs", str(runs))
+                 "--steps", "20", "--jobs", "1", "--runs", str(runs), "--tiny-teacher")
     r = json.loads((runs / "phantom2d" / "cbn@20" / "s0" / "bench.json").read_text())
     assert r["overrides"]["model.conditioning"] == "cbn" and r["steps"] == 20
     assert len(r["final"]["fd"]) == 3 and 0 <= r["tstr"]["tstr_mean"] <= 1 and 0 <= r["tstr"]["trtr_mean"] <= 1
