@@ -146,13 +146,17 @@ def train_cmd(
     loss: str = opt("train.loss", "--loss", help="minimax, bce, hinge, lsgan or energy."),
     amp: str = opt("train.amp", "--amp", help="off or bf16 autocast."),
     device: str = opt("train.device", "--device", help="auto, cpu or cuda[:N]."),
+    model: str = typer.Option(None, "--model", help="What to train: dcgan (the conditional GAN) or translator (an "
+                              "image translator: real image of one class -> the same image as another class; the "
+                              "config's translator section) (config: model.kind)", show_default="dcgan"),
     data_dir: Path = DataDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (YAML) and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (train.progress: false); only the "
                                "summary and warnings."),
 ) -> None:
-    """Train a class-conditional DCGAN; keeps a run directory with checkpoints, sample grids and metrics."""
+    """Train a class-conditional DCGAN (or, with --model translator, an image translator); keeps a run directory
+    with checkpoints, sample grids and metrics."""
     import os
 
     if resume and config is None and (out / "config.yaml").is_file():
@@ -161,7 +165,7 @@ def train_cmd(
         "data.dataset": dataset, "data.size": size, "data.scarce": scarce or None,
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.loss": loss,
-        "train.amp": amp, "train.device": device, "train.progress": False if quiet else None,
+        "train.amp": amp, "train.device": device, "train.progress": False if quiet else None, "model.kind": model,
     })
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)

@@ -10,7 +10,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer
 
 from medgan.config_rules import (
     MAX_EVAL_SEEDS,
@@ -64,6 +64,11 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    kind: Literal["dcgan", "translator"] = "dcgan"
+    """What ``medgan train`` trains: ``dcgan`` (the class-conditional GAN, noise -> image) or ``translator`` (an
+    image-conditioned translator, real image of one class -> the same image as another class: the ``translator``
+    section, :mod:`medgan.models.translator`). Recorded only when it is not ``dcgan``, so GAN runs' records are those
+    of medgan before this key existed."""
     latent_dim: int = Field(100, ge=1)
     base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
@@ -78,6 +83,13 @@ class ModelConfig(Section):
     spectral_norm: bool = True
     minibatch_std: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_serializer(mode="wrap")
+    def _record(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("kind") == "dcgan":
+            out.pop("kind")
+        return out
 
 
 class DiffAugmentConfig(Section):
@@ -309,6 +321,30 @@ class TeacherConfig(Section):
     """A class whose validation sensitivity at that operating point is lower: its fidelity is not measurable."""
 
 
+class TranslatorConfig(Section):
+    """The image-conditioned translator (``model.kind: translator``; :mod:`medgan.models.translator`,
+    :mod:`medgan.training.translator`): an encoder-decoder with class-conditional instance norm that turns a real
+    image of one class into the same image as another class, trained StarGAN-style on the real training split: an
+    adversarial loss (``train.loss``) with a discriminator that also classifies real images, a class loss, a cycle
+    loss and an identity loss. ``train`` gives the steps, batch, learning rates, seed, DiffAugment, R1, EMA and the
+    logging intervals; the ``model`` keys other than ``kind`` belong to the GAN."""
+
+    base_channels: int = Field(16, ge=1)
+    """Width of the translator's first block (doubled at each of its two down-sampling levels) and of its
+    discriminator's first block."""
+    res_blocks: int = Field(2, ge=0)
+    """Residual blocks with class-conditional instance norm at the coarsest level."""
+    class_weight: float = Field(1.0, ge=0.0)
+    """Weight of the class losses: D learns to classify real images, the translator to make D classify its
+    translations as the target class."""
+    cycle_weight: float = Field(10.0, ge=0.0)
+    """Weight of the cycle loss: L1 between an image and its translation translated back to its own class."""
+    identity_weight: float = Field(5.0, ge=0.0)
+    """Weight of the identity loss: L1 between an image and its translation into its own class (strength 0)."""
+    keep_weight: float = Field(0.0, ge=0.0)
+    """Weight of a direct L1 between a translation and its source (0: off): keeps more of the source."""
+
+
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -316,6 +352,15 @@ class Config(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    translator: TranslatorConfig = Field(default_factory=TranslatorConfig)
+    """Recorded only for ``model.kind: translator`` or when changed from its defaults."""
+
+    @model_serializer(mode="wrap")
+    def _record(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if self.model.kind == "dcgan" and self.translator == TranslatorConfig():
+            out.pop("translator", None)
+        return out
 
     def to_yaml(self) -> str:
         import yaml
