@@ -65,10 +65,8 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     kind: Literal["dcgan", "translator"] = "dcgan"
-    """What ``medgan train`` trains: ``dcgan`` (the class-conditional GAN, noise -> image) or ``translator`` (an
-    image-conditioned translator, real image of one class -> the same image as another class: the ``translator``
-    section, :mod:`medgan.models.translator`). Recorded only when it is not ``dcgan``, so GAN runs' records are those
-    of medgan before this key existed."""
+    """What ``medgan train`` trains: ``dcgan`` (the conditional GAN) or ``translator`` (real image -> the same image as
+    another class; the ``translator`` section). Recorded only when not ``dcgan``: GAN records stay as they were."""
     latent_dim: int = Field(100, ge=1)
     base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
@@ -86,10 +84,7 @@ class ModelConfig(Section):
 
     @model_serializer(mode="wrap")
     def _record(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        if out.get("kind") == "dcgan":
-            out.pop("kind")
-        return out
+        return {k: v for k, v in handler(self).items() if (k, v) != ("kind", "dcgan")}
 
 
 class DiffAugmentConfig(Section):
@@ -322,21 +317,13 @@ class TeacherConfig(Section):
 
 
 class TranslatorConfig(Section):
-    """The image-conditioned translator (``model.kind: translator``; :mod:`medgan.models.translator`,
-    :mod:`medgan.training.translator`): an encoder-decoder with class-conditional instance norm that turns a real
-    image of one class into the same image as another class, trained StarGAN-style on the real training split: an
-    adversarial loss (``train.loss``) with a discriminator that also classifies real images, a class loss, a cycle
-    loss and an identity loss. ``train`` gives the steps, batch, learning rates, seed, DiffAugment, R1, EMA and the
-    logging intervals; the ``model`` keys other than ``kind`` belong to the GAN."""
-
+    """The image translator (``model.kind: translator``); ``train`` gives its steps, batch, rates, seed, DiffAugment."""
     base_channels: int = Field(16, ge=1)
-    """Width of the translator's first block (doubled at each of its two down-sampling levels) and of its
-    discriminator's first block."""
+    """Width of the first block of the translator (doubled at its two down-sampling levels) and of its D."""
     res_blocks: int = Field(2, ge=0)
     """Residual blocks with class-conditional instance norm at the coarsest level."""
     class_weight: float = Field(1.0, ge=0.0)
-    """Weight of the class losses: D learns to classify real images, the translator to make D classify its
-    translations as the target class."""
+    """Weight of the class losses (D classifies real images; the translator makes D see the target class)."""
     cycle_weight: float = Field(10.0, ge=0.0)
     """Weight of the cycle loss: L1 between an image and its translation translated back to its own class."""
     identity_weight: float = Field(5.0, ge=0.0)
@@ -353,14 +340,11 @@ class Config(Section):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     translator: TranslatorConfig = Field(default_factory=TranslatorConfig)
-    """Recorded only for ``model.kind: translator`` or when changed from its defaults."""
 
     @model_serializer(mode="wrap")
-    def _record(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        if self.model.kind == "dcgan" and self.translator == TranslatorConfig():
-            out.pop("translator", None)
-        return out
+    def _record(self, handler: Any) -> dict[str, Any]:  # the translator section: for translators, or when changed
+        hide = self.model.kind == "dcgan" and self.translator == TranslatorConfig()
+        return {k: v for k, v in handler(self).items() if not (hide and k == "translator")}
 
     def to_yaml(self) -> str:
         import yaml

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as medgan's CLI: spinning OpenMP threads crawl on a busy CPU
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402

@@ -7,7 +7,7 @@ norm. Layout for ``base_channels = b`` (``size`` 28; 32, 64 and 128 alike, with 
     28 (in) -> 3x3 conv (b) -> 4x4 stride-2 conv (2b, 14) -> 4x4 stride-2 conv (4b, 7)
             -> res_blocks x [3x3 conv, CIN, ReLU, 3x3 conv, CIN, + skip] (4b, 7)
             -> 4x4 stride-2 transposed conv (2b, 14) -> 4x4 stride-2 transposed conv (b, 28)
-            -> 3x3 conv (delta, zero at the start) -> tanh(atanh(x) + delta)
+            -> 3x3 conv (delta, near zero at the start) -> tanh(atanh(x) + delta)
 
 Every convolution is a MONAI :class:`~monai.networks.blocks.Convolution` (``spatial_dims`` 2 or 3 picks the
 layers); each but the last is followed by a class-conditional instance norm (:class:`ConditionalInstanceNorm`) and
@@ -21,13 +21,16 @@ which training makes the identity (the identity loss), ``s = 1`` for the full tr
 
 **The output is the input, changed.** The last convolution writes a change ``delta`` in the logit domain of the
 intensities, ``y = tanh(atanh(x) + delta)`` (``x`` kept inside (-1, 1) by ``1e-3``), so outputs are in [-1, 1],
-an untrained translator (``delta = 0``, its weights start at zero) returns its input, and a change near the ends of
-the intensity range stays smooth (no clamp without gradient).
+an untrained translator (``delta`` about 0.01: the output layer starts at 1% of its usual scale) returns nearly its
+input, and a change near the ends of the intensity range stays smooth (no clamp without gradient).
 
 :class:`TranslatorDiscriminator` is StarGAN's two-headed discriminator: spectrally normalised 4x4 stride-2
 convolutions with LeakyReLU(0.2) down to a grid of at most 8, then a 3x3 convolution giving one realness logit per
-patch (PatchGAN) and, from the same features averaged over space, one logit per class (the auxiliary classifier
-that teaches the translator what each class looks like).
+patch (PatchGAN) and a convolution whose kernel covers the whole grid giving one logit per class (the auxiliary
+classifier that teaches the translator what each class looks like). The class head sees *where* features are, not
+only their mean: on BreastMNIST 50%, trained as classifiers alone (1,200 class-balanced steps of 32, Adam 1e-3,
+DiffAugment p 0.5), a head on spatially averaged features reached a validation AUROC of 0.75, the whole-grid head
+0.89.
 """
 
 from __future__ import annotations
@@ -61,10 +64,18 @@ def class_code(y_src: torch.Tensor | None, y_tgt: torch.Tensor, num_classes: int
     return torch.lerp(src, tgt, s)
 
 
+#: Standard deviation of the class tables' initial values, and the scale of the output convolution's initial
+#: weights (relative to Kaiming's): small, so an untrained translator returns nearly its input, but not zero: with
+#: both at zero no gradient reaches the class tables (the output layer blocks it) and the output layer alone can
+#: only change every class alike, which the identity loss undoes; such a translator never starts translating.
+INIT_TABLE_SD = 0.02
+INIT_OUT_SCALE = 0.01
+
+
 class ConditionalInstanceNorm(nn.Module):
     """Instance norm without its own affine, then ``h * (1 + gain(c)) + bias(c)`` with ``gain`` and ``bias`` linear
     in the class code ``c`` (one row per class: a per-class gain and bias, mixed as ``c`` mixes the classes); both
-    start at zero."""
+    start small (:data:`INIT_TABLE_SD`)."""
 
     def __init__(self, spatial_dims: int, channels: int, num_classes: int) -> None:
         super().__init__()
@@ -72,8 +83,8 @@ class ConditionalInstanceNorm(nn.Module):
         self.norm = Norm[Norm.INSTANCE, spatial_dims](channels, affine=False)
         self.gain = nn.Linear(num_classes, channels, bias=False)
         self.bias = nn.Linear(num_classes, channels, bias=False)
-        nn.init.zeros_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
+        nn.init.normal_(self.gain.weight, 0.0, INIT_TABLE_SD)
+        nn.init.normal_(self.bias.weight, 0.0, INIT_TABLE_SD)
 
     def forward(self, h: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         shape = (*code.shape[:1], -1, *([1] * self.spatial_dims))
@@ -145,7 +156,8 @@ class ConditionalTranslator(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.modules.conv._ConvNd):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-        nn.init.zeros_(self.out.conv.weight)
+        with torch.no_grad():
+            self.out.conv.weight.mul_(INIT_OUT_SCALE)
         nn.init.zeros_(self.out.conv.bias)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -209,8 +221,11 @@ class TranslatorDiscriminator(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.adv = Convolution(spatial_dims, cin, 1, strides=1, kernel_size=3, padding=1, bias=True, conv_only=True)
         self.adv.conv = sn(self.adv.conv)
-        self.cls = nn.Linear(cin, num_classes)
+        grid = size // 2 ** _down_levels(size)
+        self.cls = Convolution(spatial_dims, cin, num_classes, strides=1, kernel_size=grid, padding=0, bias=True,
+                               conv_only=True)
+        self.cls.conv = sn(self.cls.conv)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)
-        return self.adv(h), self.cls(h.flatten(2).mean(2))
+        return self.adv(h), self.cls(h).flatten(1)

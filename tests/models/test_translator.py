@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medgan.errors import TrainingError
-from medgan.models.translator import EPS, ConditionalTranslator, TranslatorDiscriminator, class_code
+from medgan.models.translator import ConditionalTranslator, TranslatorDiscriminator, class_code
 
 
 def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -37,13 +37,21 @@ def test_three_channels():
     assert t.translate(x, None, torch.tensor([1, 0])).shape == (2, 3, 32, 32)
 
 
-def test_untrained_translator_returns_its_input():
-    """The change starts at zero: before training, every translation is the source (up to the EPS margin)."""
+def test_untrained_translator_returns_nearly_its_input_and_already_tells_classes_apart():
+    """The change starts small (an untrained translation is close to its source) but not class-blind: the class
+    tables and the output layer start non-zero, so gradients reach the class tables from the first step."""
+    torch.manual_seed(0)
     t = ConditionalTranslator(2, 1, 28, 2, base_channels=4)
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     x[0, 0, 0, 0], x[1, 0, 0, 0] = 1.0, -1.0
-    y = t.translate(x, torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long))
-    assert (y - x).abs().max() <= EPS + 1e-6
+    with torch.no_grad():
+        to1 = t.translate(x, None, torch.ones(4, dtype=torch.long))
+        to0 = t.translate(x, None, torch.zeros(4, dtype=torch.long))
+    assert (to1 - x).abs().mean() < 0.02 and (to1 - x).abs().max() < 0.2
+    assert not torch.equal(to1, to0)
+    t.translate(x, None, torch.ones(4, dtype=torch.long)).square().mean().backward()
+    tables = [m.weight for n, m in t.named_modules() if n.endswith(".gain") or n.endswith(".bias")]
+    assert tables and all(w.grad is not None and float(w.grad.abs().sum()) > 0 for w in tables)
 
 
 def test_class_code_interpolates_from_source_to_target():
@@ -72,11 +80,13 @@ def test_strength_zero_is_the_image_as_its_own_class_and_strength_moves_the_outp
     assert d[0] == 0 and 0 < d[1] < d[3] and d[2] > 0 and not torch.allclose(full, same)
 
 
-def test_conditional_norm_starts_class_blind_and_learns_per_class_tables():
-    t = ConditionalTranslator(2, 1, 28, 2, base_channels=4)
-    tables = [m for n, m in t.named_modules() if n.endswith(".gain") or n.endswith(".bias")]
-    assert tables and all(float(m.weight.abs().sum()) == 0 for m in tables)
-    assert all(m.weight.shape[1] == 2 for m in tables)  # one column per class
+def test_conditional_norm_has_one_gain_and_bias_per_class_and_channel():
+    t = ConditionalTranslator(2, 1, 28, 3, base_channels=4)
+    norms = [m for m in t.modules() if type(m).__name__ == "ConditionalInstanceNorm"]
+    assert len(norms) == 1 + 2 + 2 * 2 + 2  # stem, down, res blocks (2 each), up
+    for m in norms:
+        assert m.gain.weight.shape == m.bias.weight.shape == (m.gain.out_features, 3)
+        assert float(m.gain.weight.abs().max()) < 0.2  # small at the start
 
 
 def test_bad_geometry_and_one_class_are_refused():
