@@ -8,8 +8,10 @@ Configuration and data
     prepare                      RealData -> model tensors in [-1, 1] at the model size
 Models and training
     ConditionalGenerator, ConditionalDiscriminator, train
+    ConditionalTranslator        the image-conditioned translator (``medgan train --model translator``)
 Synthesis
     Sampler                      a checkpoint's generator: sample(n, classes, seed)
+    ImageTranslator              a translator checkpoint: translate(x, y_src, y_tgt, strength)
     SyntheticBank                in-memory synthetic images, laid out like MONAI's LoadImage output
     RandSyntheticReplace, RandSyntheticReplaced (D, Dict)   the MONAI transforms
     add_synthetic_slots          bring scarce classes to a target share inside a MONAI pipeline
@@ -40,6 +42,8 @@ _LAZY = {
     "ConditionalGenerator": "medgan.models.generator",
     "ConditionalDiscriminator": "medgan.models.discriminator",
     "train": "medgan.training.run",
+    "ConditionalTranslator": "medgan.models.translator",
+    "ImageTranslator": "medgan.synthesis.translation",
     "Sampler": "medgan.synthesis.sampler",
     "SyntheticBank": "medgan.synthesis.bank",
     "RandSyntheticReplace": "medgan.synthesis.transforms",

@@ -148,13 +148,17 @@ def train_cmd(
     device: str = opt("train.device", "--device", help="auto, cpu or cuda[:N]."),
     augment_real: str = opt("train.augment_real", "--augment-real", help="none, or classical: the GAN learns "
                             "classically augmented real images."),
+    model: str = typer.Option(None, "--model", help="What to train: dcgan (the conditional GAN) or translator (an "
+                              "image translator: real image of one class -> the same image as another class; the "
+                              "config's translator section) (config: model.kind)", show_default="dcgan"),
     data_dir: Path = DataDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (YAML) and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (train.progress: false); only the "
                                "summary and warnings."),
 ) -> None:
-    """Train a class-conditional DCGAN; keeps a run directory with checkpoints, sample grids and metrics."""
+    """Train a class-conditional DCGAN (or, with --model translator, an image translator); keeps a run directory
+    with checkpoints, sample grids and metrics."""
     import os
 
     if resume and config is None and (out / "config.yaml").is_file():
@@ -164,7 +168,7 @@ def train_cmd(
         "data.data_dir": str(data_dir) if data_dir is not None else None,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.loss": loss,
         "train.amp": amp, "train.device": device, "train.progress": False if quiet else None,
-        "train.augment_real": augment_real,
+        "train.augment_real": augment_real, "model.kind": model,
     })
     if dry_run:
         typer.echo(cfg.to_yaml(), nl=False)

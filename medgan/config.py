@@ -10,7 +10,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer
 
 from medgan.config_rules import (
     MAX_EVAL_SEEDS,
@@ -64,6 +64,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    kind: Literal["dcgan", "translator"] = "dcgan"
+    """What ``medgan train`` trains: ``dcgan`` (the conditional GAN) or ``translator`` (real image -> the same image as
+    another class; the ``translator`` section). Recorded only when not ``dcgan``: GAN records stay as they were."""
     latent_dim: int = Field(100, ge=1)
     base_channels: int = Field(64, ge=1)
     """Width of the last generator block / first discriminator block; doubled per resolution level."""
@@ -78,6 +81,10 @@ class ModelConfig(Section):
     spectral_norm: bool = True
     minibatch_std: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_serializer(mode="wrap")
+    def _record(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if (k, v) != ("kind", "dcgan")}
 
 
 class DiffAugmentConfig(Section):
@@ -342,6 +349,22 @@ class TeacherConfig(Section):
     """A class whose validation sensitivity at that operating point is lower: its fidelity is not measurable."""
 
 
+class TranslatorConfig(Section):
+    """The image translator (``model.kind: translator``); ``train`` gives its steps, batch, rates, seed, DiffAugment."""
+    base_channels: int = Field(16, ge=1)
+    """Width of the first block of the translator (doubled at its two down-sampling levels) and of its D."""
+    res_blocks: int = Field(2, ge=0)
+    """Residual blocks with class-conditional instance norm at the coarsest level."""
+    class_weight: float = Field(1.0, ge=0.0)
+    """Weight of the class losses (D classifies real images; the translator makes D see the target class)."""
+    cycle_weight: float = Field(10.0, ge=0.0)
+    """Weight of the cycle loss: L1 between an image and its translation translated back to its own class."""
+    identity_weight: float = Field(5.0, ge=0.0)
+    """Weight of the identity loss: L1 between an image and its translation into its own class (strength 0)."""
+    keep_weight: float = Field(0.0, ge=0.0)
+    """Weight of a direct L1 between a translation and its source (0: off): keeps more of the source."""
+
+
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -349,6 +372,12 @@ class Config(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    translator: TranslatorConfig = Field(default_factory=TranslatorConfig)
+
+    @model_serializer(mode="wrap")
+    def _record(self, handler: Any) -> dict[str, Any]:  # the translator section: for translators, or when changed
+        hide = self.model.kind == "dcgan" and self.translator == TranslatorConfig()
+        return {k: v for k, v in handler(self).items() if not (hide and k == "translator")}
 
     def to_yaml(self) -> str:
         import yaml

@@ -1,5 +1,6 @@
-"""Networks: the conditional DCGAN generator and discriminator (2D and 3D, MONAI blocks), and the folded
-inference form of the generator (:mod:`medgan.models.fused`, importable without MONAI).
+"""Networks: the conditional DCGAN generator and discriminator (2D and 3D, MONAI blocks), the folded
+inference form of the generator (:mod:`medgan.models.fused`, importable without MONAI), and the image-conditioned
+translator with its discriminator (:mod:`medgan.models.translator`).
 
 The modules load on first use, so that ``medgan.models.fused`` (sampling) does not import MONAI.
 """
@@ -21,6 +22,8 @@ _LAZY = {
     "ConditionalDiscriminator": "medgan.models.discriminator",
     "MinibatchStd": "medgan.models.discriminator",
     "FusedGenerator": "medgan.models.fused",
+    "ConditionalTranslator": "medgan.models.translator",
+    "TranslatorDiscriminator": "medgan.models.translator",
 }
 
 __all__ = [*_LAZY, "build_discriminator", "build_generator"]

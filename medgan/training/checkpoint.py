@@ -134,9 +134,34 @@ def resolve_checkpoint(path: str | Path) -> CheckpointChoice:
                           "file or a run folder")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+#: What each ``model.kind`` is called in messages, and the key holding its weights.
+KINDS = {"dcgan": ("a GAN", "generator"), "translator": ("an image translator", "translator")}
+
+
+def checkpoint_kind(ckpt: dict[str, Any]) -> str:
+    """The ``model.kind`` a loaded checkpoint records (``dcgan`` when it records none, as every GAN's does)."""
+    model = ckpt.get("config", {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    kind = model.get("kind", "dcgan") if isinstance(model, dict) else "dcgan"
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+def _wrong_kind(p: Path, found: str, kind: str) -> CheckpointError:
+    if found not in KINDS:
+        return CheckpointError(f"{p} records model.kind {found!r}, which this medgan does not know; upgrade medgan or "
+                               "pass a checkpoint written by 'medgan train'")
+    if kind == "translator":
+        return CheckpointError(f"{p} is {KINDS[found][0]}'s checkpoint, not an image translator's; train one with "
+                               "'medgan train --model translator' and pass its run folder")
+    return CheckpointError(f"{p} is {KINDS[found][0]}'s checkpoint (model.kind: {found}): it translates real images "
+                           "and cannot sample from noise; pass a GAN's checkpoint (a run of 'medgan train' without "
+                           "--model translator)")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", kind: str = "dcgan") -> dict[str, Any]:
     """Load and check a medgan checkpoint without executing code from it (a run folder: see
-    :func:`resolve_checkpoint`)."""
+    :func:`resolve_checkpoint`). ``kind`` is the ``model.kind`` the caller needs (``dcgan``: a GAN, whose generator
+    samples; ``translator``: :mod:`medgan.training.translator`); a checkpoint of another kind is refused, naming
+    it."""
     p = resolve_checkpoint(path).path
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is foreign or cut short
         raise CheckpointError(f"cannot read checkpoint {p}; the file is truncated or not a PyTorch checkpoint")
@@ -160,13 +185,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{p} has checkpoint format {version} (written by medgan {ckpt.get('medgan_version')}), newer than "
             f"this medgan understands ({FORMAT_VERSION}); upgrade medgan"
         )
-    for key in ("config", "data", "generator"):
+    found = checkpoint_kind(ckpt)
+    if found != kind:
+        raise _wrong_kind(p, found, kind)
+    for key in ("config", "data", KINDS[kind][1]):
         if key not in ckpt:
             raise CheckpointError(f"{p} lacks '{key}'; the checkpoint is incomplete")
         if not isinstance(ckpt[key], dict):
             raise CheckpointError(f"{p}: '{key}' is a {type(ckpt[key]).__name__}, not a mapping; the file is not a "
                                   "valid medgan checkpoint: pass one written by 'medgan train'")
-    for key in ("ema_generator", "discriminator", "opt_g", "opt_d", "rng", "state"):
+    for key in ("ema_generator", "ema_translator", "discriminator", "opt_g", "opt_d", "rng", "state"):
         if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
             raise CheckpointError(f"{p}: '{key}' is a {type(ckpt[key]).__name__}, not a mapping; the file is not a "
                                   "valid medgan checkpoint: pass one written by 'medgan train'")
@@ -180,7 +208,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{p}: 'step' is not an integer; the file is not a valid medgan checkpoint")
     check_record(ckpt, p)
     model = ckpt["config"].get("model")
-    if isinstance(model, dict) and "conditioning" not in model:
+    if kind == "dcgan" and isinstance(model, dict) and "conditioning" not in model:
         # written before model.conditioning existed: those generators concatenated a label embedding to z (the
         # default is now class-conditional batch norm)
         ckpt["config"]["model"] = {**model, "conditioning": LEGACY_CONDITIONING}

@@ -31,6 +31,10 @@ hook is due; everything periodic is a :class:`Hook` (as MONAI's handlers, or the
 training loop), run in this order at each due step (:func:`default_hooks`): the non-finite-loss guard, collecting
 the logged statistics, the collapse alarm, quality tracking, writing the metrics line, the curves, the sample grid,
 the checkpoints (:mod:`medgan.training.hooks`, :mod:`medgan.training.tracking`).
+
+With ``model.kind: translator`` the same run trains the image-conditioned translator instead
+(:class:`medgan.training.translator.TranslatorTrainer`, its hooks: no collapse alarm, no quality tracking; the
+sample grids show real sources and their translations).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class TrainResult:
     seconds: float = 0.0
     start_step: int = 0
     """The step the run started from (> 0 after ``--resume``)."""
+    kind: str = "dcgan"
+    """What was trained (``model.kind``)."""
 
     def summary(self) -> str:
         """What the CLI prints: the steps run by this call and their speed, the last losses, where the checkpoint,
@@ -102,6 +108,9 @@ class TrainResult:
         lines = []
         if self.checkpoint.is_file():
             lines.append(f"checkpoint: {self.checkpoint} (the last; --resume continues it)")
+        if self.kind == "translator":
+            return lines + ["an image translator: it translates real images (medgan.ImageTranslator.from_checkpoint "
+                            "of this run folder), it does not sample"]
         best = self.checkpoint.parent / "best.pt"
         if best.is_file():
             lines.append(f"best:       {best} (the best by tracked quality)")
@@ -238,6 +247,10 @@ def check_resumable(ckpt: dict[str, Any], cfg: Config, tdata: TensorData, path: 
 
 def default_hooks(cfg: Config) -> list[Hook]:
     """The hooks of a run, in the order they run at a step where several are due."""
+    if cfg.model.kind == "translator":
+        from medgan.training.translator import translator_hooks
+
+        return translator_hooks(cfg)
     t = cfg.train
     return [hooks.NonFiniteGuard(t.log_every, t.checkpoint_every, t.eval_every), hooks.CollectStats(t.log_every),
             hooks.CollapseCheck(t.collapse_every),
@@ -269,7 +282,7 @@ def _setup_run_dir(state: RunState, resume: bool, start: int, restart: bool) -> 
 
         save_grid(out / "samples" / "real.png", tdata.x["train"], tdata.y["train"], trainer.class_names,
                   per_class=GRID_PER_CLASS, title=f"{tdata.data.name}: real training images")
-    if t.collapse_every > 0:
+    if t.collapse_every > 0 and cfg.model.kind == "dcgan":
         from medgan.distances import within_class_diversity
 
         g = torch.Generator().manual_seed(derive_seed(t.seed, 15485863))
@@ -353,9 +366,9 @@ def _start(cfg: Config, out: Path, resume: bool, dist, files: OutputFolder | Non
     else:  # another rank: rank 0 checked the folder
         last = out / "checkpoints" / "last.pt"
         ckpt_path, restart = (last if resume and last.is_file() else None), False
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    ckpt = load_checkpoint(ckpt_path, kind=cfg.model.kind) if ckpt_path is not None else None
     if ckpt is not None:
-        for key in ("generator", "ema_generator", "discriminator"):
+        for key in ("generator", "ema_generator", "discriminator", "translator", "ema_translator"):
             check_finite_weights(ckpt.get(key), key.replace("_", " "), ckpt_path)
     if t.tensorboard and dist.is_main:
         monitor.TensorBoard.check_available()
@@ -364,7 +377,12 @@ def _start(cfg: Config, out: Path, resume: bool, dist, files: OutputFolder | Non
     tdata = prepare(data, cfg.data.size)
     if ckpt is not None:
         check_resumable(ckpt, cfg, tdata, ckpt_path)
-    trainer = Trainer(cfg, tdata, dist=dist)
+    if cfg.model.kind == "translator":
+        from medgan.training.translator import TranslatorTrainer
+
+        trainer = TranslatorTrainer(cfg, tdata, dist=dist)
+    else:
+        trainer = Trainer(cfg, tdata, dist=dist)
     tracking: dict[str, Any] = {}
     if ckpt is not None:
         trainer.load_payload(ckpt)
@@ -410,4 +428,4 @@ def _run(state: RunState) -> TrainResult:
     overall = state.train_images / state.train_seconds if state.train_seconds > 0 else 0.0
     return TrainResult(out_dir=out, checkpoint=out / "checkpoints" / "last.pt", step=state.step,
                        images_per_s=overall, metrics=state.record, samples=state.sample_path,
-                       seconds=state.train_seconds, start_step=start)
+                       seconds=state.train_seconds, start_step=start, kind=cfg.model.kind)

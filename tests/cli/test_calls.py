@@ -78,6 +78,16 @@ def test_train_defaults_come_from_the_config_file_and_dry_run_calls_nothing(tmp_
     assert len(train.calls) == 1 and "steps: 7" in out
 
 
+def test_train_model_flag_sets_the_kind(tmp_path, fake):
+    train = fake("medgan.training.run.train")
+    invoke("train", "--dataset", "breastmnist", "--out", tmp_path / "run", "--model", "translator")
+    assert train.call.args[0].model.kind == "translator"
+    invoke("train", "--config", "breastmnist_translator", "--out", tmp_path / "run2")
+    assert train.calls[1].args[0].model.kind == "translator"
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--model", "unet"])
+    assert "invalid value for 'model.kind'" in str(r.exception) and not train.calls[2:]
+
+
 # -------------------------------------------------------------------------------------------- augment
 
 
