@@ -213,9 +213,14 @@ def augment_cmd(
     reject_near_copies: bool = opt("augment.reject_near_copies", "--reject-near-copies", help="Redraw samples "
                                    "that are near-copies of the generator's training images, read from --dataset "
                                    "(see medgan.evaluation.privacy); redraws go to the manifest."),
-    dataset: str = typer.Option(None, "--dataset", "-d", help="With --reject-near-copies: the generator's training "
-                                "data (as given to 'medgan train', with its --scarce, --split-seed, --data-dir); "
-                                "checked against the checkpoint's training-set fingerprint. Required: medgan never "
+    from_real: bool = opt("augment.from_real", "--from-real", help="Translate real training images of the other "
+                          "classes (from --dataset) into each requested class by latent inversion, instead of "
+                          "sampling noise; the manifest names each source image."),
+    strength: float = opt("augment.strength", "--strength", help="Translation strength of --from-real: 0 keeps "
+                          "the source image, 1 the full target class (default: chosen on validation, docs/augment.md)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="With --reject-near-copies or --from-real: the "
+                                "generator's training data (as given to 'medgan train', with its --scarce, "
+                                "--split-seed, --data-dir); checked against the checkpoint's training-set fingerprint. Required: medgan never "
                                 "opens the dataset a checkpoint names. (config: data.dataset)"),
     scarce: list[str] = ScarceOpt,
     split_seed: int = opt("data.split_seed", "--split-seed", help="Seed of the training split and scarcity."),
@@ -233,7 +238,7 @@ def augment_cmd(
         "augment.seed": seed, "augment.batch_size": batch_size, "augment.overwrite": overwrite,
         "augment.use_ema": False if no_ema else None, "augment.device": device,
         "augment.reject_near_copies": reject_near_copies, "augment.amp": amp, "augment.workers": workers,
-        "data.dataset": dataset, "data.scarce": scarce or None, "data.split_seed": split_seed,
+        "augment.from_real": from_real, "augment.strength": strength, "data.dataset": dataset, "data.scarce": scarce or None, "data.split_seed": split_seed,
         "data.data_dir": str(data_dir) if data_dir is not None else None,
     })
     from medgan.synthesis.export import augment

@@ -195,6 +195,14 @@ class AugmentConfig(Section):
     """Counterfactual pairs: ``n`` is the number of pairs; every class is generated from the same latent ``z`` per
     pair (the manifest's ``pair_id``), so the members of a pair differ only in their class. Excludes ``classes`` and
     ``balance``; with ``reject_near_copies`` a flagged member has its whole pair redrawn."""
+    from_real: bool = False
+    """Instead of sampling noise, translate real training images of the other classes (read from ``--dataset``,
+    checked against the checkpoint's training-set fingerprint) into each requested class by latent inversion
+    (:mod:`medgan.synthesis.from_real`); the manifest names each source image. With ``reject_near_copies`` the check
+    is against the target class's real training images."""
+    strength: float | None = Field(None, ge=0.0, le=1.0)
+    """Translation strength of ``from_real`` (0: the source image, 1: the full target class); default (``null``):
+    the strength chosen on validation (``medgan.synthesis.from_real.DEFAULT_STRENGTH``, docs/augment.md)."""
     overwrite: bool = False
     device: str = "cpu"
     """Where the generator runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``); byte-identical repeats are promised on CPU."""
@@ -260,6 +268,12 @@ class EvalConfig(Section):
     measured by pipelines/bench_evaluate.py)."""
     n_synthetic: int | None = Field(None, ge=1)
     """Size of the synthetic pool per class drawn from a checkpoint (default: enough for the largest ratio)."""
+    pool: Literal["sample", "from_real"] = "sample"
+    """How the pool is drawn from a checkpoint: ``sample`` (noise -> image) or ``from_real`` (real training images of
+    the other classes translated into each class by latent inversion, :mod:`medgan.synthesis.from_real`; at most as
+    many per class as there are such images, reused with replacement beyond that)."""
+    strength: float | None = Field(None, ge=0.0, le=1.0)
+    """Translation strength of ``pool: from_real`` (default: the one chosen on validation, as ``augment.strength``)."""
     filter_confidence: float = Field(0.0, ge=0.0, lt=1.0)
     """Sample filtering: keep only synthetic images that the teacher (``teacher``: an ensemble fitted on the real
     training split, medgan.classify.teacher) assigns to their conditioned class with at least this probability; 0

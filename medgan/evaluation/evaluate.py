@@ -105,7 +105,8 @@ def load_pool(cfg: Config, data: RealData, arms: list[Arm], allocs: dict[str, li
         n_pc = ev.n_synthetic or max([100] + [max(v) for v in allocs.values()])
         if ev.filter_confidence > 0:
             n_pc *= ev.filter_pool_factor  # enough images survive the filter
-        return pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed, say, pairs=ev.pairs)
+        return pool_from_checkpoint(checkpoint, data, size, n_pc, cfg.augment.seed, say, ev.pool, ev.strength,
+                                    pairs=ev.pairs)
     if isinstance(synthetic, SyntheticBank):
         size = int(synthetic.shape[-1])
         check_matches_dataset(list(synthetic.class_names), synthetic.shape, data, size, "the synthetic pool")

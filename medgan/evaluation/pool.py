@@ -63,13 +63,17 @@ def check_matches_dataset(class_names: list[str], shape: tuple[int, ...], data: 
 
 
 def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, size: int | None, n_per_class: int,
-                         seed: int, say: Callable[[str], None] | None = None,
-                         pairs: bool = False) -> tuple[SyntheticBank, int]:
+                         seed: int, say: Callable[[str], None] | None = None, pool: str = "sample",
+                         strength: float | None = None, pairs: bool = False) -> tuple[SyntheticBank, int]:
     """``n_per_class`` images per class from a checkpoint's generator, after the compatibility and leakage checks
-    (``pairs``: as ``n_per_class`` counterfactual pairs, one latent per pair for every class, keeping the pair ids).
+    (``pairs``: as ``n_per_class`` counterfactual pairs, one latent per pair for every class, keeping the pair ids;
+    ``pool="from_real"``: real training images of the other classes translated at ``strength``).
     ``path``: a checkpoint, a run folder, or the :class:`~medgan.training.checkpoint.CheckpointChoice` the caller
     resolved; the file is loaded (and hashed) once. ``say`` announces the drawing once the checks passed (a
-    refusal announces no work). Returns the pool and the image size."""
+    refusal announces no work). ``pool``: ``sample`` (noise -> image) or ``from_real``: the evaluation's real
+    training images of the other classes translated into each class at ``strength``
+    (:func:`medgan.synthesis.from_real.translated_bank`; the leakage guard proved they are the generator's
+    training images). Returns the pool and the image size."""
     from medgan.synthesis.sampler import Sampler
     from medgan.training.checkpoint import CheckpointChoice, load_checkpoint, resolve_checkpoint
 
@@ -87,13 +91,29 @@ def pool_from_checkpoint(path: str | Path | CheckpointChoice, data: RealData, si
     check_leakage(meta, data, f"checkpoint {path}")
     sampler = Sampler.from_loaded(ckpt, choice)  # checks the weights too
     del ckpt
-    if say is not None:
-        say(f"drawing {n_per_class} synthetic images per class from {path}"
-            + (" as counterfactual pairs (one latent z per pair for every class)" if pairs else ""))
     source = {"kind": "checkpoint", "path": str(path), "sha256": sampler.checkpoint_sha256, "seed": seed,
               "n_per_class": n_per_class, "leakage_guard": "passed", "train_fingerprint": meta["train_fingerprint"],
               **({"checkpoint_choice": sampler.checkpoint_note} if choice.why else {}),
               **({"pairs": n_per_class} if pairs else {})}
+    if pool == "from_real":
+        from medgan.data.preprocess import prepare
+        from medgan.synthesis.from_real import translated_bank
+
+        if pairs:
+            raise EvaluationError("evaluate.pairs draws counterfactual pairs from noise; it cannot be combined with "
+                                  "evaluate.pool: from_real (translations keep their source); drop one of them")
+        if say is not None:
+            say(f"translating up to {n_per_class} real training images of the other classes into each class with "
+                f"{path}")
+        td = prepare(data, size)
+        source["pool"] = "from_real"
+        return translated_bank(sampler, td.x["train"], td.y["train"], n_per_class, seed, strength, source, say), size
+    if strength is not None:
+        raise EvaluationError("evaluate.strength is the translation strength of evaluate.pool: from_real; set the pool "
+                              "to from_real or drop the strength")
+    if say is not None:
+        say(f"drawing {n_per_class} synthetic images per class from {path}"
+            + (" as counterfactual pairs (one latent z per pair for every class)" if pairs else ""))
     return SyntheticBank.from_sampler(sampler, n_per_class=n_per_class, seed=seed, provenance=source,
                                       pairs=pairs), size
 

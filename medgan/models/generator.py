@@ -152,13 +152,28 @@ class ConditionalGenerator(nn.Module):
         for table in self.cbn or ():
             nn.init.zeros_(table.weight)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``z`` (B, latent_dim), ``y`` (B,) class indices -> images (B, out_channels, *[size] * spatial_dims)."""
+    @property
+    def mix_levels(self) -> int:
+        """The number of conditioned stages a class mix weighs separately (:meth:`forward`'s ``mix``): one per
+        hidden block (the concatenated embedding counts as stage 0)."""
+        return len(self.net) - 2
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                mix: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``z`` (B, latent_dim), ``y`` (B,) class indices -> images (B, out_channels, *[size] * spatial_dims).
+
+        Soft conditioning (translation into another class): with ``target`` (B,) class indices, stage ``k`` (the
+        concatenated embedding: stage 0; the class-conditional gain and bias of hidden block ``k``) is conditioned
+        on ``(1 - w_k) * class y + w_k * class target``, where ``w = mix`` is a number, ``(mix_levels,)`` or ``(B,
+        mix_levels)``: 0 gives class ``y``'s image, 1 class ``target``'s. Without ``target`` the computation is
+        exactly the plain one.
+        """
         if (self.embed is not None or self.cbn is not None) and y is None:
             raise ValueError("a conditional generator needs class labels y")
         lam = float(self.cond_scale)
+        w = None if target is None else self._mix_weights(mix, len(z), z)
         if self.embed is not None:
-            e = self.embed(y).to(z.dtype)
+            e = self.embed(y).to(z.dtype) if w is None else torch.lerp(self.embed(y), self.embed(target), w[:, :1])
             z = torch.cat([z, e if lam == 1.0 else e * lam], dim=1)
         h = z.reshape(*z.shape, *([1] * self.spatial_dims))
         if self.cbn is None:
@@ -166,10 +181,22 @@ class ConditionalGenerator(nn.Module):
         for k, blk in enumerate(self.net):
             if k < len(self.cbn):  # conv -> batch norm -> h * (1 + gain[y]) + bias[y] -> ReLU
                 h = blk.adn.N(blk.conv(h))
-                gb = self.cbn[k](y).to(h.dtype)
+                gb = self.cbn[k](y).to(h.dtype) if w is None else \
+                    torch.lerp(self.cbn[k](y), self.cbn[k](target), w[:, k:k + 1]).to(h.dtype)
                 gain, bias = (t.reshape(*t.shape, *([1] * self.spatial_dims)) for t in
                               (gb if lam == 1.0 else gb * lam).chunk(2, dim=1))
                 h = blk.adn.A(torch.addcmul(h + bias, h, gain))
             else:
                 h = blk(h)
         return h
+
+    def _mix_weights(self, mix: torch.Tensor | float | None, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``mix`` as a ``(n, mix_levels)`` tensor of weights in [0, 1]."""
+        if not self.conditional:
+            raise ValueError("an unconditional generator has no class to mix")
+        w = torch.as_tensor(1.0 if mix is None else mix, dtype=like.dtype, device=like.device)
+        if w.dim() == 0:
+            w = w.expand(self.mix_levels)
+        if w.shape[-1] != self.mix_levels or w.dim() > 2:
+            raise ValueError(f"mix must be a number, ({self.mix_levels},) or (B, {self.mix_levels}); got {tuple(w.shape)}")
+        return w.expand(n, self.mix_levels)

@@ -64,12 +64,15 @@ class SyntheticBank:
     Build it with :meth:`from_checkpoint`, :meth:`from_folder` (an ``augment`` output folder or a MedMNIST-layout
     ``.npz``) or :meth:`from_tensors`. :meth:`draw` returns one image of a class as a float tensor in [-1, 1], in
     the bank's ``layout`` (``"monai"`` by default: as MONAI's ``LoadImage`` lays out the training data's files).
-    ``grid`` (:class:`~medgan.data.grid.Grid`) is the model grid: size, spacing, axis order.
+    ``grid`` (:class:`~medgan.data.grid.Grid`) is the model grid: size, spacing, axis order. ``columns``: per-image
+    values beyond the label, by name (an augment folder's extra manifest columns, e.g. the ``source_index``,
+    ``source_class`` and ``strength`` of ``--from-real``; kept by :meth:`subset`).
     """
 
     def __init__(self, data: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                  intensity: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
-                 grid: Grid | None = None, layout: str = "monai", pair_ids: np.ndarray | None = None) -> None:
+                 grid: Grid | None = None, layout: str = "monai", pair_ids: np.ndarray | None = None,
+                 columns: dict[str, Any] | None = None) -> None:
         data = np.ascontiguousarray(data)
         if data.dtype not in (np.uint8, np.float16):
             raise MedganError(f"bank storage must be uint8 or float16, got {data.dtype}")
@@ -86,6 +89,9 @@ class SyntheticBank:
         self.intensity = dict(intensity) if intensity else None
         self.provenance = dict(provenance or {})
         self._by_class = [np.flatnonzero(labels == c) for c in range(len(self.class_names))]
+        self.columns = {str(k): np.asarray(v) for k, v in (columns or {}).items()}
+        if any(len(v) != len(labels) for v in self.columns.values()):
+            raise MedganError(f"bank columns must hold one value per image ({len(labels)})")
         dims = data.ndim - 2
         self.grid = grid if grid is not None else Grid(dims, int(data.shape[-1]), None, "array", False)
         self.layout = _check_layout(layout)
@@ -99,7 +105,7 @@ class SyntheticBank:
     def with_layout(self, layout: str) -> SyntheticBank:
         """The same images (shared, not copied) handed out in another ``layout``."""
         return SyntheticBank(self._data, self._labels, self.class_names, self.intensity, self.provenance, self.grid,
-                             layout, self._pairs)
+                             layout, self._pairs, self.columns)
 
     def affine(self) -> np.ndarray:
         """The model grid's affine (diagonal, its spacing in mm; 1 where unknown) in the bank's layout."""
@@ -121,9 +127,10 @@ class SyntheticBank:
     def from_tensors(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | Sequence[int],
                      class_names: Sequence[str], storage: str = "uint8", intensity: dict[str, Any] | None = None,
                      provenance: dict[str, Any] | None = None, grid: Grid | None = None,
-                     layout: str = "monai", pair_ids: np.ndarray | Sequence[int] | None = None) -> SyntheticBank:
+                     layout: str = "monai", pair_ids: np.ndarray | Sequence[int] | None = None,
+                     columns: dict[str, Any] | None = None) -> SyntheticBank:
         """From model-space images ``x`` ``(N, C, *spatial)`` in [-1, 1] and labels ``y`` (and, for counterfactual
-        pairs, each image's ``pair_ids``).
+        pairs, each image's ``pair_ids``; ``columns``: other per-image values by name).
 
         ``x`` is in medgan's array layout of ``grid``; without a ``grid`` the images are handed out as given."""
         if storage not in STORAGES:
@@ -136,7 +143,7 @@ class SyntheticBank:
                               "takes model-space images in [-1, 1]: drop or fix them")
         yy = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         return cls(_encode(a, storage), yy, class_names, intensity, provenance, grid, layout,
-                   None if pair_ids is None else np.asarray(pair_ids))
+                   None if pair_ids is None else np.asarray(pair_ids), columns)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, n_per_class: int, seed: int = 0,
@@ -210,7 +217,7 @@ class SyntheticBank:
         from medgan.data.dataset import Intensity
         from medgan.data.grid import row_first
         from medgan.data.preprocess import to_model_tensor
-        from medgan.synthesis.outdir import INFO, MANIFEST, read_manifest
+        from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, PAIR_ID, read_manifest, typed_columns
         from medgan.synthesis.readback import (
             as_recorded,
             check_manifest,
@@ -232,9 +239,11 @@ class SyntheticBank:
             info = json.loads((folder / INFO).read_text())
         npz = p if p.is_file() else (folder / NPZ_NAME if info.get("format") == "npz" else None)
         want = recorded_shape(folder, info)
+        rows: list[dict[str, str]] = []
         if npz is not None:
             if info and (folder / MANIFEST).is_file():
                 check_manifest(folder, info)
+                rows = read_manifest(folder)  # one row per image, in the file's order
             images, labels, names = read_npz(npz, info.get("spatial_dims"))
             if want is not None and len(images) and tuple(images.shape[1:]) != want:
                 raise DatasetError(f"{npz} holds images of shape {tuple(images.shape[1:])} but {folder / INFO} "
@@ -257,6 +266,8 @@ class SyntheticBank:
             pair_ids = pair_column(rows, folder)
             names = None
             prov_rows = len(rows)
+        columns = {k: [r[k] for r in rows] for k in (rows[0] if rows and len(rows) == len(labels) else ())
+                   if k not in MANIFEST_COLUMNS and k != PAIR_ID}
         class_names = info.get("class_names") or names or [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 1)]
         intensity = Intensity.from_dict(info["intensity"]) if "intensity" in info else Intensity.of(images) \
             if len(images) else Intensity(0.0, 255.0, "uint8")
@@ -272,7 +283,8 @@ class SyntheticBank:
             grid = model_grid(info)
         else:
             grid = Grid(dims, int(images.shape[-1]), None, "array", row_first("array", dims))
-        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov, grid, layout, pair_ids)
+        return cls.from_tensors(x, labels, class_names, storage, intensity.to_dict(), prov, grid, layout, pair_ids,
+                                typed_columns(columns))
 
     # ---------------------------------------------------------------------------------------- access
 
@@ -389,5 +401,6 @@ class SyntheticBank:
         """A bank of the images at positions ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
         return SyntheticBank(self._data[idx], self._labels[idx], self.class_names, self.intensity, self.provenance,
-                             self.grid, self.layout, None if self._pairs is None else self._pairs[idx])
+                             self.grid, self.layout, None if self._pairs is None else self._pairs[idx],
+                             {k: v[idx] for k, v in self.columns.items()})
 

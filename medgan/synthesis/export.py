@@ -50,12 +50,20 @@ from medgan.errors import ConfigError, MedganError, OutputError
 from medgan.io import default_file_mode, escape_cell, file_sha256, is_disk_error, write_bytes_fast
 from medgan.locks import FolderLock
 from medgan.synthesis import outdir
-from medgan.synthesis.outdir import INFO, MANIFEST, MANIFEST_COLUMNS, PAIR_ID, read_manifest  # noqa: F401  (API)
+from medgan.synthesis.outdir import (  # noqa: F401  (part of this API)
+    FROM_REAL_COLUMNS,
+    INFO,
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    PAIR_ID,
+    read_manifest,
+)
 from medgan.synthesis.writers import FORMATS, NiftiWriter, NpzWriter, PngWriter, Provenance, Writer
 
 if TYPE_CHECKING:
     from medgan.config import AugmentConfig, DataConfig
     from medgan.data.dataset import RealData
+    from medgan.synthesis.from_real import FromReal
     from medgan.synthesis.sampler import Sampler
 
 
@@ -140,7 +148,7 @@ def _options(options: AugmentConfig | None, settings: dict[str, Any]) -> Augment
 def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig | None = None, *,
             train_data: str | DataConfig | RealData | None = None, progress: bool = True,
             filter_fn: Callable[[Any, Any], Any] | None = None, max_redraws: int | None = None,
-            log: Callable[[str], None] | None = None, **settings: Any) -> AugmentResult:
+            log: Callable[[str], None] | None = None, translator: Any = None, **settings: Any) -> AugmentResult:
     """Generate synthetic samples from ``checkpoint`` into ``out_dir`` (see the module docstring for the layout).
 
     ``options`` is the ``augment`` config section (:class:`~medgan.config.AugmentConfig`, what the CLI passes);
@@ -170,12 +178,18 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
     filter); a flagged sample gets a new derived seed, at most ``max_redraws`` times, and its redraw count goes to
     the manifest column ``near_copy_redraws``.
 
+    ``from_real``: translate the real training images of the other classes (read from ``train_data``, as for
+    ``reject_near_copies``) into each requested class at ``strength`` instead of sampling
+    (:mod:`medgan.synthesis.from_real`); ``translator``: any object with ``class_names`` and ``translate(x, y_src,
+    y_tgt, strength)`` (:class:`~medgan.synthesis.translation_curve.Translator`) instead of the checkpoint's latent
+    translator.
+
     ``log``: called with ``checkpoint: PATH (why, step N)``, the file used (a run folder gives its ``best.pt`` when
     present, else ``last.pt``), once the request passed its checks and before anything is written (the CLI prints
     it on stderr).
     """
     o = _options(options, settings)
-    job = _Job.prepare(checkpoint, o, filter_fn, train_data)
+    job = _Job.prepare(checkpoint, o, filter_fn, train_data, translator)
     out = Path(out_dir)
     job.writer_cls.check(job.prov)  # before touching the folder: a format that cannot hold the data
     _check_space(out, job.writer_cls, job.prov, job.sampler.shape, job.total)
@@ -186,7 +200,7 @@ def augment(checkpoint: str | Path, out_dir: str | Path, options: AugmentConfig 
         t0 = time.perf_counter()
         stage = outdir.new_staging(out)
         try:
-            row, redraws, extra = _write_samples(job, stage, progress, max_redraws)
+            row, redraws, extra = _write_samples(job, stage, progress, max_redraws, log)
             outdir.commit(out, stage, prev)
         except BaseException as e:
             outdir.discard(stage)
@@ -218,6 +232,8 @@ class _Job:
     filter_fn: Callable[[Any, Any], Any] | None
     n_pairs: int = 0
     """Counterfactual pairs asked for (0: an ordinary run)."""
+    from_real: FromReal | None = None
+    """``--from-real``: the real sources and the translation (else samples come from noise)."""
     written: int = 0
     """Samples written so far (for messages about a failed run)."""
 
@@ -230,7 +246,7 @@ class _Job:
 
     @classmethod
     def prepare(cls, checkpoint: str | Path, o: AugmentConfig, filter_fn: Callable | None,
-                train_data: str | DataConfig | RealData | None = None) -> _Job:
+                train_data: str | DataConfig | RealData | None = None, translator: Any = None) -> _Job:
         """Check the settings, load the checkpoint once, plan the counts, build the near-copy filter if asked."""
         from medgan import __version__
         from medgan.data.grid import model_grid
@@ -247,10 +263,22 @@ class _Job:
         pairs = bool(o.pairs)
         if pairs:
             _check_pairs(o)
+            if o.from_real:
+                raise ConfigError("--pairs and --from-real exclude each other: pairs share a latent drawn from noise, "
+                                  "translations keep their real source; drop one of them")
         sampler = Sampler.from_checkpoint(checkpoint, use_ema=o.use_ema, device=o.device, amp=o.amp)
         counts = per_class_request(sampler.resolve_classes(list(o.classes) if o.classes else None), o.n,
                                    o.balance, sampler.meta.get("train_counts"), sampler.class_names, pairs=pairs)
-        if o.reject_near_copies and filter_fn is None:
+        from_real = None
+        if o.from_real:
+            from medgan.synthesis.from_real import prepare_from_real
+
+            from_real = prepare_from_real(sampler, train_data, o.strength, o.reject_near_copies and filter_fn is None,
+                                          translator=translator)
+            from_real.check_counts(counts)
+        elif o.strength is not None:
+            raise ConfigError("--strength is the translation strength of --from-real; add --from-real or drop it")
+        elif o.reject_near_copies and filter_fn is None:
             from medgan.synthesis.near_copies import near_copy_filter_for_checkpoint
 
             filter_fn = near_copy_filter_for_checkpoint({"config": sampler.config, "data": sampler.meta}, train_data)
@@ -264,10 +292,11 @@ class _Job:
             row_first=grid.row_first,
             run_tag=json.dumps({"counts": {str(k): v for k, v in counts.items()}, "ema": sampler.used_ema,
                                 **({"amp": sampler.amp} if sampler.amp != "off" else {}),
-                                **({"pairs": True} if pairs else {})}),
+                                **({"pairs": True} if pairs else {}),
+                                **({"from_real": from_real.strength} if from_real is not None else {})}),
         )
         return cls(sampler, fmt, counts, prov, writer_for(fmt), int(o.seed), int(o.batch_size),
-                   int(o.workers) or min(4, os.cpu_count() or 1), filter_fn, int(o.n) if pairs else 0)
+                   int(o.workers) or min(4, os.cpu_count() or 1), filter_fn, int(o.n) if pairs else 0, from_real)
 
     def info(self) -> dict[str, Any]:
         """``augment.json``: what was generated, from what, and how to map it back to model space."""
@@ -282,6 +311,7 @@ class _Job:
             "modality": prov.modality, "dataset": meta.get("name"), "train_fingerprint": meta.get("train_fingerprint"),
             "grid": _grid(meta).to_dict(), "file_axes": "natural",
             **({"pairs": self.n_pairs} if self.n_pairs else {}),
+            **({"from_real": self.from_real.info()} if self.from_real is not None else {}),
         }
 
     def stream(self, max_redraws: int):
@@ -290,6 +320,8 @@ class _Job:
 
         common = dict(seed=self.seed, out="source", batch_size=self.batch_size, filter_fn=self.filter_fn,
                       workers=self.workers, max_redraws=MAX_REDRAWS if max_redraws is None else max_redraws)
+        if self.from_real is not None:
+            return self.from_real.stream(self.counts, self.seed, self.batch_size, self.sampler.to_source)
         if self.n_pairs:
             return self.sampler.stream(self.n_pairs, list(self.counts), pairs=True, **common)
         return self.sampler.stream(counts=self.counts, **common)
@@ -313,7 +345,8 @@ def _grid(meta: dict[str, Any]):
     return model_grid(meta)
 
 
-def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None) -> tuple[int, int, list[str]]:
+def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None,
+                   log: Callable[[str], None] | None = None) -> tuple[int, int, list[str]]:
     """Stream the samples into their files (below ``out``, the staging folder) and the manifest rows into a
     temporary file renamed to ``manifest.csv``; then ``augment.json`` with the manifest's SHA-256 (the proof of
     ownership ``--overwrite`` checks), and sync. Returns the rows written, the redraws and the extra files."""
@@ -329,17 +362,22 @@ def _write_samples(job: _Job, out: Path, progress: bool, max_redraws: int | None
         with os.fdopen(fd, "w", newline="") as mf, tqdm(total=job.total, unit="img", disable=not progress,
                                                         desc=f"augment -> {job.fmt}") as bar:
             w = csv.writer(mf, lineterminator="\n")
-            w.writerow((*MANIFEST_COLUMNS, PAIR_ID) if job.n_pairs else MANIFEST_COLUMNS)
+            fr = job.from_real
+            w.writerow(MANIFEST_COLUMNS + ((PAIR_ID,) if job.n_pairs else ()) + (FROM_REAL_COLUMNS if fr else ()))
+            if fr is not None:
+                fr.log = log
             fixed = (escape_cell(prov.checkpoint_sha256), prov.generator_step, escape_cell(prov.medgan_version))
             for b in job.stream(max_redraws):
                 y = b.y.numpy() if isinstance(b.y, torch.Tensor) else np.asarray(b.y)
                 paths = writer.write_batch(b.x, y, b.index, b.seeds, row)
-                tail = [(int(p),) for p in b.pair] if b.pair is not None else [()] * len(paths)
-                w.writerows(
-                    (escape_cell(p), int(lab), escape_cell(names[lab]), int(s), *fixed, int(r), row + k, *t)
-                    for k, (p, lab, s, r, t) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, tail,
-                                                              strict=True))
-                )
+                tail = [(int(p),) for p in b.pair] if getattr(b, "pair", None) is not None else [()] * len(paths)
+                rows = [(escape_cell(p), int(lab), escape_cell(names[lab]), int(s), *fixed, int(r), row + k, *t)
+                        for k, (p, lab, s, r, t) in enumerate(zip(paths, y.tolist(), b.seeds, b.redraws, tail,
+                                                                  strict=True))]
+                if fr is not None:  # the source of each translation
+                    rows = [(*r, int(i), int(c), escape_cell(names[c]), fr.strength)
+                            for r, i, c in zip(rows, b.source_index, b.source_label, strict=True)]
+                w.writerows(rows)
                 redraws += int(b.redraws.sum())
                 row += len(paths)
                 job.written = row

@@ -22,6 +22,7 @@ from medgan.errors import ConfigError, EvaluationError
 if TYPE_CHECKING:
     from medgan.config import DataConfig
     from medgan.data.dataset import RealData
+    from medgan.data.preprocess import TensorData
 
 
 class NearCopyFilter:
@@ -84,20 +85,19 @@ def _user_data(train_data: str | DataConfig | RealData) -> RealData:
     return load_dataset(d.dataset, d.data_dir, d.split_seed, d.download, list(d.scarce))
 
 
-def near_copy_filter_for_checkpoint(checkpoint: str | Path | dict[str, Any],
-                                    train_data: str | DataConfig | RealData | None,
-                                    percentile: float = DEFAULT_PERCENTILE) -> NearCopyFilter:
-    """A near-copy filter against a generator's training images, read from data the CALLER names.
+def checkpoint_training_data(checkpoint: str | Path | dict[str, Any], train_data: str | DataConfig | RealData | None,
+                             flag: str = "--reject-near-copies") -> TensorData:
+    """The generator's training data, read from data the CALLER names, prepared at the generator's size (model
+    range): a dataset spec, a :class:`~medgan.config.DataConfig` (dataset, data folder, scarcity, split seed: what
+    ``medgan augment --dataset/--data-dir/--scarce/--split-seed`` give) or a loaded
+    :class:`~medgan.data.dataset.RealData`. Its images must have the generator's dimensions, channels and native
+    shape, and its training split must reproduce the checkpoint's ``data.train_fingerprint``.
 
-    ``checkpoint``: a path, or the loaded checkpoint (at least its ``data`` record, and its ``config`` for the
-    hint; a :class:`~medgan.synthesis.sampler.Sampler` keeps them as ``meta`` and ``config``, so nothing is loaded
-    twice). ``train_data``: the generator's training data: a dataset spec, a :class:`~medgan.config.DataConfig`
-    (dataset, data folder, scarcity, split seed: what ``medgan augment --dataset/--data-dir/--scarce/--split-seed``
-    give) or a loaded :class:`~medgan.data.dataset.RealData`. Its training split must reproduce the checkpoint's
-    ``data.train_fingerprint``, so the filter compares against exactly the images the generator saw.
-
-    Data a checkpoint names is never opened: a crafted file could name any folder. Without ``train_data`` this
-    raises :class:`ConfigError` whose message quotes (as text) what the checkpoint says it was trained on.
+    ``checkpoint``: a path, or the loaded checkpoint (at least its ``data`` record, and its ``config`` for the hint;
+    a :class:`~medgan.synthesis.sampler.Sampler` keeps them as ``meta`` and ``config``). Data a checkpoint names is
+    never opened: a crafted file could name any folder. Without ``train_data`` this raises :class:`ConfigError`
+    whose message quotes (as text) what the checkpoint says it was trained on; ``flag`` names the option that needs
+    the data in messages.
     """
     from medgan.data.preprocess import prepare
 
@@ -109,21 +109,39 @@ def near_copy_filter_for_checkpoint(checkpoint: str | Path | dict[str, Any],
         ckpt = load_checkpoint(checkpoint)
     meta = ckpt["data"]
     hint = recorded_training_data(ckpt)
+    what = ("compares samples with the generator's training images" if flag == "--reject-near-copies" else
+            "translates the generator's training images")
     if train_data is None:
-        raise ConfigError("--reject-near-copies compares samples with the generator's training images, which medgan "
-                          "reads only from data you name: pass --dataset (with the --scarce, --split-seed and "
-                          f"--data-dir of its training); {hint}")
+        raise ConfigError(f"{flag} {what}, which medgan reads only from data you name: pass --dataset (with the "
+                          f"--scarce, --split-seed and --data-dir of its training); {hint}")
     theirs = meta.get("train_fingerprint")
     if not theirs:
         raise EvaluationError("the checkpoint records no training-set fingerprint, so medgan cannot verify that "
-                              "--dataset is the generator's training data; drop --reject-near-copies or use a "
-                              "checkpoint written by 'medgan train'")
+                              f"--dataset is the generator's training data; drop {flag} or use a checkpoint written "
+                              "by 'medgan train'")
     data = _user_data(train_data)
+    ours = (int(data.spatial_dims), int(data.channels), list(data.native_shape()))
+    want = (meta.get("spatial_dims"), meta.get("channels"), meta.get("native_shape"))
+    if any(w is not None and (list(w) if isinstance(w, list | tuple) else int(w)) != o
+           for w, o in zip(want, ours, strict=True)):
+        raise EvaluationError(
+            f"{flag}: dataset '{data.name}' holds {ours[0]}D images of {ours[1]} channel(s), shape {ours[2]}, but the "
+            f"generator was trained on {want[0]}D images of {want[1]} channel(s), shape {want[2]}; pass the data it "
+            f"was trained on (--dataset, --scarce, --split-seed, --data-dir); {hint}")
     if data.fingerprint() != theirs:
         raise EvaluationError(
-            f"--reject-near-copies: the training split of dataset '{data.name}' (fingerprint "
+            f"{flag}: the training split of dataset '{data.name}' (fingerprint "
             f"{data.fingerprint()[:12]}) is not the generator's (fingerprint {str(theirs)[:12]}); pass the data it "
             f"was trained on (--dataset, --scarce, --split-seed, --data-dir); {hint}"
         )
-    td = prepare(data, meta.get("size"))
+    return prepare(data, meta.get("size"))
+
+
+def near_copy_filter_for_checkpoint(checkpoint: str | Path | dict[str, Any],
+                                    train_data: str | DataConfig | RealData | None,
+                                    percentile: float = DEFAULT_PERCENTILE) -> NearCopyFilter:
+    """A near-copy filter against a generator's training images, read from data the CALLER names
+    (:func:`checkpoint_training_data`: its training split must reproduce the checkpoint's fingerprint, so the filter
+    compares against exactly the images the generator saw)."""
+    td = checkpoint_training_data(checkpoint, train_data)
     return NearCopyFilter(td.x["train"], percentile)

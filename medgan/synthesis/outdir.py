@@ -27,8 +27,9 @@ with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a class named 
 leading ``'`` (OWASP's advice against CSV injection), and so is one that already starts with quotes followed by
 such a character, so that :func:`medgan.io.unescape_cell` gives every name back exactly. Only text cells (``path``,
 ``class_name``, ``checkpoint_sha256``, ``medgan_version``) are escaped; the numeric ones (``label``, ``seed``,
-``generator_step``, ``near_copy_redraws``, ``index``, ``pair_id``) are written as non-negative integers (the per-sample seeds
-are 63-bit), so none ever starts with ``-``. Every reader of the manifest (:func:`read_manifest`) undoes it.
+``generator_step``, ``near_copy_redraws``, ``index``, ``pair_id``; ``source_index``, ``source_label`` and
+``strength`` of a ``--from-real`` run) are written as non-negative numbers (the per-sample seeds are 63-bit), so none
+ever starts with ``-``; ``source_class`` is a text cell. Every reader of the manifest (:func:`read_manifest`) undoes it.
 
 The caller holds the folder's lock (:class:`medgan.locks.FolderLock`) throughout.
 """
@@ -54,6 +55,10 @@ MANIFEST_COLUMNS = ("path", "label", "class_name", "seed", "checkpoint_sha256", 
 PAIR_ID = "pair_id"
 """The manifest column of counterfactual pairs (``augment --pairs``), after :data:`MANIFEST_COLUMNS`: the rows of
 one pair share it (and their seed: one latent for every class of the pair)."""
+
+#: Columns a ``--from-real`` run adds after :data:`MANIFEST_COLUMNS`: the source image of each translation (its
+#: row in the training split, its class index and name) and the translation strength.
+FROM_REAL_COLUMNS = ("source_index", "source_label", "source_class", "strength")
 STAGING = ".medgan-staging"
 _RECORD_KEYS = ("format", "class_names", "counts", "checkpoint_sha256", "medgan_version")
 
@@ -67,6 +72,24 @@ def read_manifest(folder: str | Path) -> list[dict[str, str]]:
                           "re-run medgan augment")
     with open(p, newline="") as f:
         return [{k: unescape_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def typed_columns(columns: dict[str, Any]) -> dict[str, Any]:
+    """Manifest columns (text values) as integers where every value is a non-negative integer, as floats where
+    every value reads as one, else as text (numpy arrays)."""
+    import numpy as np
+
+    out = {}
+    for k, v in columns.items():
+        v = np.asarray(v, dtype=str)
+        if len(v) and all(s.isdigit() for s in v):
+            out[k] = v.astype(np.int64)
+            continue
+        try:
+            out[k] = v.astype(np.float64)
+        except ValueError:
+            out[k] = v
+    return out
 
 
 class Layout:

@@ -144,4 +144,50 @@ def test_cli_pairs_write_pair_ids(tmp_path, breast, run_cli):
 def test_cli_pairs_refusals_are_one_line(tmp_path, breast, args, message, run_cli):
     r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", *args)
     assert r.returncode in (1, 2) and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+# -------------------------------------------------------------------------------------------- --from-real
+
+
+@pytest.fixture
+def fast_inversion(monkeypatch):
+    import medgan.synthesis.from_real as from_real
+    from medgan.synthesis.inversion import InversionSettings
+
+    monkeypatch.setattr(from_real, "INVERSION", InversionSettings(steps=3, encoder_steps=3, encoder_batch=8))
+
+
+def test_cli_from_real_translates_real_images_with_their_sources(tmp_path, breast, medmnist_dir, run_cli,
+                                                                  fast_inversion):
+    from medgan.synthesis.export import FROM_REAL_COLUMNS
+
+    out = tmp_path / "o"
+    r = run_cli("--checkpoint", breast, "--out", out, "--n", 3, "--class", "malignant", "--from-real",
+                "--strength", 0.6, "--dataset", "breastmnist", "--format", "nifti")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 3 nifti samples (malignant: 3)" in r.stdout
+    assert "training the inversion encoder" in r.stderr  # first use for this checkpoint, said on stderr
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == MANIFEST_COLUMNS + FROM_REAL_COLUMNS
+    assert [(r["source_class"], r["strength"]) for r in rows] == [("normal, benign", "0.6")] * 3
+    r2 = run_cli("--checkpoint", breast, "--out", tmp_path / "o2", "--n", 3, "--class", "malignant", "--from-real",
+                 "--strength", 0.6, "--dataset", "breastmnist", "--format", "nifti")
+    assert "training the inversion encoder" not in r2.stderr  # cached
+    assert (out / "manifest.csv").read_bytes().replace(b"/o/", b"") == (tmp_path / "o2" / "manifest.csv").read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from-real"], "--from-real translates the generator's training images, which medgan reads only from data "
+                      "you name: pass --dataset"),
+    (["--from-real", "--dataset", "adrenalmnist3d"], "--from-real: dataset 'adrenalmnist3d' holds 3D images"),
+    (["--from-real", "--dataset", "breastmnist", "--scarce", "0=0.5"], "is not the generator's"),
+    (["--strength", 0.5], "add --from-real"),
+    (["--from-real", "--strength", 1.5, "--dataset", "breastmnist"], "augment.strength"),
+    (["--from-real", "--dataset", "breastmnist", "--class", "7"], "unknown class '7'"),
+])
+def test_cli_from_real_errors_are_one_line(tmp_path, breast, medmnist_dir, run_cli, args, message):
+    r = run_cli("--checkpoint", breast, "--out", tmp_path / "o", "--n", 2, "--quiet", *args)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

@@ -69,6 +69,17 @@ def test_train_passes_flags_as_config_and_the_run_folder(tmp_path, fake):
     assert "FAKE SUMMARY" in out
 
 
+def test_augment_passes_from_real_and_strength(tmp_path, fake):
+    augment = fake("medgan.synthesis.export.augment")
+    invoke("augment", "--checkpoint", tmp_path / "c.pt", "--out", tmp_path / "o", "--n", 2, "--from-real",
+           "--strength", 0.3, "--dataset", "breastmnist", "--scarce", "0=0.5")
+    opts, kw = augment.call.args[2], augment.call.kwargs
+    assert opts.from_real is True and opts.strength == 0.3 and opts.reject_near_copies is False
+    assert (kw["train_data"].dataset, kw["train_data"].scarce) == ("breastmnist", ["0=0.5"])
+    invoke("augment", "--checkpoint", tmp_path / "c.pt", "--out", tmp_path / "o", "--n", 2)
+    assert augment.calls[1].args[2].from_real is False and augment.calls[1].args[2].strength is None
+
+
 def test_train_defaults_come_from_the_config_file_and_dry_run_calls_nothing(tmp_path, fake):
     train = fake("medgan.training.run.train")
     invoke("train", "--config", "breastmnist", "--out", tmp_path / "run")

@@ -300,3 +300,25 @@ def test_the_oracle_teacher_needs_a_scarcity_simulation():
     ok, why = oracle_decision("auto", many)
     assert not ok and "8.8x" in why and "evaluate.oracle_teacher: on" in why
     assert oracle_decision("on", many)[0] is True
+
+
+def test_evaluate_draws_a_translated_pool_from_the_checkpoint(tmp_path, monkeypatch):
+    """``evaluate.pool: from_real``: the GAN arms add translations of the real training images of the other
+    classes; the report records that pool; a strength without that pool is refused."""
+    from helpers import make_checkpoint
+
+    import medgan.synthesis.from_real as from_real
+    from medgan.synthesis.inversion import InversionSettings
+
+    monkeypatch.setattr(from_real, "INVERSION", InversionSettings(steps=2, encoder_steps=2, encoder_batch=8))
+    meta = {**load_dataset("phantom2d", scarce=SCARCE).meta(), "size": 28}
+    ck = make_checkpoint(tmp_path / "g.pt", meta)
+    cfg = _cfg(**{"evaluate.arms": "baseline,gan+oversample", "evaluate.ratios": [0.5], "evaluate.pool": "from_real",
+                  "evaluate.strength": 0.6, "evaluate.n_synthetic": 30})
+    rep = evaluate(cfg, checkpoint=ck, out_dir=tmp_path / "rep")
+    syn = json.loads((tmp_path / "rep" / "report.json").read_text())["synthetic"]
+    assert syn["pool"] == "from_real" and syn["strength"] == 0.6 and syn["pool_counts"] == [30, 30, 30]
+    assert [a["name"] for a in rep.data["arms"]] == ["baseline", "gan+oversample@0.5"]
+    assert sum(syn["allocation"]["gan+oversample@0.5"]) > 0  # the GAN arm adds translations
+    with pytest.raises(EvaluationError, match="evaluate.strength"):
+        evaluate(_cfg(**{"evaluate.arms": "baseline,gan", "evaluate.strength": 0.6}), checkpoint=ck)
