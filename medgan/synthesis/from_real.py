@@ -28,11 +28,13 @@ if TYPE_CHECKING:
     from medgan.synthesis.inversion import LatentTranslator
     from medgan.synthesis.sampler import Sampler
 
-#: The translation ``medgan augment --from-real`` and ``evaluate.pool: from_real`` use (chosen from the curve
-#: measured on validation, docs/results.md "Translation of real images").
-DEFAULT_STRENGTH = 0.5
+#: The translation ``medgan augment --from-real`` and ``evaluate.pool: from_real`` use: the point of the curve
+#: closest to both targets with validation sources (BreastMNIST malignant 50%: ``pipelines/translation_curve.py``,
+#: docs/results.md "Translation of real images into the scarce class").
+DEFAULT_STRENGTH = 0.85
 DEFAULT_SCHEDULE = "uniform"
-DEFAULT_RESIDUAL = True
+DEFAULT_RESIDUAL = 0.25
+"""The share of the source's unreconstructed detail added back (:class:`~medgan.synthesis.inversion.LatentTranslator`)."""
 #: The inversion settings of that translation (optimisation steps, warm-start encoder).
 INVERSION = InversionSettings()
 

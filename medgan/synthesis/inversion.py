@@ -152,6 +152,9 @@ def train_encoder(generator: torch.nn.Module, settings: InversionSettings, devic
     from medgan.runtime import global_rng_state, set_global_rng_state
 
     g = generator
+    if g.training:
+        raise MedganError("train_encoder samples the generator in eval mode (running batch-norm statistics): call "
+                          "generator.eval() first")
     width = int(settings.encoder_width) or (32 if g.spatial_dims == 2 else 16)
     saved = global_rng_state()
     try:
@@ -238,9 +241,7 @@ class Inverter:
                  encoder: LatentEncoder | None = None, device: torch.device | str = "cpu") -> None:
         self.settings = (settings or InversionSettings()).check()
         self.device = torch.device(device)
-        self.generator = generator.to(self.device).eval()
-        for p in self.generator.parameters():
-            p.requires_grad_(False)
+        self.generator = generator.to(self.device).eval()  # its weights are read, never changed
         self.class_names = [str(c) for c in class_names]
         if len(self.class_names) != max(int(self.generator.num_classes), 1):
             raise MedganError(f"{len(self.class_names)} class names for a generator of {self.generator.num_classes} "
@@ -354,10 +355,10 @@ def mix_weights(strength: float, levels: int, schedule: str = "uniform") -> torc
     if schedule not in SCHEDULES:
         raise MedganError(f"unknown translation schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
     k = torch.arange(levels, dtype=torch.float32)
-    if schedule == "uniform":
+    if schedule == "uniform" or levels == 1:
         return torch.full((levels,), s)
     if schedule in ("early", "late"):
-        coarse = levels - max(1, levels // 2) if levels > 1 else 1
+        coarse = levels - max(1, levels // 2)
         moves = k < coarse if schedule == "early" else k >= coarse
         return torch.where(moves, torch.tensor(s), torch.tensor(0.0))
     return (s * levels - (levels - 1 - k)).clamp(0.0, 1.0)

@@ -57,18 +57,20 @@ def test_from_real_writes_translations_with_their_sources(breast, breast_train, 
     assert bank.columns["strength"].tolist() == [0.7] * 6 and bank.subset([1, 3]).columns["source_label"].tolist() == [1, 1]
 
 
-def test_from_real_is_reproducible_and_strength_zero_keeps_the_source(breast, breast_train, medmnist_dir, tmp_path):
+def test_from_real_is_reproducible_and_strength_zero_keeps_the_source(breast, breast_train, medmnist_dir, tmp_path,
+                                                                       monkeypatch):
     a = augment(breast, tmp_path / "a", n=4, classes=[0], format="npz", from_real=True, train_data="breastmnist",
                 progress=False)
     b = augment(breast, tmp_path / "b", n=4, classes=[0], format="npz", from_real=True, train_data="breastmnist",
                 progress=False)
     assert (a.out_dir / "synthetic.npz").read_bytes() == (b.out_dir / "synthetic.npz").read_bytes()
+    monkeypatch.setattr(from_real, "DEFAULT_RESIDUAL", 1.0)  # the whole residual: strength 0 is the source itself
     augment(breast, tmp_path / "zero", n=4, classes=[0], format="npz", from_real=True, strength=0.0,
             train_data="breastmnist", progress=False)
     bank = SyntheticBank.from_folder(tmp_path / "zero")
     train_x, _ = breast_train
     src = train_x[torch.as_tensor(bank.columns["source_index"])]
-    assert torch.allclose(bank.array_images, src, atol=1 / 127.5 + 1e-6)  # the default keeps the residual
+    assert torch.allclose(bank.array_images, src, atol=1 / 127.5 + 1e-6)
 
 
 def test_from_real_rejects_near_copies_of_the_scarce_images(breast, breast_train, medmnist_dir, tmp_path, monkeypatch):

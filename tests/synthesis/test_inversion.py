@@ -82,6 +82,10 @@ def test_bad_classes_and_shapes_are_one_line_errors(sampler, generated):
 def test_mix_weights_schedules():
     assert mix_weights(0.3, 2, "uniform").tolist() == pytest.approx([0.3, 0.3])
     assert mix_weights(0.3, 4, "late").tolist() == pytest.approx([0.0, 0.0, 0.3, 0.3])
+    assert mix_weights(0.3, 4, "early").tolist() == pytest.approx([0.3, 0.3, 0.0, 0.0])
+    assert mix_weights(0.3, 3, "early").tolist() == pytest.approx([0.3, 0.3, 0.0])  # complements of each other
+    assert mix_weights(0.3, 3, "late").tolist() == pytest.approx([0.0, 0.0, 0.3])
+    assert mix_weights(0.3, 1, "late").tolist() == mix_weights(0.3, 1, "early").tolist() == pytest.approx([0.3])
     assert mix_weights(0.5, 2, "ramp").tolist() == pytest.approx([0.0, 1.0])  # the finest stage first
     assert mix_weights(1.0, 3, "ramp").tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert mix_weights(0.0, 3, "ramp").tolist() == pytest.approx([0.0, 0.0, 0.0])
@@ -101,7 +105,10 @@ def test_latent_translator_runs_from_source_to_target(sampler, generated, tmp_pa
     res = LatentTranslator(inv, "uniform", residual=True)
     assert torch.equal(res.translate(x, y, 1 - y, 0.0), x)  # the residual gives the image itself back at 0
     assert torch.allclose(res.translate(x, y, 1 - y, 1.0), (x + full - r.reconstruction).clamp(-1, 1), atol=1e-6)
-    assert tr.info()["schedule"] == "uniform" and res.info()["residual"] is True
+    part = LatentTranslator(inv, "uniform", residual=0.25).translate(x, y, 1 - y, 1.0)  # a share of the residual
+    assert torch.allclose(part, (full + 0.25 * (x - r.reconstruction)).clamp(-1, 1), atol=1e-6)
+    assert tr.info()["schedule"] == "uniform" and res.info()["residual"] == 1.0
+    one_line_error(LatentTranslator, inv, "uniform", 1.5, match="residual share")
 
 
 def test_inversion_in_3d(adrenal, tmp_path):
