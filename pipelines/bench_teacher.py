@@ -24,12 +24,14 @@ quality and memorisation checks) from a GAN checkpoint copied away from its run 
 fits its own teacher: the teacher's fit time (``OUT/teacher/teacher.json``) against the whole evaluation's, in
 the same process under the same load. The issue's target: the teacher at most 20% of a default evaluate.
 
-    .venv/bin/python pipelines/bench_teacher.py trajectories --setting breast20 --amp bf16,off \
-        --out docs/results/bench_teacher_trajectories.json
-    .venv/bin/python pipelines/bench_teacher.py schedules docs/results/bench_teacher_trajectories.json
-    .venv/bin/python pipelines/bench_teacher.py fit --setting breast20 --variants before,default \
+    .venv/bin/python pipelines/bench_teacher.py trajectories --setting breast20 --setting breast50 --amp bf16,off
+    .venv/bin/python pipelines/bench_teacher.py trajectories --setting pneumonia10 --amp bf16 \\
+        --out runs/bench_teacher/trajectories_pneumonia10.json
+    .venv/bin/python pipelines/bench_teacher.py schedules runs/bench_teacher/trajectories.json \\
+        runs/bench_teacher/trajectories_pneumonia10.json          # -> docs/results/bench_teacher_schedules.json
+    .venv/bin/python pipelines/bench_teacher.py fit --setting breast20 --variants before,default --rounds 2 --threads 1 \\
         --out docs/results/bench_teacher_fit.json
-    .venv/bin/python pipelines/bench_teacher.py ratio --checkpoint RUN/checkpoints/best.pt \
+    .venv/bin/python pipelines/bench_teacher.py ratio --checkpoint RUN/checkpoints/last.pt \\
         --out docs/results/bench_teacher_ratio.json
     .venv/bin/python pipelines/bench_teacher.py report docs/results/bench_teacher_fit.json
 """
@@ -258,11 +260,11 @@ def replay(run: dict[str, Any], schedule: tuple[int, int, int], m: int) -> dict[
 
 
 def schedules(args: argparse.Namespace) -> int:
-    data = json.loads(Path(args.file).read_text())
+    runs = [run for f in args.file for run in json.loads(Path(f).read_text())["runs"]]
     rows, out = [], []
     scheds = ([tuple(int(x) for x in sc.split("/")) for sc in args.schedules.split(",")] if args.schedules
               else SCHEDULES)
-    for run in data["runs"]:
+    for run in runs:
         for sched, m in itertools.product(scheds, MEMBERS):
             if m > run["members"] or sched[0] > run["epochs"]:
                 continue
@@ -272,8 +274,8 @@ def schedules(args: argparse.Namespace) -> int:
             rows.append(_schedule_row(r, run["class_names"]))
     print(markdown_table(SCHEDULE_HEADERS, rows))
     if args.out:
-        write_json(args.out, {"kind": "schedules", "command": " ".join(sys.argv), "source": str(args.file),
-                              "replays": out})
+        write_json(args.out, {"kind": "schedules", "command": " ".join(sys.argv),
+                              "source": [str(f) for f in args.file], "replays": out})
         print(f"-> {args.out}")
     return 0
 
@@ -431,10 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--members", type=int, default=5)
     t.add_argument("--epochs", type=int, default=80)
     t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--out", default=str(bc.RESULTS_DIR / "bench_teacher_trajectories.json"))
+    t.add_argument("--out", default=str(bc.ROOT / "runs" / "bench_teacher" / "trajectories.json"),
+                   help="every epoch's probabilities (megabytes: kept out of docs/results; deterministic on a CPU)")
     s = sub.add_parser("schedules", help="replay schedules and member counts from a trajectories file")
-    s.add_argument("file", type=Path)
-    s.add_argument("--out", type=Path)
+    s.add_argument("file", type=Path, nargs="+")
+    s.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "bench_teacher_schedules.json")
     s.add_argument("--schedules", help="EPOCHS/MIN/PATIENCE,... (default: SCHEDULES)")
     f = sub.add_parser("fit", help="fit named teacher variants; their cost and validation numbers")
     f.add_argument("--setting", action="append", choices=list(SETTINGS), help="repeatable (default: breast20)")
