@@ -157,11 +157,12 @@ def _wrong_kind(p: Path, found: str, kind: str) -> CheckpointError:
                            "--model translator)")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", kind: str = "dcgan") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    kind: str | None = "dcgan") -> dict[str, Any]:
     """Load and check a medgan checkpoint without executing code from it (a run folder: see
     :func:`resolve_checkpoint`). ``kind`` is the ``model.kind`` the caller needs (``dcgan``: a GAN, whose generator
-    samples; ``translator``: :mod:`medgan.training.translator`); a checkpoint of another kind is refused, naming
-    it."""
+    samples; ``translator``: :mod:`medgan.training.translator`; ``None``: any kind medgan knows); a checkpoint of
+    another kind is refused, naming it."""
     p = resolve_checkpoint(path).path
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is foreign or cut short
         raise CheckpointError(f"cannot read checkpoint {p}; the file is truncated or not a PyTorch checkpoint")
@@ -186,8 +187,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             f"this medgan understands ({FORMAT_VERSION}); upgrade medgan"
         )
     found = checkpoint_kind(ckpt)
-    if found != kind:
-        raise _wrong_kind(p, found, kind)
+    if found != kind and (kind is not None or found not in KINDS):
+        raise _wrong_kind(p, found, kind or "dcgan")
+    kind = found
     for key in ("config", "data", KINDS[kind][1]):
         if key not in ckpt:
             raise CheckpointError(f"{p} lacks '{key}'; the checkpoint is incomplete")

@@ -39,7 +39,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
 
     choice = resolve_checkpoint(path)
     p = choice.path
-    ck = load_checkpoint(p)
+    ck = load_checkpoint(p, kind=None)  # a GAN's or an image translator's
     meta, cfg = ck.get("data") or {}, ck.get("config") or {}
     grid = model_grid(meta) if "size" in meta and "spatial_dims" in meta else None
     train = cfg.get("train") or {}
@@ -52,7 +52,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
         "shape": [int(meta.get("channels", 0))] + [int(meta.get("size", 0))] * int(meta.get("spatial_dims", 0)),
         "intensity": meta.get("intensity"), "modality": meta.get("modality"),
         "grid": grid.to_dict() if grid else None, "scarcity": meta.get("scarcity"),
-        "train_fingerprint": meta.get("train_fingerprint"), "ema": ck.get("ema_generator") is not None,
+        "train_fingerprint": meta.get("train_fingerprint"), "ema": (ck.get("ema_generator") or ck.get("ema_translator")) is not None,
         "model": cfg.get("model"),
         "train": {k: train.get(k) for k in ("steps", "batch_size", "loss", "lr_g", "lr_d", "ema_decay", "amp",
                                             "seed") if k in train},
@@ -141,7 +141,7 @@ def checkpoint_report(path: str | Path) -> str:
     lines = [
         f"checkpoint  {i['checkpoint']}" + (f" ({i['chosen']})" if i.get("chosen") else ""),
         f"sha256      {i['sha256']}",
-        f"step        {i['step']} (medgan {i['medgan_version']}; EMA generator: {'yes' if i['ema'] else 'no'})",
+        f"step        {i['step']} (medgan {i['medgan_version']}; EMA weights: {'yes' if i['ema'] else 'no'})",
         f"dataset     {i['dataset']} ({i['source']}, read from {g.get('source_kind', '?')} data)",
         f"classes     {classes}",
         f"shape       {' x '.join(map(str, i['shape']))} (channels x spatial); spacing "

@@ -116,6 +116,11 @@ def test_run_folder_checkpoint_and_records(tmp_path):
     assert set(ck) >= {"translator", "ema_translator", "discriminator", "opt_g", "opt_d", "rng", "state"}
     assert "generator" not in ck
     assert "image translator" in res.summary() and "augment, evaluate" not in res.summary()
+    from medgan.training.info import checkpoint_info, checkpoint_report  # medgan info checkpoint describes it
+
+    info = checkpoint_info(out)
+    assert info["model"]["kind"] == "translator" and info["ema"] and info["train_fingerprint"] == data.fingerprint()
+    assert "translator" in checkpoint_report(out)
 
 
 def test_a_translator_checkpoint_is_refused_where_a_gan_is_needed_and_vice_versa(tmp_path):
