@@ -91,3 +91,10 @@ def check_ratio(r: Any) -> float:
                          f"0.5,1.0; more than {MAX_RATIO:g} synthetic images per real one would not fit in memory) "
                          "or 'balance' (--ratio)")
     return x
+
+
+def csv_list(v: Any) -> Any:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; anything else as given."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return v
